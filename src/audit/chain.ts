@@ -1,0 +1,304 @@
+/**
+ * Per-identity audit chains: the single source of truth for what an identity did, and for the
+ * usage that policy depends on (rate-limit counts, card spend and reservations, idempotency keys).
+ *
+ * `commit(identityId, build)` runs `build` inside the identity's exclusive section, after catching
+ * up on entries any other process appended, so that policy evaluation and the entry that records
+ * its decision are one atomic step across processes: two processes can never both spend the last
+ * dollar or the last rate-limit slot. Concurrent commits for one identity in this process are
+ * batched into one write and one fsync (group commit) — each build still sees the state left by
+ * the one before it.
+ */
+import { b64, sha256hex, sign as edSign } from "../crypto.js";
+import type { AuditBackend, ChainCursor } from "../../store/types.js";
+import { type AuditEntry, type Phase, ENTRY_VERSION, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+export interface Draft {
+  tool: string;
+  phase: Phase;
+  decision: string;
+  reason?: string;
+  session?: string;
+  args?: Record<string, unknown>;
+  result?: Record<string, unknown>;
+  providerId?: string;
+  intent?: number;
+  idem?: { key: string; argsHash: string };
+  amountCents?: number;
+  policyVersion?: number;
+  [extra: string]: unknown;
+}
+
+export interface Built<T> {
+  draft?: Draft;
+  value: T;
+  /** For a key rotation: the new key's secret, which co-signs the entry. */
+  cosign?: Uint8Array;
+  /** The key id that must sign this entry (only the genesis entry names its own). */
+  keyId?: string;
+}
+
+export interface SigningKey {
+  keyId: string;
+  secretKey: Uint8Array;
+}
+
+export interface Keyring {
+  /** The secret key for `keyId` of the identity (pending keys included). */
+  signer(identityId: string, keyId: string): Promise<SigningKey>;
+  /** The first entry of an identity's log, written when its log is empty. */
+  genesis(identityId: string): Promise<{ draft: Draft; keyId: string }>;
+}
+
+export interface IdemRecord {
+  argsHash: string;
+  intentSeq: number;
+  t: number;
+  outcome?: string;
+  result?: Record<string, unknown>;
+  receipt?: Receipt;
+}
+
+export interface Receipt {
+  identityId: string;
+  seq: number;
+  hash: string;
+  keyId: string;
+  signature: string;
+}
+
+export function receiptOf(e: AuditEntry): Receipt {
+  return { identityId: e.identity, seq: e.seq, hash: e.hash, keyId: e.keyId, signature: e.sig };
+}
+
+export class ChainCorruptError extends Error {}
+
+/** What one identity's log says, kept current by replaying entries. */
+export class ChainState {
+  seq = 0;
+  head = ZERO_HASH;
+  activeKeyId?: string;
+  cursor: ChainCursor = { position: 0 };
+  private readonly rate = new Map<string, number[]>();
+  private readonly spend = new Map<number, { t: number; amount: number }>();
+  private readonly idem = new Map<string, IdemRecord>();
+  private readonly idemByIntent = new Map<number, string>();
+  private readonly open = new Map<number, { tool: string; t: number; instance?: string; session?: string }>();
+
+  constructor(readonly identityId: string) {}
+
+  apply(e: AuditEntry): void {
+    if (e.seq !== this.seq + 1 || e.prev !== this.head) {
+      throw new ChainCorruptError(`audit log of ${this.identityId} is broken at seq ${e.seq}`);
+    }
+    this.seq = e.seq;
+    this.head = e.hash;
+    const t = Date.parse(e.ts);
+    if (e.seq === 1 && !this.activeKeyId) this.activeKeyId = e.keyId;
+    if (typeof e.newKeyId === "string") this.activeKeyId = e.newKeyId;
+    if ((e.phase === "intent" || e.phase === "call") && e.decision === "allow") {
+      let times = this.rate.get(e.tool);
+      if (!times) this.rate.set(e.tool, (times = []));
+      times.push(t);
+      if (times.length > 64 && times[0]! < t - DAY_MS) this.rate.set(e.tool, times.filter((x) => x >= t - DAY_MS));
+    }
+    if (e.phase === "intent" && e.decision === "allow") {
+      this.open.set(e.seq, { tool: e.tool, t, instance: e.instance as string | undefined, session: e.session });
+      if (typeof e.amountCents === "number") this.spend.set(e.seq, { t, amount: e.amountCents });
+      if (e.idem) {
+        const k = idemKey(e.tool, e.idem.key);
+        this.idem.set(k, { argsHash: e.idem.argsHash, intentSeq: e.seq, t });
+        this.idemByIntent.set(e.seq, k);
+      }
+    }
+    if (e.phase === "result" && typeof e.intent === "number") {
+      const intent = this.open.get(e.intent);
+      this.open.delete(e.intent);
+      // Money that provably did not move is released; "unknown" stays reserved.
+      if (e.decision === "failed") this.spend.delete(e.intent);
+      const k = intent ? this.idemByIntent.get(e.intent) : undefined;
+      const rec = k === undefined ? undefined : this.idem.get(k);
+      if (k !== undefined && rec) {
+        this.idemByIntent.delete(e.intent);
+        // A definite failure frees the key for a retry; success and "unknown" are replayed.
+        if (e.decision === "failed") this.idem.delete(k);
+        else Object.assign(rec, { outcome: e.decision, result: e.result, receipt: receiptOf(e) });
+      }
+    }
+  }
+
+  countSince(tool: string, sinceMs: number): number {
+    const times = this.rate.get(tool);
+    if (!times) return 0;
+    let n = 0;
+    for (let i = times.length - 1; i >= 0 && times[i]! >= sinceMs; i--) n++;
+    return n;
+  }
+
+  spentSince(sinceMs: number): number {
+    let sum = 0;
+    for (const s of this.spend.values()) if (s.t >= sinceMs) sum += s.amount;
+    return sum;
+  }
+
+  idempotency(tool: string, key: string, nowMs: number): IdemRecord | undefined {
+    const r = this.idem.get(idemKey(tool, key));
+    return r && r.t >= nowMs - DAY_MS ? r : undefined;
+  }
+
+  openIntents(): Array<{ seq: number; tool: string; t: number; instance?: string; session?: string }> {
+    return [...this.open.entries()].map(([seq, v]) => ({ seq, ...v }));
+  }
+}
+
+const idemKey = (tool: string, key: string): string => `${tool}\u0000${key}`;
+
+interface Pending {
+  build: (state: ChainState) => Built<unknown> | Promise<Built<unknown>>;
+  resolve: (v: { value: unknown; entry?: AuditEntry }) => void;
+  reject: (err: unknown) => void;
+}
+
+export interface ChainOptions {
+  backend: AuditBackend;
+  keyring: Keyring;
+  now?: () => number;
+}
+
+export class AuditChains {
+  private readonly states = new Map<string, ChainState>();
+  private readonly queues = new Map<string, Pending[]>();
+  private readonly flushing = new Set<string>();
+  private readonly now: () => number;
+
+  constructor(private readonly opts: ChainOptions) {
+    this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * Appends at most one entry, built from the current state under the identity's exclusive
+   * section. Resolves when the entry is durable.
+   */
+  commit<T>(identityId: string, build: (state: ChainState) => Built<T> | Promise<Built<T>>): Promise<{ value: T; entry?: AuditEntry }> {
+    return new Promise((resolve, reject) => {
+      let q = this.queues.get(identityId);
+      if (!q) this.queues.set(identityId, (q = []));
+      q.push({ build, resolve: resolve as Pending["resolve"], reject });
+      if (!this.flushing.has(identityId)) void this.flush(identityId);
+    });
+  }
+
+  /** Catches up on the log without writing (for reads that need current usage). */
+  async state(identityId: string): Promise<ChainState> {
+    await this.commit(identityId, () => ({ value: null }));
+    return this.states.get(identityId)!;
+  }
+
+  private async flush(identityId: string): Promise<void> {
+    this.flushing.add(identityId);
+    try {
+      for (;;) {
+        const q = this.queues.get(identityId);
+        if (!q || q.length === 0) break;
+        const batch = q.splice(0, q.length);
+        await this.runBatch(identityId, batch);
+      }
+    } finally {
+      this.flushing.delete(identityId);
+      this.queues.delete(identityId);
+    }
+  }
+
+  private async runBatch(identityId: string, batch: Pending[]): Promise<void> {
+    let state = this.states.get(identityId) ?? new ChainState(identityId);
+    const outcomes: Array<{ ok: true; value: unknown; entry?: AuditEntry } | { ok: false; err: unknown }> = [];
+    try {
+      const { cursor } = await this.opts.backend.withChain(identityId, state.cursor, async (view) => {
+        for (const line of view.lines) state.apply(parseLine(line, identityId));
+        const lines: string[] = [];
+        const append = async (draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> => {
+          const entry = await this.seal(state, identityId, draft, keyId, cosign);
+          state.apply(entry);
+          lines.push(JSON.stringify(entry));
+          return entry;
+        };
+        if (state.seq === 0) {
+          const g = await this.opts.keyring.genesis(identityId);
+          await append(g.draft, g.keyId);
+        }
+        if (view.torn) {
+          // A crash tore the last write (never acknowledged: acks follow fsync). Replace it with a
+          // signed record of what was discarded, never silently.
+          await append({
+            tool: "audit_recovery",
+            phase: "event",
+            decision: "repaired",
+            reason: "torn_final_line",
+            discardedBytes: view.torn.length,
+            discardedSha256: sha256hex(view.torn),
+          });
+        }
+        for (const p of batch) {
+          try {
+            const built = await p.build(state);
+            const entry = built.draft ? await append(built.draft, built.keyId, built.cosign) : undefined;
+            outcomes.push({ ok: true, value: built.value, entry });
+          } catch (err) {
+            if (err instanceof ChainCorruptError) throw err;
+            outcomes.push({ ok: false, err });
+          }
+        }
+        return { lines, value: null };
+      });
+      state.cursor = cursor;
+      this.states.set(identityId, state);
+    } catch (err) {
+      // Our view may now disagree with the disk: rebuild from scratch next time.
+      this.states.delete(identityId);
+      for (const p of batch) p.reject(err);
+      return;
+    }
+    outcomes.forEach((o, i) => {
+      const p = batch[i]!;
+      if (o.ok) p.resolve({ value: o.value, entry: o.entry });
+      else p.reject(o.err);
+    });
+  }
+
+  private async seal(state: ChainState, identityId: string, draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> {
+    const signerId = keyId ?? state.activeKeyId;
+    if (!signerId) throw new ChainCorruptError(`audit log of ${identityId} has no active key`);
+    const key = await this.opts.keyring.signer(identityId, signerId);
+    const body: Record<string, unknown> = {
+      v: ENTRY_VERSION,
+      seq: state.seq + 1,
+      ts: new Date(this.now()).toISOString(),
+      identity: identityId,
+      ...draft,
+      keyId: signerId,
+      prev: state.head,
+    };
+    for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
+    const hash = entryHash(body);
+    const statement = signingStatement(hash);
+    const entry = { ...body, hash, sig: b64(edSign(key.secretKey, statement)) } as AuditEntry;
+    if (cosign) entry.sigNew = b64(edSign(cosign, statement));
+    return entry;
+  }
+}
+
+export function parseLine(line: string, identityId?: string): AuditEntry {
+  let e: AuditEntry;
+  try {
+    e = JSON.parse(line) as AuditEntry;
+  } catch {
+    throw new ChainCorruptError(`audit log${identityId ? ` of ${identityId}` : ""} has a line that is not JSON`);
+  }
+  if (typeof e !== "object" || e === null || typeof e.seq !== "number" || typeof e.hash !== "string") {
+    throw new ChainCorruptError(`audit log${identityId ? ` of ${identityId}` : ""} has a malformed entry`);
+  }
+  return e;
+}
+

@@ -1,0 +1,233 @@
+/**
+ * The `sigil` command line (SPEC §2). Every command that prints data accepts --json and then prints
+ * exactly one JSON document on stdout; errors go to stderr as one sentence with a non-zero exit.
+ * The local CLI acts with the authority of whoever can read the home; it needs no token.
+ */
+import { readFileSync } from "node:fs";
+import { Command, CommanderError, Option } from "commander";
+import { SigilError } from "./errors.js";
+import { resolveHome } from "./home.js";
+import { Sigil, verifyBundle } from "./sigil.js";
+
+const env = process.env;
+const home = (): string => resolveHome(env);
+
+function out(json: boolean, data: unknown, human: () => string): void {
+  process.stdout.write(json ? JSON.stringify(data, null, 2) + "\n" : human() + "\n");
+}
+
+async function withSigil<T>(fn: (s: Sigil) => Promise<T>): Promise<T> {
+  const sigil = await Sigil.open({ home: home(), env });
+  try {
+    return await fn(sigil);
+  } finally {
+    await sigil.close();
+  }
+}
+
+function readPolicyArg(value: string | undefined): unknown {
+  if (value === undefined) return {};
+  const text = value.startsWith("@") ? readFileSync(value.slice(1), "utf8") : value;
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new SigilError("invalid_policy", "--policy is not valid JSON (give JSON, or @file with JSON in it).");
+  }
+}
+
+async function readStdin(): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8");
+}
+
+const jsonOpt = () => new Option("--json", "print one JSON document on stdout");
+
+export function buildCli(): Command {
+  const program = new Command("sigil")
+    .description("An MCP server that gives every AI agent its own identity, policy and signed audit log.")
+    .version("0.1.0")
+    .showHelpAfterError()
+    .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL. See the README.");
+
+  program
+    .command("init")
+    .description("create the home: registry, master key and admin token (refuses if it exists)")
+    .addOption(jsonOpt())
+    .action(async (o: { json?: boolean }) => {
+      const r = await Sigil.init({ home: home(), env });
+      out(!!o.json, r, () => `Initialised ${r.home}\nAdmin token (shown once, keep it safe): ${r.adminToken}`);
+    });
+
+  program
+    .command("serve")
+    .description("serve MCP over stdio for SIGIL_TOKEN (or SIGIL_TOKEN_FILE), or over Streamable HTTP with --http")
+    .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp (Authorization: Bearer <token>)")
+    .option("--host <host>", "address to bind with --http", "127.0.0.1")
+    .option("--port <port>", "port with --http", "7410")
+    .action(async (o: { http?: boolean; host: string; port: string }) => {
+      const sigil = await Sigil.open({ home: home(), env });
+      if (o.http) {
+        await startHttp(sigil, o.host, parsePort(o.port));
+      } else {
+        const { serveStdio } = await import("./server/stdio.js");
+        await serveStdio(sigil);
+      }
+    });
+
+  program
+    .command("start")
+    .description("the quick start (npm start): initialise a home if there is none, create a demo identity, serve HTTP on 127.0.0.1:7410")
+    .option("--host <host>", "address to bind", "127.0.0.1")
+    .option("--port <port>", "port", "7410")
+    .action(async (o: { host: string; port: string }) => {
+      const { quickStart } = await import("./start.js");
+      await quickStart(home(), env, o.host, parsePort(o.port), startHttp);
+    });
+
+  const identity = program.command("identity").description("issue and manage agent identities");
+  identity
+    .command("create")
+    .description("issue an identity: its own signing key, agent token (shown once) and policy")
+    .requiredOption("--name <name>", "a human-readable name")
+    .requiredOption("--channels <list>", "comma-separated: email,sms,voice,vault,card,sign")
+    .option("--policy <json|@file>", "the policy document (default deny)")
+    .option("--email <addr>", "the identity's own From address")
+    .option("--phone <e164>", "the identity's own phone number")
+    .addOption(jsonOpt())
+    .action(async (o: { name: string; channels: string; policy?: string; email?: string; phone?: string; json?: boolean }) => {
+      const policy = readPolicyArg(o.policy);
+      const r = await withSigil((s) => s.createIdentity({ name: o.name, channels: o.channels.split(","), policy, email: o.email, phone: o.phone }));
+      out(!!o.json, r, () => `Created ${r.id} (${r.name})\nkey: ${r.keyId}\nAgent token (shown once): ${r.token}`);
+    });
+  identity
+    .command("list")
+    .description("list identities (never tokens or private keys)")
+    .addOption(jsonOpt())
+    .action(async (o: { json?: boolean }) => {
+      const list = await withSigil((s) => s.listIdentities());
+      out(!!o.json, list, () =>
+        list.length === 0 ? "No identities." : list.map((i) => `${i.id}  ${i.name}  [${i.channels.join(",")}]${i.revokedAt ? "  revoked" : ""}`).join("\n"),
+      );
+    });
+  identity
+    .command("show")
+    .description("show one identity")
+    .argument("<id>")
+    .addOption(jsonOpt())
+    .action(async (id: string, o: { json?: boolean }) => {
+      const v = await withSigil((s) => s.showIdentity(id));
+      out(!!o.json, v, () => JSON.stringify(v, null, 2));
+    });
+  identity
+    .command("rotate-key")
+    .description("give the identity a new signing key; the old one stays verifiable")
+    .argument("<id>")
+    .addOption(jsonOpt())
+    .action(async (id: string, o: { json?: boolean }) => {
+      const r = await withSigil((s) => s.rotateKey(id));
+      out(!!o.json, r, () => `New key ${r.keyId} (previous ${r.previousKeyId})`);
+    });
+  identity
+    .command("rotate-token")
+    .description("issue a new agent token; the old one stops working at once")
+    .argument("<id>")
+    .addOption(jsonOpt())
+    .action(async (id: string, o: { json?: boolean }) => {
+      const r = await withSigil((s) => s.rotateToken(id));
+      out(!!o.json, r, () => `New agent token (shown once): ${r.token}`);
+    });
+  identity
+    .command("revoke")
+    .description("revoke the identity: its token stops working, running sessions are refused on their next call")
+    .argument("<id>")
+    .addOption(jsonOpt())
+    .action(async (id: string, o: { json?: boolean }) => {
+      const r = await withSigil((s) => s.revoke(id));
+      out(!!o.json, r, () => `Revoked ${r.id} at ${r.revokedAt}`);
+    });
+
+  const audit = program.command("audit").description("verify and export the signed audit logs");
+  audit
+    .command("verify")
+    .description("verify every entry of one identity's log, or of all logs (exit 1 and the first bad seq when not)")
+    .argument("[id]")
+    .option("--bundle <file>", "verify an exported bundle offline, without the home")
+    .addOption(jsonOpt())
+    .action(async (id: string | undefined, o: { bundle?: string; json?: boolean }) => {
+      let report: Awaited<ReturnType<typeof verifyBundle>>;
+      if (o.bundle) {
+        let bundle: unknown;
+        try {
+          bundle = JSON.parse(readFileSync(o.bundle, "utf8"));
+        } catch {
+          throw new SigilError("invalid_bundle", `${o.bundle} cannot be read as a JSON bundle.`);
+        }
+        report = await verifyBundle(bundle);
+      } else {
+        report = await withSigil((s) => s.verify(id));
+      }
+      out(!!o.json, report, () =>
+        report.identities
+          .map((r) => (r.ok ? `ok   ${r.id}: ${r.entries} entries verify` : `FAIL ${r.id}: seq ${r.firstBadSeq}: ${r.error}`))
+          .join("\n") || "No identities.",
+      );
+      if (!report.ok) {
+        const bad = report.identities.find((r) => !r.ok)!;
+        if (o.json) process.stderr.write(`sigil: ${bad.id}: seq ${bad.firstBadSeq}: ${bad.error}\n`);
+        process.exitCode = 1;
+      }
+    });
+  audit
+    .command("export")
+    .description("print a self-contained bundle (entries + public key history) for offline verification")
+    .argument("<id>")
+    .addOption(jsonOpt())
+    .action(async (id: string) => {
+      const b = await withSigil((s) => s.exportBundle(id));
+      process.stdout.write(JSON.stringify(b, null, 2) + "\n");
+    });
+
+  return program;
+}
+
+function parsePort(p: string): number {
+  const n = Number(p);
+  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new SigilError("invalid_arguments", `--port must be a port number, not "${p.slice(0, 20)}".`);
+  return n;
+}
+
+export async function startHttp(sigil: Sigil, host: string, port: number): Promise<string> {
+  const { serveHttp } = await import("./server/http.js");
+  const allowedHosts = (env.SIGIL_ALLOWED_HOSTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const allowedOrigins = (env.SIGIL_ALLOWED_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const { url, close } = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins });
+  process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
+  const shutdown = (): void => {
+    void close().finally(() => sigil.close().finally(() => process.exit(0)));
+  };
+  process.on("SIGTERM", shutdown);
+  process.on("SIGINT", shutdown);
+  return url;
+}
+
+export async function main(argv: string[]): Promise<void> {
+  const program = buildCli();
+  program.exitOverride();
+  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
+  try {
+    await program.parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CommanderError) {
+      process.exit(err.exitCode === 0 ? 0 : 2);
+    }
+    if (err instanceof SigilError) {
+      process.stderr.write(`sigil: ${err.publicMessage}\n`);
+      process.exit(1);
+    }
+    process.stderr.write(`sigil: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.exit(1);
+  }
+}
+
+void main(process.argv);

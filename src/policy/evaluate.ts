@@ -1,0 +1,315 @@
+/**
+ * The policy decision: one pure, default-deny function.
+ *
+ * Guarantees of `evaluate(policy, action, usage, nowMs)`:
+ *  - never throws for any action value (arguments are re-checked defensively;
+ *    exceptions thrown by `usage` itself propagate, and the caller must treat
+ *    them as a refusal);
+ *  - anything the policy does not explicitly allow is refused with a reason
+ *    code and one short sentence that echoes at most ~80 sanitised characters;
+ *  - when allowed, `normalized` holds the values the caller MUST use instead
+ *    of the raw arguments.
+ *
+ * Rules, in order:
+ *  1. rate limits (any kind): `rateLimits[tool].perMinute` counts allowed
+ *     attempts in (now-60s, now], `perDay` in (now-24h, now]; refused when the
+ *     count already reached the limit (so the limit-th attempt is allowed);
+ *  2. email: `allowedDomains` absent → email_not_allowed; `to` non-empty;
+ *     more than 1000 raw addresses → too_many_recipients before any parsing;
+ *     every address must pass `validateAddress` (one bad → invalid_recipient)
+ *     and `domainAllowed`; the de-duplicated to+cc count must be
+ *     <= `maxRecipients`, which defaults to 10 when absent;
+ *  3. sms/call: both phone keys absent → phone_not_allowed; strict E.164
+ *     (`parsePhone`); premium/shared-cost → premium_rate even if listed;
+ *     then listed number or listed country;
+ *  4. vault: `allowedSecrets` globs; `*` matches any run of characters
+ *     (including none, and including `/`); every other character matches
+ *     itself, case-sensitively; no other wildcard syntax;
+ *  5. card: `cardSpendingLimitCents` absent → card_not_allowed; amount a
+ *     positive safe integer; currency (case-insensitive input) equal to
+ *     `cardCurrency ?? "USD"`; per-charge limit; blocked MCC before allowed
+ *     MCC; spent in (now-24h, now] + amount <= limit; needsApproval when
+ *     amount > approvalAboveCents;
+ *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; https only
+ *     (http only for loopback hosts), no credentials in the URL; the origin
+ *     must be listed or `"*"` must be listed.
+ */
+import { domainAllowed, validateAddress } from "./email-address.js";
+import { parsePhone } from "./phone.js";
+import { isLoopbackHost, safeEcho, type Policy } from "./schema.js";
+
+export type Action =
+  | { kind: "none"; tool: string }
+  | { kind: "email"; tool: string; to: string[]; cc: string[] }
+  | { kind: "sms" | "call"; tool: string; to: string }
+  | { kind: "vault"; tool: string; name: string }
+  | { kind: "card"; tool: string; amountCents: number; currency: string; merchantCategory?: string }
+  | { kind: "sign"; tool: string; url: string };
+
+export interface Usage {
+  /** allowed attempts of `tool` with time >= sinceMs (epoch ms) */
+  countSince(tool: string, sinceMs: number): number;
+  /** cents spent or reserved on the card with time >= sinceMs */
+  spentSince(sinceMs: number): number;
+}
+
+export type ReasonCode =
+  | "invalid_recipient"
+  | "email_not_allowed"
+  | "domain_not_allowed"
+  | "too_many_recipients"
+  | "invalid_phone"
+  | "phone_not_allowed"
+  | "premium_rate"
+  | "secret_not_allowed"
+  | "card_not_allowed"
+  | "currency_not_allowed"
+  | "per_charge_limit"
+  | "spending_limit"
+  | "merchant_category_blocked"
+  | "merchant_category_not_allowed"
+  | "origin_not_allowed"
+  | "rate_limited"
+  | "invalid_arguments";
+
+export type NormalizedAction =
+  | { kind: "none" }
+  | { kind: "email"; to: string[]; cc: string[] }
+  | { kind: "sms" | "call"; to: string; country: string | undefined }
+  | { kind: "vault"; name: string }
+  | { kind: "card"; amountCents: number; currency: string; merchantCategory?: string }
+  | { kind: "sign"; url: string; origin: string };
+
+export type Decision =
+  | { allow: true; needsApproval: boolean; normalized: NormalizedAction }
+  | { allow: false; reason: ReasonCode; message: string };
+
+/** Used when `maxRecipients` is absent. */
+export const DEFAULT_MAX_RECIPIENTS = 10;
+export const MINUTE_MS = 60_000;
+export const DAY_MS = 86_400_000;
+const MAX_RAW_RECIPIENTS = 1000;
+const MAX_SECRET_NAME = 256;
+const MAX_URL = 8192;
+
+function deny(reason: ReasonCode, message: string): Decision {
+  return { allow: false, reason, message };
+}
+
+function allow(normalized: NormalizedAction, needsApproval = false): Decision {
+  return { allow: true, needsApproval, normalized };
+}
+
+function q(v: unknown): string {
+  return JSON.stringify(safeEcho(typeof v === "string" ? v : String(v)));
+}
+
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((x) => typeof x === "string");
+}
+
+/** Glob match where `*` matches any run of characters (possibly empty); linear-time greedy backtracking. */
+export function globMatch(pattern: string, name: string): boolean {
+  let p = 0;
+  let n = 0;
+  let star = -1;
+  let mark = 0;
+  while (n < name.length) {
+    if (p < pattern.length && pattern[p] !== "*" && pattern[p] === name[n]) {
+      p++;
+      n++;
+    } else if (p < pattern.length && pattern[p] === "*") {
+      star = p++;
+      mark = n;
+    } else if (star >= 0) {
+      p = star + 1;
+      n = ++mark;
+    } else {
+      return false;
+    }
+  }
+  while (p < pattern.length && pattern[p] === "*") p++;
+  return p === pattern.length;
+}
+
+function checkRateLimit(policy: Policy, tool: string, usage: Usage, nowMs: number): Decision | undefined {
+  const limits = policy.rateLimits;
+  if (!limits || !Object.hasOwn(limits, tool)) return undefined;
+  const rl = limits[tool];
+  if (!rl) return undefined;
+  if (rl.perMinute !== undefined && !(usage.countSince(tool, nowMs - MINUTE_MS + 1) < rl.perMinute)) {
+    return deny("rate_limited", `${q(tool)} may be used at most ${rl.perMinute} times per minute.`);
+  }
+  if (rl.perDay !== undefined && !(usage.countSince(tool, nowMs - DAY_MS + 1) < rl.perDay)) {
+    return deny("rate_limited", `${q(tool)} may be used at most ${rl.perDay} times per day.`);
+  }
+  return undefined;
+}
+
+function evalEmail(policy: Policy, a: { to: unknown; cc: unknown }): Decision {
+  const allowed = policy.allowedDomains;
+  if (!allowed) return deny("email_not_allowed", "This identity's policy does not allow sending email.");
+  const cc = a.cc === undefined ? [] : a.cc;
+  if (!isStringArray(a.to) || !isStringArray(cc)) {
+    return deny("invalid_arguments", "Recipients must be arrays of strings.");
+  }
+  if (a.to.length === 0) return deny("invalid_arguments", "At least one \"to\" recipient is required.");
+  const max = policy.maxRecipients ?? DEFAULT_MAX_RECIPIENTS;
+  if (a.to.length + cc.length > MAX_RAW_RECIPIENTS) {
+    return deny("too_many_recipients", `The message has more than the allowed ${max} recipients.`);
+  }
+  const seen = new Set<string>();
+  const norm = (list: string[]): string[] | Decision => {
+    const out: string[] = [];
+    for (const raw of list) {
+      const v = validateAddress(raw);
+      if (!v.ok) return deny("invalid_recipient", `Recipient ${q(raw)} is not a plain email address: ${v.reason}.`);
+      if (!domainAllowed(v.domain, allowed)) {
+        return deny("domain_not_allowed", `Recipient domain ${q(v.domain)} is not in allowedDomains.`);
+      }
+      if (!seen.has(v.address)) {
+        seen.add(v.address);
+        out.push(v.address);
+      }
+    }
+    return out;
+  };
+  const to = norm(a.to);
+  if (!Array.isArray(to)) return to;
+  const ccN = norm(cc);
+  if (!Array.isArray(ccN)) return ccN;
+  if (seen.size > max) {
+    return deny("too_many_recipients", `The message has ${seen.size} recipients; at most ${max} are allowed.`);
+  }
+  return allow({ kind: "email", to, cc: ccN });
+}
+
+function evalPhone(policy: Policy, kind: "sms" | "call", to: unknown): Decision {
+  const numbers = policy.allowedPhoneNumbers;
+  const countries = policy.allowedPhoneCountries;
+  const what = kind === "sms" ? "SMS" : "calls";
+  if (!numbers && !countries) return deny("phone_not_allowed", `This identity's policy does not allow ${what}.`);
+  if (typeof to !== "string") return deny("invalid_phone", "The destination must be an E.164 string.");
+  const p = parsePhone(to);
+  if (!p.ok) return deny("invalid_phone", `Destination ${q(to)} ${p.reason}.`);
+  if (p.premium) return deny("premium_rate", `Destination ${p.e164} is a premium-rate number.`);
+  const listed = numbers?.includes(p.e164) ?? false;
+  const inCountry = p.country !== undefined && (countries?.includes(p.country) ?? false);
+  if (!listed && !inCountry) {
+    return deny("phone_not_allowed", `Destination ${p.e164} is not in allowedPhoneNumbers or allowedPhoneCountries.`);
+  }
+  return allow({ kind, to: p.e164, country: p.country });
+}
+
+function evalVault(policy: Policy, name: unknown): Decision {
+  const globs = policy.allowedSecrets;
+  if (typeof name !== "string" || name.length === 0 || name.length > MAX_SECRET_NAME) {
+    return deny("invalid_arguments", `The secret name must be a string of 1 to ${MAX_SECRET_NAME} characters.`);
+  }
+  if (!globs || !globs.some((g) => globMatch(g, name))) {
+    return deny("secret_not_allowed", `Secret ${q(name)} is not in allowedSecrets.`);
+  }
+  return allow({ kind: "vault", name });
+}
+
+function evalCard(
+  policy: Policy,
+  a: { amountCents: unknown; currency: unknown; merchantCategory?: unknown },
+  usage: Usage,
+  nowMs: number,
+): Decision {
+  const limit = policy.cardSpendingLimitCents;
+  if (limit === undefined) return deny("card_not_allowed", "This identity's policy does not allow card charges.");
+  const amount = a.amountCents;
+  if (typeof amount !== "number" || !Number.isSafeInteger(amount) || amount <= 0) {
+    return deny("invalid_arguments", "amountCents must be a positive integer.");
+  }
+  if (typeof a.currency !== "string" || !/^[A-Za-z]{3}$/.test(a.currency)) {
+    return deny("invalid_arguments", "currency must be a 3-letter ISO 4217 code.");
+  }
+  const currency = a.currency.toUpperCase();
+  const allowedCurrency = policy.cardCurrency ?? "USD";
+  if (currency !== allowedCurrency) {
+    return deny("currency_not_allowed", `Only ${allowedCurrency} charges are allowed.`);
+  }
+  const mcc = a.merchantCategory;
+  if (mcc !== undefined && (typeof mcc !== "string" || !/^\d{4}$/.test(mcc))) {
+    return deny("invalid_arguments", "merchantCategory must be a 4-digit merchant category code.");
+  }
+  if (policy.cardPerChargeLimitCents !== undefined && amount > policy.cardPerChargeLimitCents) {
+    return deny("per_charge_limit", `A single charge may be at most ${policy.cardPerChargeLimitCents} cents.`);
+  }
+  if (mcc !== undefined && policy.blockedMerchantCategories?.includes(mcc)) {
+    return deny("merchant_category_blocked", `Merchant category ${mcc} is blocked.`);
+  }
+  const allowedMcc = policy.allowedMerchantCategories;
+  if (allowedMcc !== undefined && (mcc === undefined || !allowedMcc.includes(mcc))) {
+    return deny(
+      "merchant_category_not_allowed",
+      mcc === undefined
+        ? "A merchantCategory is required by this policy."
+        : `Merchant category ${mcc} is not in allowedMerchantCategories.`,
+    );
+  }
+  const spent = usage.spentSince(nowMs - DAY_MS + 1);
+  if (typeof spent !== "number" || !Number.isFinite(spent) || spent < 0 || spent + amount > limit) {
+    return deny("spending_limit", `The charge would exceed the ${limit}-cent limit for any 24 hours.`);
+  }
+  const needsApproval = policy.approvalAboveCents !== undefined && amount > policy.approvalAboveCents;
+  const normalized: NormalizedAction = { kind: "card", amountCents: amount, currency };
+  if (mcc !== undefined) normalized.merchantCategory = mcc;
+  return allow(normalized, needsApproval);
+}
+
+function evalSign(policy: Policy, url: unknown): Decision {
+  const origins = policy.allowedSigningOrigins;
+  if (!origins) return deny("origin_not_allowed", "This identity's policy does not allow signing requests.");
+  if (typeof url !== "string" || url.length === 0 || url.length > MAX_URL) {
+    return deny("invalid_arguments", `url must be a string of 1 to ${MAX_URL} characters.`);
+  }
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    return deny("invalid_arguments", `url ${q(url)} is not an absolute URL.`);
+  }
+  if (u.username !== "" || u.password !== "") {
+    return deny("invalid_arguments", "url must not contain credentials.");
+  }
+  if (!(u.protocol === "https:" || (u.protocol === "http:" && isLoopbackHost(u.hostname)))) {
+    return deny("origin_not_allowed", "Only https URLs (or http to loopback) may be signed.");
+  }
+  const origin = u.origin;
+  if (!origins.includes("*") && !origins.includes(origin)) {
+    return deny("origin_not_allowed", `Origin ${q(origin)} is not in allowedSigningOrigins.`);
+  }
+  return allow({ kind: "sign", url: u.href, origin });
+}
+
+export function evaluate(policy: Policy, action: Action, usage: Usage, nowMs: number): Decision {
+  if (typeof action !== "object" || action === null || typeof action.tool !== "string" || action.tool === "") {
+    return deny("invalid_arguments", "The action is malformed.");
+  }
+  if (typeof policy !== "object" || policy === null || !Number.isFinite(nowMs)) {
+    return deny("invalid_arguments", "The policy or time is malformed.");
+  }
+  const rl = checkRateLimit(policy, action.tool, usage, nowMs);
+  if (rl) return rl;
+  switch (action.kind) {
+    case "none":
+      return allow({ kind: "none" });
+    case "email":
+      return evalEmail(policy, action);
+    case "sms":
+    case "call":
+      return evalPhone(policy, action.kind, action.to);
+    case "vault":
+      return evalVault(policy, action.name);
+    case "card":
+      return evalCard(policy, action, usage, nowMs);
+    case "sign":
+      return evalSign(policy, action.url);
+    default:
+      return deny("invalid_arguments", "The action kind is unknown.");
+  }
+}

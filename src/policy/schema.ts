@@ -1,0 +1,216 @@
+/**
+ * The policy document (SPEC §4 plus `allowedSigningOrigins` and `cardCurrency`).
+ *
+ * Guarantees of `parsePolicy` / `parsePolicyJson`:
+ *  - unknown keys (top level and inside `rateLimits` entries) are an error;
+ *  - every value is bounded: arrays <= 1000 entries, strings <= 253 chars,
+ *    rateLimits <= 100 tools, JSON text <= 1 MiB;
+ *  - normalised output: `allowedDomains` lower-case ASCII (IDNA), validated
+ *    with the same rule as email domains; `allowedSigningOrigins` reduced to
+ *    `scheme://host[:port]` (lower-cased, default port dropped); lists are
+ *    de-duplicated. The output parses again to itself;
+ *  - errors are ONE sentence naming the offending key, e.g.
+ *    `policy.maxRecipients: must be an integer between 1 and 1000`.
+ * Absent keys are left absent (evaluate.ts decides what absence means).
+ */
+import * as z from "zod";
+import { isSupportedCountry } from "libphonenumber-js/max";
+import { normalizeDomain } from "./email-address.js";
+import { E164_RE } from "./phone.js";
+
+const MAX_LIST = 1000;
+const MAX_STR = 253;
+const MAX_TOOLS = 100;
+const MAX_JSON = 1024 * 1024;
+
+function dedupe(xs: string[]): string[] {
+  return [...new Set(xs)];
+}
+
+function list<T extends z.ZodType<string, unknown>>(item: T, what: string) {
+  return z
+    .array(item, { error: `must be an array of ${what}` })
+    .max(MAX_LIST, { error: `must have at most ${MAX_LIST} entries` })
+    .transform(dedupe);
+}
+
+function str(msg: string) {
+  return z.string({ error: msg }).max(MAX_STR, { error: `must be at most ${MAX_STR} characters` });
+}
+
+function intIn(min: number, max: number, msg: string) {
+  return z.int({ error: msg }).min(min, { error: msg }).max(max, { error: msg });
+}
+
+const cents = () => intIn(0, Number.MAX_SAFE_INTEGER, "must be a non-negative integer number of cents");
+
+const domainEntry = str("must be a domain name or \"*\"").transform((s, ctx) => {
+  if (s === "*") return s;
+  const d = normalizeDomain(s);
+  if (!d.ok) {
+    ctx.issues.push({ code: "custom", input: s, message: `is not a valid domain: ${d.reason}` });
+    return z.NEVER;
+  }
+  return d.ascii;
+});
+
+const LOOPBACK_HOSTS = new Set(["localhost", "[::1]"]);
+/** True for hosts that never leave the machine (localhost, 127.0.0.0/8, ::1). */
+export function isLoopbackHost(hostname: string): boolean {
+  return LOOPBACK_HOSTS.has(hostname) || /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(hostname);
+}
+
+/** Normalise an origin such as `https://Shop.Example:443/` to `https://shop.example`; undefined if not an origin. */
+export function normalizeOrigin(s: string): string | undefined {
+  if (!/^https?:\/\/[^/?#\\@\s]+\/?$/i.test(s)) return undefined;
+  let u: URL;
+  try {
+    u = new URL(s);
+  } catch {
+    return undefined;
+  }
+  if (u.username !== "" || u.password !== "" || u.hostname === "") return undefined;
+  if (u.protocol !== "https:" && !(u.protocol === "http:" && isLoopbackHost(u.hostname))) return undefined;
+  return u.origin;
+}
+
+const originEntry = str("must be an origin such as https://shop.example or \"*\"").transform((s, ctx) => {
+  if (s === "*") return s;
+  const o = normalizeOrigin(s);
+  if (o === undefined) {
+    ctx.issues.push({
+      code: "custom",
+      input: s,
+      message: "must be an https origin such as https://shop.example (scheme, host and optional port; no path; http only for loopback) or \"*\"",
+    });
+    return z.NEVER;
+  }
+  return o;
+});
+
+const countryEntry = str("must be an ISO 3166 alpha-2 country code such as \"US\"").refine(
+  (s) => /^[A-Z]{2}$/.test(s) && isSupportedCountry(s),
+  { error: "must be a known upper-case ISO 3166 alpha-2 country code such as \"US\"" },
+);
+
+const phoneEntry = str("must be an E.164 number such as \"+14155550100\"").regex(E164_RE, {
+  error: "must be an E.164 number such as \"+14155550100\"",
+});
+
+const secretEntry = str("must be a secret name or glob").regex(/^[\x21-\x7e]+$/, {
+  error: "must be a non-empty secret name or glob of printable ASCII without spaces",
+});
+
+const mccEntry = str("must be a 4-digit merchant category code").regex(/^\d{4}$/, {
+  error: "must be a 4-digit merchant category code such as \"5734\"",
+});
+
+const rateLimitEntry = z
+  .strictObject(
+    {
+      perMinute: intIn(1, 1_000_000, "must be a positive integer").optional(),
+      perDay: intIn(1, 100_000_000, "must be a positive integer").optional(),
+    },
+    { error: "must be an object with perMinute and/or perDay" },
+  )
+  .refine((r) => r.perMinute !== undefined || r.perDay !== undefined, {
+    error: "must set perMinute and/or perDay",
+  });
+
+export const TOOL_NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
+
+export const PolicySchema = z.strictObject(
+  {
+    allowedDomains: list(domainEntry, "domain names"),
+    maxRecipients: intIn(1, 1000, "must be an integer between 1 and 1000"),
+    allowedPhoneCountries: list(countryEntry, "country codes"),
+    allowedPhoneNumbers: list(phoneEntry, "E.164 numbers"),
+    allowedSecrets: list(secretEntry, "secret names or globs"),
+    cardSpendingLimitCents: cents(),
+    cardPerChargeLimitCents: cents(),
+    allowedMerchantCategories: list(mccEntry, "4-digit merchant category codes"),
+    blockedMerchantCategories: list(mccEntry, "4-digit merchant category codes"),
+    approvalAboveCents: cents(),
+    rateLimits: z
+      .record(
+        z.string().regex(TOOL_NAME_RE, { error: "tool names must be lower-case identifiers such as send_sms" }),
+        rateLimitEntry,
+        { error: "must be an object mapping tool names to {perMinute?, perDay?}" },
+      )
+      .refine((r) => Object.keys(r).length <= MAX_TOOLS, { error: `must name at most ${MAX_TOOLS} tools` }),
+    allowedSigningOrigins: list(originEntry, "origins"),
+    cardCurrency: z
+      .string({ error: "must be an ISO 4217 currency code such as \"USD\"" })
+      .regex(/^[A-Z]{3}$/, { error: "must be an upper-case ISO 4217 currency code such as \"USD\"" }),
+  },
+  { error: "must be a JSON object" },
+).partial();
+
+export type Policy = z.output<typeof PolicySchema>;
+
+export type PolicyParseResult = { ok: true; policy: Policy } | { ok: false; error: string };
+
+/** Make a value safe to echo in one line: no control/format chars, at most 80 chars. */
+export function safeEcho(s: string, max = 80): string {
+  const clean = s.replace(/[\p{Cc}\p{Cf}\p{Zl}\p{Zp}\p{Co}\p{Cs}]/gu, "?");
+  return clean.length > max ? `${clean.slice(0, max)}…` : clean;
+}
+
+function formatPath(path: ReadonlyArray<PropertyKey>): string {
+  let out = "policy";
+  for (const p of path) {
+    if (typeof p === "number") out += `[${p}]`;
+    else if (typeof p === "string" && /^[A-Za-z_][A-Za-z0-9_]*$/.test(p)) out += `.${p}`;
+    else out += `[${JSON.stringify(safeEcho(String(p), 40))}]`;
+  }
+  return out;
+}
+
+function formatIssue(issue: z.core.$ZodIssue): string {
+  const where = formatPath(issue.path);
+  if (issue.code === "unrecognized_keys") {
+    const keys = issue.keys.slice(0, 3).map((k) => JSON.stringify(safeEcho(k, 40)));
+    const more = issue.keys.length > 3 ? ` (and ${issue.keys.length - 3} more)` : "";
+    return `${where}: unknown key${issue.keys.length > 1 ? "s" : ""} ${keys.join(", ")}${more}`;
+  }
+  if (issue.code === "invalid_key") {
+    return `${where}: ${issue.issues[0]?.message ?? "invalid key"}`;
+  }
+  return `${where}: ${issue.message}`;
+}
+
+/** Parse an already-decoded policy value. */
+export function parsePolicy(input: unknown): PolicyParseResult {
+  if (input === null || typeof input !== "object" || Array.isArray(input)) {
+    return { ok: false, error: "policy: must be a JSON object" };
+  }
+  // Cheap size guard before zod walks anything.
+  for (const [k, v] of Object.entries(input as Record<string, unknown>)) {
+    if (Array.isArray(v) && v.length > MAX_LIST * 10) {
+      return { ok: false, error: `${formatPath([k])}: must have at most ${MAX_LIST} entries` };
+    }
+  }
+  // zod's record drops a "__proto__" key silently; refuse it like any other bad tool name.
+  const rl = (input as Record<string, unknown>).rateLimits;
+  if (rl !== null && typeof rl === "object" && Object.hasOwn(rl, "__proto__")) {
+    return { ok: false, error: 'policy.rateLimits["__proto__"]: tool names must be lower-case identifiers such as send_sms' };
+  }
+  const r = PolicySchema.safeParse(input);
+  if (r.success) return { ok: true, policy: r.data };
+  const first = r.error.issues[0];
+  return { ok: false, error: first ? formatIssue(first) : "policy: is invalid" };
+}
+
+/** Parse policy JSON text. */
+export function parsePolicyJson(text: string): PolicyParseResult {
+  if (typeof text !== "string") return { ok: false, error: "policy: must be JSON text" };
+  if (text.length > MAX_JSON) return { ok: false, error: "policy: JSON text is larger than 1 MiB" };
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    const msg = e instanceof Error ? safeEcho(e.message) : "syntax error";
+    return { ok: false, error: `policy: is not valid JSON (${msg})` };
+  }
+  return parsePolicy(value);
+}

@@ -1,0 +1,289 @@
+/**
+ * The governed pipeline. Every agent tool call passes through `callAgentTool`, in this order and
+ * without exception:
+ *
+ *   authenticate → validate → session guard → policy (+ human approval) → audit intent (durable)
+ *   → act → audit result (durable) → result with its receipt
+ *
+ * Policy evaluation and the entry that records its decision are one atomic step per identity
+ * across processes (see audit/chain.ts). Refusals are audited and answered with
+ * `denied: <reason_code>: <sentence>`; provider failures with safe text and a reference id.
+ */
+import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { hashesEqual } from "../crypto.js";
+import { Denied, SigilError, logInternal, refId, safeText } from "../errors.js";
+import { type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
+import type { AuditEntry } from "../audit/entry.js";
+import { evaluate, type Decision, type NormalizedAction } from "../policy/evaluate.js";
+import { parsePolicy, type Policy } from "../policy/schema.js";
+import { ProviderError } from "../providers/types.js";
+import type { Providers } from "../providers/index.js";
+import type { IdentityRecord } from "../../store/types.js";
+import type { Sigil } from "../sigil.js";
+import { jcs } from "../util/jcs.js";
+import type { AgentTool, ElicitRequest, ElicitResponse, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
+
+export interface AgentSession {
+  sigil: Sigil;
+  identityId: string;
+  tokenHash: string;
+  sessionId: string;
+  memory: SessionMemory;
+  providers: Providers;
+}
+
+export type Elicit = ((req: ElicitRequest) => Promise<ElicitResponse>) | undefined;
+
+const IDEMPOTENCY_WAIT_MS = 30_000;
+
+export function deniedResult(reason: string, message: string): CallToolResult {
+  return { isError: true, content: [{ type: "text", text: `denied: ${reason}: ${safeText(message)}` }] };
+}
+
+function errorResult(code: string, message: string): CallToolResult {
+  return { isError: true, content: [{ type: "text", text: `error: ${code}: ${safeText(message, 300)}` }] };
+}
+
+function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
+  return {
+    content: [{ type: "text", text: `${out.text} (receipt: ${receipt.identityId}#${receipt.seq})` }],
+    structuredContent: { ...out.structured, receipt },
+  };
+}
+
+/** Validation errors without echoing values: which field, what was wrong. */
+function describeIssues(err: { issues: Array<{ path: PropertyKey[]; message: string; code?: string; keys?: string[] }> }): string {
+  const first = err.issues[0];
+  if (!first) return "the arguments are invalid.";
+  const where = first.path.length ? first.path.map(String).join(".") : "arguments";
+  if (first.code === "unrecognized_keys" && first.keys) return `unknown argument(s): ${first.keys.slice(0, 5).join(", ")}.`;
+  return `${where}: ${first.message}`;
+}
+
+function argumentShape(raw: unknown): Record<string, unknown> {
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { type: raw === null ? "null" : Array.isArray(raw) ? "array" : typeof raw };
+  return { keys: Object.keys(raw).slice(0, 20).map((k) => safeText(k, 40)) };
+}
+
+export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit): Promise<CallToolResult> {
+  const { sigil, identityId, sessionId } = session;
+  const chains = sigil.chains;
+  const hash = (v: string): string => sigil.auditHash(v);
+  const audit = (draft: Omit<Draft, "session">): Promise<{ value: null; entry?: AuditEntry }> =>
+    chains.commit(identityId, () => ({ value: null, draft: { session: sessionId, ...draft } as Draft }));
+  const refuse = async (toolName: string, reason: string, message: string, extra: Partial<Draft> = {}): Promise<CallToolResult> => {
+    try {
+      await audit({ tool: toolName, phase: "call", decision: "deny", reason, ...extra });
+    } catch (err) {
+      const ref = refId();
+      logInternal(ref, `audit of a refusal (${reason})`, err);
+      return deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`);
+    }
+    return deniedResult(reason, message);
+  };
+
+  // 1. authenticate: the credential this session was opened with must still be current.
+  let identity: IdentityRecord | undefined;
+  try {
+    identity = await sigil.store.getIdentity(identityId);
+  } catch (err) {
+    const ref = refId();
+    logInternal(ref, "registry read", err);
+    return deniedResult("registry_unavailable", `the registry cannot be read, so nothing was done (${ref}).`);
+  }
+  if (!identity) return deniedResult("revoked", "this identity no longer exists.");
+  const toolName = tool?.name ?? safeText(name, 64);
+  if (identity.revokedAt) return refuse(toolName, "revoked", "this identity has been revoked.");
+  if (!hashesEqual(identity.tokenHash, session.tokenHash)) return refuse(toolName, "token_rotated", "this session's token has been replaced; reconnect with the new token.");
+  if (!tool || (tool.channel !== null && !identity.channels.includes(tool.channel))) {
+    return refuse(toolName, "tool_not_available", `there is no tool "${safeText(name, 64)}" for this identity.`);
+  }
+
+  // 2. validate strictly (unknown keys refused); the log records the argument names, not values.
+  const parsed = tool.input.safeParse(rawArgs ?? {});
+  if (!parsed.success) {
+    return refuse(tool.name, "invalid_arguments", describeIssues(parsed.error as never), { args: argumentShape(rawArgs) });
+  }
+  const args = parsed.data as Record<string, unknown>;
+  let redacted: Record<string, unknown>;
+  try {
+    redacted = tool.redact(args as never, hash);
+  } catch {
+    return refuse(tool.name, "invalid_arguments", "the arguments cannot be recorded.", { args: argumentShape(rawArgs) });
+  }
+  const policyParse = parsePolicy(identity.policy);
+  if (!policyParse.ok) return refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
+  const policy: Policy = policyParse.policy;
+  const ctx: ToolContext = { identity, policy, sessionId, sigil, providers: session.providers, memory: session.memory, hash };
+
+  // 3. session guard (e.g. a secret read in this session leaving through a channel).
+  const guarded = tool.guard?.(ctx, args as never);
+  if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: redacted });
+
+  const action = tool.action(args as never, identity);
+  const idemKey = tool.idempotencyKey?.(args as never);
+  const argsHash = idemKey !== undefined ? hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } })) : undefined;
+  const base = { tool: tool.name, session: sessionId, args: redacted, policyVersion: identity.policyVersion };
+
+  // 4. policy, idempotency and the intent entry: one atomic step under the identity's chain lock.
+  type Step =
+    | { kind: "denied"; reason: string; message: string }
+    | { kind: "approve"; normalized: NormalizedAction }
+    | { kind: "go"; normalized: NormalizedAction; entry?: AuditEntry }
+    | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
+    | { kind: "wait" };
+  let approved: "accept" | undefined;
+  const decide = (state: ChainState): Built<Step> => {
+    const now = sigil.now();
+    if (idemKey !== undefined) {
+      const prior = state.idempotency(tool.name, idemKey, now);
+      if (prior) {
+        if (prior.argsHash !== argsHash) {
+          return deny(state, "idempotency_conflict", "this idempotencyKey was already used with different arguments.");
+        }
+        if (prior.outcome === "ok" && prior.receipt) {
+          return { value: { kind: "replay", result: prior.result ?? {}, receipt: prior.receipt }, draft: { ...base, phase: "call", decision: "replayed", intent: prior.intentSeq } };
+        }
+        if (prior.outcome === "unknown") {
+          return deny(state, "outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
+        }
+        return { value: { kind: "wait" } };
+      }
+    }
+    const d: Decision = evaluate(policy, action, state, now);
+    if (!d.allow) return deny(state, d.reason, d.message);
+    if (d.needsApproval && approved !== "accept") {
+      if (approved === undefined) return { value: { kind: "approve", normalized: d.normalized } };
+    }
+    const amount = d.normalized.kind === "card" ? d.normalized.amountCents : undefined;
+    const draft: Draft = {
+      ...base,
+      phase: tool.effect === "act" ? "intent" : "call",
+      decision: "allow",
+      instance: sigil.instanceId,
+      ...(d.needsApproval ? { approval: "accepted" } : {}),
+      ...(amount !== undefined ? { amountCents: amount } : {}),
+      ...(idemKey !== undefined ? { idem: { key: idemKey, argsHash: argsHash! } } : {}),
+    };
+    return { value: { kind: "go", normalized: d.normalized }, draft };
+  };
+  const deny = (_s: ChainState, reason: string, message: string): Built<Step> => ({
+    value: { kind: "denied", reason, message },
+    draft: { ...base, phase: "call", decision: "deny", reason },
+  });
+
+  let step: Step;
+  let intent: AuditEntry | undefined;
+  const started = Date.now();
+  try {
+    for (;;) {
+      const r = await chains.commit(identityId, decide);
+      step = r.value;
+      intent = r.entry;
+      if (step.kind === "wait") {
+        if (Date.now() - started > IDEMPOTENCY_WAIT_MS) {
+          return await refuse(tool.name, "outcome_unknown", "an earlier attempt with this idempotencyKey is still unresolved; it is not repeated.", { args: redacted });
+        }
+        await new Promise((r) => setTimeout(r, 20));
+        continue;
+      }
+      if (step.kind === "approve") {
+        const answer = await askApproval(tool, args, step.normalized, elicit);
+        if (answer !== "accept") {
+          const reason = answer === "unsupported" ? "approval_unavailable" : "approval_declined";
+          const message =
+            answer === "unsupported"
+              ? "this action needs a human's approval and this client cannot ask for it."
+              : `the human did not approve this action (${answer}).`;
+          return await refuse(tool.name, reason, message, { args: redacted, approval: answer });
+        }
+        approved = "accept";
+        continue;
+      }
+      break;
+    }
+  } catch (err) {
+    const ref = refId();
+    logInternal(ref, `audit intent for ${tool.name}`, err);
+    return deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`);
+  }
+  if (step.kind === "denied") return deniedResult(step.reason, step.message);
+  if (step.kind === "replay") {
+    return {
+      content: [{ type: "text", text: `already done with this idempotencyKey (receipt: ${step.receipt.identityId}#${step.receipt.seq})` }],
+      structuredContent: { ...step.result, receipt: step.receipt },
+    };
+  }
+  if (step.kind !== "go") throw new Error("unreachable");
+
+  // 5. act.
+  let outcome: ToolOutcome | undefined;
+  let failure: { decision: "failed" | "unknown"; reason: string; result: CallToolResult } | undefined;
+  try {
+    outcome = await tool.run(ctx, args as never, step.normalized);
+  } catch (err) {
+    failure = mapFailure(tool.name, err);
+  }
+
+  // 6. the result entry (for "read" tools the call entry already is the record, unless it failed).
+  if (tool.effect === "read" && outcome) return successResult(outcome, receiptOf(intent!));
+  try {
+    const { entry } = await chains.commit(identityId, () => ({
+      value: null,
+      draft: {
+        tool: tool.name,
+        session: sessionId,
+        phase: "result",
+        intent: intent!.seq,
+        decision: outcome ? "ok" : failure!.decision,
+        ...(failure ? { reason: failure.reason } : {}),
+        ...(outcome?.providerId ? { providerId: outcome.providerId } : {}),
+        ...(outcome ? { result: outcome.audit ?? outcome.structured } : {}),
+      },
+    }));
+    if (failure) return failure.result;
+    return successResult(outcome!, receiptOf(entry!));
+  } catch (err) {
+    const ref = refId();
+    logInternal(ref, `audit result for ${tool.name}`, err);
+    if (failure) return failure.result;
+    return errorResult(
+      "audit_unavailable",
+      `the action was carried out${outcome?.providerId ? ` (${outcome.providerId})` : ""} but its result could not be recorded (${ref}).`,
+    );
+  }
+}
+
+async function askApproval(tool: AgentTool, args: Record<string, unknown>, normalized: NormalizedAction, elicit: Elicit): Promise<"accept" | "decline" | "cancel" | "unsupported" | "timeout"> {
+  if (!elicit || !tool.approval) return "unsupported";
+  try {
+    const res = await elicit(tool.approval(args as never, normalized));
+    if (res.action !== "accept") return res.action;
+    const confirm = res.content?.approve;
+    return confirm === false ? "decline" : "accept";
+  } catch (err) {
+    if (err instanceof SigilError && err.code === "timeout") return "timeout";
+    return "cancel";
+  }
+}
+
+function mapFailure(toolName: string, err: unknown): { decision: "failed" | "unknown"; reason: string; result: CallToolResult } {
+  if (err instanceof Denied) {
+    return { decision: "failed", reason: err.code, result: deniedResult(err.code, err.publicMessage) };
+  }
+  const ref = refId();
+  logInternal(ref, `${toolName} failed`, err);
+  if (err instanceof ProviderError) {
+    if (err.kind === "unknown") {
+      return {
+        decision: "unknown",
+        reason: "provider_unknown",
+        result: errorResult("provider_unknown", `${err.publicMessage}; it may or may not have happened and will not be retried automatically (${ref}).`),
+      };
+    }
+    const code = err.kind === "rejected" ? "provider_rejected" : "provider_unavailable";
+    return { decision: "failed", reason: code, result: errorResult(code, `${err.publicMessage}; nothing was sent (${ref}).`) };
+  }
+  if (err instanceof SigilError) return { decision: "failed", reason: err.code, result: errorResult(err.code, `${err.publicMessage} (${ref})`) };
+  return { decision: "unknown", reason: "internal_error", result: errorResult("internal_error", `the action failed unexpectedly (${ref}).`) };
+}

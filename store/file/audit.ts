@@ -1,0 +1,121 @@
+/**
+ * Audit chains as append-only JSONL files, one per identity: `$SIGIL_HOME/audit/<id>.jsonl`.
+ *
+ * Appends happen under the identity's cross-process lock: catch up on what other processes
+ * appended since our cursor, let the caller decide what to append, write it in one write() and
+ * fdatasync before returning. A failed write or fsync is rolled back (truncate to the old end) and
+ * reported; nothing is acknowledged that is not on disk.
+ */
+import path from "node:path";
+import { type FileHandleLike, type FileLayer, fsyncDir, writeAll } from "../../src/util/fsx.js";
+import type { Locks } from "../../src/util/lock.js";
+import { type AuditBackend, type ChainCursor, type ChainView, StoreError } from "../types.js";
+
+const MAX_OPEN = 128;
+
+export class FileAuditBackend implements AuditBackend {
+  private readonly handles = new Map<string, FileHandleLike>();
+
+  constructor(
+    private readonly dir: string,
+    private readonly files: FileLayer,
+    private readonly locks: Locks,
+  ) {}
+
+  file(identityId: string): string {
+    return path.join(this.dir, `${identityId}.jsonl`);
+  }
+
+  private async handle(identityId: string): Promise<FileHandleLike> {
+    let fh = this.handles.get(identityId);
+    if (fh) {
+      this.handles.delete(identityId); // re-insert: most recently used last
+      this.handles.set(identityId, fh);
+      return fh;
+    }
+    fh = await this.files.open(this.file(identityId), "a+", 0o600);
+    if ((await fh.stat()).size === 0) await fsyncDir(this.files, this.dir); // make the new name durable
+    this.handles.set(identityId, fh);
+    if (this.handles.size > MAX_OPEN) {
+      const [oldId, old] = this.handles.entries().next().value as [string, FileHandleLike];
+      this.handles.delete(oldId);
+      await old.close().catch(() => {});
+    }
+    return fh;
+  }
+
+  private async drop(identityId: string): Promise<void> {
+    const fh = this.handles.get(identityId);
+    this.handles.delete(identityId);
+    await fh?.close().catch(() => {});
+  }
+
+  async withChain<T>(
+    identityId: string,
+    cursor: ChainCursor,
+    fn: (view: ChainView) => Promise<{ lines: string[]; value: T }>,
+  ): Promise<{ value: T; cursor: ChainCursor }> {
+    return this.locks.withLock(`audit:${identityId}`, async () => {
+      let fh: FileHandleLike;
+      try {
+        fh = await this.handle(identityId);
+      } catch (err) {
+        throw new StoreError("the audit log cannot be opened", "unavailable", { cause: err });
+      }
+      const { size } = await fh.stat();
+      if (size < cursor.position) {
+        throw new StoreError(`the audit log of ${identityId} shrank below what this process has seen`, "conflict");
+      }
+      const view: ChainView = { lines: [] };
+      let end = cursor.position;
+      if (size > cursor.position) {
+        const buf = Buffer.alloc(size - cursor.position);
+        let got = 0;
+        while (got < buf.length) {
+          const { bytesRead } = await fh.read(buf, got, buf.length - got, cursor.position + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        const lastNl = buf.lastIndexOf(0x0a, got - 1);
+        if (lastNl >= 0) {
+          view.lines = buf.subarray(0, lastNl).toString("utf8").split("\n");
+          end = cursor.position + lastNl + 1;
+        }
+        if (end < cursor.position + got) view.torn = Buffer.from(buf.subarray(end - cursor.position, got));
+      }
+      const { lines, value } = await fn(view);
+      if (lines.length === 0) return { value, cursor: { position: end } };
+      const data = Buffer.from(lines.join("\n") + "\n", "utf8");
+      try {
+        if (view.torn) await fh.truncate(end);
+        await writeAll(fh, data);
+        await fh.datasync();
+      } catch (err) {
+        // Roll back whatever part of the write landed, so a failed append leaves no entry behind.
+        await fh.truncate(end).catch(() => {});
+        await fh.datasync().catch(() => {});
+        await this.drop(identityId);
+        throw new StoreError("the audit log cannot be written", "unavailable", { cause: err });
+      }
+      return { value, cursor: { position: end + data.length } };
+    });
+  }
+
+  async *readLines(identityId: string): AsyncIterable<string> {
+    let buf: Buffer;
+    try {
+      buf = await this.files.readFile(this.file(identityId));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
+      throw new StoreError("the audit log cannot be read", "unreadable", { cause: err });
+    }
+    const text = buf.toString("utf8");
+    const parts = text.split("\n");
+    if (parts[parts.length - 1] === "") parts.pop();
+    for (const p of parts) yield p;
+  }
+
+  async close(): Promise<void> {
+    for (const id of [...this.handles.keys()]) await this.drop(id);
+  }
+}

@@ -1,0 +1,204 @@
+/**
+ * The embedded store: a directory (the home) that several sigil processes share safely.
+ *
+ * - `sigil.json`: registry metadata (lowdb document).
+ * - `identities/<id>.json`: one lowdb document per identity, so an update rewrites one small file
+ *   and costs the same with 10 identities or 10,000. Read-modify-write happens under the identity's
+ *   cross-process lock; readers revalidate their cache with one stat() per call.
+ * - `tokens/<sha256>`: the token index (hash → identity id); the identity document stays the
+ *   authority (its tokenHash must match), so a stale index entry can never authenticate.
+ * - `secrets/<id>.json`: sealed vault secrets.
+ * - `audit/<id>.jsonl`: the audit chains (see audit.ts).
+ */
+import path from "node:path";
+import { Low } from "lowdb";
+import { type FileLayer, createFileDurable, writeFileDurable } from "../../src/util/fsx.js";
+import { type Locks } from "../../src/util/lock.js";
+import {
+  type IdentityRecord,
+  type RegistryMeta,
+  type SecretRecord,
+  type Store,
+  StoreError,
+} from "../types.js";
+import { FileAuditBackend } from "./audit.js";
+import { DurableJsonDocument } from "./json-document.js";
+
+const ID_RE = /^id_[0-9a-f]{20}$/;
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+interface CachedIdentity {
+  mtimeMs: number;
+  ino: number;
+  size: number;
+  record: IdentityRecord;
+}
+
+interface SecretsDoc {
+  secrets: Record<string, SecretRecord>;
+}
+
+export class FileStore implements Store {
+  readonly kind = "file" as const;
+  readonly audit: FileAuditBackend;
+  private readonly cache = new Map<string, CachedIdentity>();
+  private metaCache?: RegistryMeta;
+
+  constructor(
+    readonly home: string,
+    private readonly files: FileLayer,
+    private readonly locks: Locks,
+  ) {
+    this.audit = new FileAuditBackend(path.join(home, "audit"), files, locks);
+  }
+
+  private metaFile = (): string => path.join(this.home, "sigil.json");
+  private identityFile = (id: string): string => path.join(this.home, "identities", `${id}.json`);
+  private tokenFile = (hash: string): string => path.join(this.home, "tokens", hash);
+  private secretsFile = (id: string): string => path.join(this.home, "secrets", `${id}.json`);
+
+  async initialise(meta: RegistryMeta): Promise<void> {
+    for (const d of ["", "identities", "tokens", "secrets", "audit", "outbox"]) {
+      await this.files.mkdir(path.join(this.home, d), 0o700);
+    }
+    const created = await createFileDurable(this.files, this.metaFile(), JSON.stringify(meta, null, 1) + "\n");
+    if (!created) throw new StoreError(`${this.home} is already initialised`, "already_initialised");
+  }
+
+  async meta(): Promise<RegistryMeta> {
+    if (this.metaCache) return this.metaCache;
+    const db = new Low<RegistryMeta | null>(new DurableJsonDocument(this.files, this.metaFile()), null);
+    await db.read();
+    if (!db.data) throw new StoreError(`no sigil home at ${this.home} (run \`sigil init\`)`, "not_initialised");
+    if (db.data.format !== "sigil-home" || typeof db.data.adminTokenHash !== "string") {
+      throw new StoreError(`${this.metaFile()} is not a sigil registry`, "unreadable");
+    }
+    this.metaCache = db.data;
+    return db.data;
+  }
+
+  async createIdentity(record: IdentityRecord): Promise<void> {
+    if (!ID_RE.test(record.id)) throw new StoreError("bad identity id", "conflict");
+    await this.locks.withLock(`registry:${record.id}`, async () => {
+      // The token index first: an index entry without its identity authenticates nothing.
+      await writeFileDurable(this.files, this.tokenFile(record.tokenHash), record.id + "\n");
+      const created = await createFileDurable(this.files, this.identityFile(record.id), JSON.stringify(record, null, 1) + "\n");
+      if (!created) throw new StoreError(`identity ${record.id} exists`, "conflict");
+    });
+  }
+
+  async getIdentity(id: string): Promise<IdentityRecord | undefined> {
+    if (!ID_RE.test(id)) return undefined;
+    const file = this.identityFile(id);
+    let st: { size: number; mtimeMs: number; ino: number };
+    try {
+      st = await this.files.stat(file);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") {
+        this.cache.delete(id);
+        return undefined;
+      }
+      throw new StoreError("the registry cannot be read", "unreadable", { cause: err });
+    }
+    const hit = this.cache.get(id);
+    if (hit && hit.mtimeMs === st.mtimeMs && hit.ino === st.ino && hit.size === st.size) return hit.record;
+    const db = new Low<IdentityRecord | null>(new DurableJsonDocument(this.files, file), null);
+    await db.read();
+    if (!db.data) return undefined;
+    this.cache.set(id, { ...st, record: db.data });
+    return db.data;
+  }
+
+  async identityByTokenHash(tokenHash: string): Promise<IdentityRecord | undefined> {
+    if (!HASH_RE.test(tokenHash)) return undefined;
+    let id: string;
+    try {
+      id = (await this.files.readFile(this.tokenFile(tokenHash))).toString("utf8").trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new StoreError("the registry cannot be read", "unreadable", { cause: err });
+    }
+    return this.getIdentity(id);
+  }
+
+  async listIdentities(): Promise<IdentityRecord[]> {
+    await this.meta();
+    const names = await this.files.readdir(path.join(this.home, "identities"));
+    const out: IdentityRecord[] = [];
+    for (const n of names.sort()) {
+      if (!n.endsWith(".json") || n.startsWith(".")) continue;
+      const rec = await this.getIdentity(n.slice(0, -5));
+      if (rec) out.push(rec);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  withIdentityLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    return this.locks.withLock(`admin:${id}`, fn);
+  }
+
+  async updateIdentity(
+    id: string,
+    update: (current: IdentityRecord) => IdentityRecord | Promise<IdentityRecord>,
+  ): Promise<IdentityRecord> {
+    return this.locks.withLock(`registry:${id}`, async () => {
+      const db = new Low<IdentityRecord | null>(new DurableJsonDocument(this.files, this.identityFile(id)), null);
+      await db.read();
+      if (!db.data) throw new StoreError(`no identity ${id}`, "not_found");
+      const before = db.data;
+      const after = await update(structuredClone(before));
+      if (after.tokenHash !== before.tokenHash) {
+        await writeFileDurable(this.files, this.tokenFile(after.tokenHash), id + "\n");
+      }
+      db.data = after;
+      await db.write();
+      if (after.tokenHash !== before.tokenHash) {
+        await this.files.unlink(this.tokenFile(before.tokenHash)).catch(() => {});
+      }
+      this.cache.delete(id);
+      return after;
+    });
+  }
+
+  private secretsDb(identityId: string): Low<SecretsDoc> {
+    return new Low<SecretsDoc>(new DurableJsonDocument(this.files, this.secretsFile(identityId)), { secrets: {} });
+  }
+
+  async putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord> {
+    return this.locks.withLock(`secrets:${identityId}`, async () => {
+      const db = this.secretsDb(identityId);
+      await db.read();
+      const rec = make(db.data.secrets[name]?.version ?? 0);
+      db.data.secrets[name] = rec;
+      await db.write();
+      return rec;
+    });
+  }
+
+  async getSecret(identityId: string, name: string): Promise<SecretRecord | undefined> {
+    const db = this.secretsDb(identityId);
+    await db.read();
+    return Object.hasOwn(db.data.secrets, name) ? db.data.secrets[name] : undefined;
+  }
+
+  async deleteSecret(identityId: string, name: string): Promise<boolean> {
+    return this.locks.withLock(`secrets:${identityId}`, async () => {
+      const db = this.secretsDb(identityId);
+      await db.read();
+      if (!Object.hasOwn(db.data.secrets, name)) return false;
+      delete db.data.secrets[name];
+      await db.write();
+      return true;
+    });
+  }
+
+  async listSecretNames(identityId: string): Promise<string[]> {
+    const db = this.secretsDb(identityId);
+    await db.read();
+    return Object.keys(db.data.secrets).sort();
+  }
+
+  async close(): Promise<void> {
+    await this.audit.close();
+  }
+}

@@ -1,0 +1,112 @@
+/**
+ * The persistence interface. Callers speak in operations (create an identity, update one under a
+ * lock, append to a chain); each backend decides how to make them atomic and durable:
+ * `store/file` (the embedded home: lowdb documents + append-only JSONL) and, later, PostgreSQL.
+ */
+import type { Sealed } from "../src/crypto.js";
+
+export const CHANNELS = ["email", "sms", "voice", "vault", "card", "sign"] as const;
+export type Channel = (typeof CHANNELS)[number];
+
+export interface KeyRecord {
+  keyId: string; // RFC 7638 thumbprint of the public key
+  publicKey: string; // base64, 32 bytes
+  sealed: Sealed; // the 64-byte libsodium secret key, sealed under the master key
+  createdAt: string;
+  /** When the key became the active signer (the time of the audit entry that activated it). */
+  notBefore?: string;
+  /** When the key stopped signing (the time of the rotation entry that retired it). */
+  notAfter?: string;
+  status: "pending" | "active" | "retired";
+}
+
+export interface IdentityRecord {
+  id: string;
+  name: string;
+  channels: Channel[];
+  email: string;
+  phone?: string;
+  policy: Record<string, unknown>;
+  policyVersion: number;
+  tokenHash: string;
+  createdAt: string;
+  updatedAt: string;
+  revokedAt?: string;
+  keys: KeyRecord[];
+}
+
+export interface RegistryMeta {
+  format: "sigil-home";
+  schemaVersion: number;
+  createdAt: string;
+  adminTokenHash: string;
+  masterKeyCheck: string;
+}
+
+export interface SecretRecord {
+  name: string;
+  version: number;
+  sealed: Sealed;
+  updatedAt: string;
+}
+
+/** What a chain transaction sees: lines appended (by anyone) after the caller's cursor. */
+export interface ChainView {
+  lines: string[];
+  /** A final line without its newline: a write torn by a crash. Appending replaces it. */
+  torn?: Buffer;
+}
+
+export interface ChainCursor {
+  /** Opaque position after the last line the caller has seen (a byte offset, a sequence number). */
+  position: number;
+}
+
+export interface AuditBackend {
+  /**
+   * Runs `fn` with exclusive access to one identity's chain (across every process and instance).
+   * `fn` receives what was appended after `cursor` and returns the lines to append; they are
+   * durable (fsync'd or committed) when this resolves. If anything fails, nothing is appended.
+   */
+  withChain<T>(
+    identityId: string,
+    cursor: ChainCursor,
+    fn: (view: ChainView) => Promise<{ lines: string[]; value: T }>,
+  ): Promise<{ value: T; cursor: ChainCursor }>;
+  /** Every line of the identity's log, in order (a torn last line included as it is). */
+  readLines(identityId: string): AsyncIterable<string>;
+}
+
+export class StoreError extends Error {
+  constructor(
+    message: string,
+    readonly code: "not_initialised" | "already_initialised" | "unreadable" | "not_found" | "conflict" | "unavailable",
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+}
+
+export interface Store {
+  readonly kind: "file" | "postgres";
+  /** Creates the registry. Refuses (already_initialised) if one exists, changing nothing. */
+  initialise(meta: RegistryMeta): Promise<void>;
+  /** The registry's metadata; not_initialised / unreadable when it is missing or damaged. */
+  meta(): Promise<RegistryMeta>;
+  createIdentity(record: IdentityRecord): Promise<void>;
+  getIdentity(id: string): Promise<IdentityRecord | undefined>;
+  identityByTokenHash(tokenHash: string): Promise<IdentityRecord | undefined>;
+  listIdentities(): Promise<IdentityRecord[]>;
+  /** Atomic read-modify-write of one identity; concurrent updates from any process never get lost. */
+  updateIdentity(id: string, update: (current: IdentityRecord) => IdentityRecord | Promise<IdentityRecord>): Promise<IdentityRecord>;
+  /** Runs `fn` holding the identity's admin lock: serialises multi-step admin operations (key rotation). */
+  withIdentityLock<T>(id: string, fn: () => Promise<T>): Promise<T>;
+
+  putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord>;
+  getSecret(identityId: string, name: string): Promise<SecretRecord | undefined>;
+  deleteSecret(identityId: string, name: string): Promise<boolean>;
+  listSecretNames(identityId: string): Promise<string[]>;
+
+  readonly audit: AuditBackend;
+  close(): Promise<void>;
+}

@@ -1,0 +1,19 @@
+import * as z from "zod";
+import { defineAdminTool } from "../../src/server/tool.js";
+import { ADMIN, Channel } from "./schemas.js";
+
+export const createIdentity = defineAdminTool({
+  name: "create_identity",
+  title: "Create identity",
+  description: "Issues a new agent identity with its own signing key, token and policy. Returns the agent token once; only its hash is kept.",
+  annotations: ADMIN,
+  input: z.strictObject({
+    name: z.string().min(1).max(64).describe("A human-readable name"),
+    channels: z.array(Channel).max(6).describe("Channels the identity may use: email, sms, voice, vault, card, sign"),
+    policies: z.record(z.string(), z.unknown()).optional().describe("The policy document (SPEC §4); default deny"),
+    email: z.string().max(254).optional().describe("The identity's own From address"),
+    phone: z.string().max(16).optional().describe("The identity's own E.164 number"),
+  }),
+  output: z.object({ id: z.string(), name: z.string(), token: z.string(), keyId: z.string(), publicKey: z.string() }),
+  run: ({ sigil }, a) => sigil.createIdentity({ name: a.name, channels: a.channels, policy: a.policies ?? {}, email: a.email, phone: a.phone }),
+});

@@ -1,0 +1,13 @@
+import * as z from "zod";
+import { defineAdminTool } from "../../src/server/tool.js";
+import { ADMIN, IdentityView, identityId } from "./schemas.js";
+
+export const updatePolicy = defineAdminTool({
+  name: "update_policy",
+  title: "Update policy",
+  description: "Replaces an identity's policy document (validated; default deny). Takes effect on the next call of every running session.",
+  annotations: { ...ADMIN, idempotentHint: true },
+  input: z.strictObject({ identityId, policies: z.record(z.string(), z.unknown()).describe("The complete new policy document") }),
+  output: IdentityView,
+  run: async ({ sigil }, a) => ({ ...(await sigil.updatePolicy(a.identityId, a.policies)) }),
+});

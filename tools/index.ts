@@ -1,0 +1,29 @@
+/**
+ * Every MCP tool sigil has. Nothing else registers tools: the server factory lists these, filtered
+ * by what the caller may use, and routes every call through the governed pipeline.
+ */
+import type { AdminTool, AgentTool } from "../src/server/tool.js";
+import { whoami } from "./whoami.js";
+import { createIdentity } from "./admin/create-identity.js";
+import { listIdentities } from "./admin/list-identities.js";
+import { getIdentity } from "./admin/get-identity.js";
+import { updatePolicy } from "./admin/update-policy.js";
+import { rotateKey } from "./admin/rotate-key.js";
+import { rotateToken } from "./admin/rotate-token.js";
+import { revokeIdentity } from "./admin/revoke-identity.js";
+import { queryAudit } from "./admin/query-audit.js";
+import { verifyAudit } from "./admin/verify-audit.js";
+
+export const AGENT_TOOLS: AgentTool[] = [whoami];
+
+export const ADMIN_TOOLS: AdminTool[] = [
+  createIdentity,
+  listIdentities,
+  getIdentity,
+  updatePolicy,
+  rotateKey,
+  rotateToken,
+  revokeIdentity,
+  queryAudit,
+  verifyAudit,
+];
