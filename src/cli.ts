@@ -8,6 +8,7 @@ import { Command, CommanderError, Option } from "commander";
 import { SigilError } from "./errors.js";
 import { resolveHome } from "./home.js";
 import { Sigil, verifyBundle } from "./sigil.js";
+import { COMMANDS } from "./commands/index.js";
 
 const env = process.env;
 const home = (): string => resolveHome(env);
@@ -41,7 +42,7 @@ async function readStdin(): Promise<string> {
   return Buffer.concat(chunks).toString("utf8");
 }
 
-const jsonOpt = () => new Option("--json", "print one JSON document on stdout");
+const jsonOpt = (): Option => new Option("--json", "print one JSON document on stdout");
 
 export function buildCli(): Command {
   const program = new Command("sigil")
@@ -188,6 +189,7 @@ export function buildCli(): Command {
       process.stdout.write(JSON.stringify(b, null, 2) + "\n");
     });
 
+  for (const register of COMMANDS) register(program, { home, env, out, withSigil, jsonOpt, readStdin });
   return program;
 }
 

@@ -338,6 +338,13 @@ describe("SMTP email provider", () => {
     expect(server.messages).toHaveLength(0);
   });
 
+  it("550 to only some recipients → unknown (sent to the others), never a plain success", async () => {
+    const server = await smtp({ behaviour: { rejectRcpt: ["bob@example.com"] } });
+    const err = await expectProviderError(createEmailProvider({ outboxDir, smtpUrl: server.url(), timeoutMs: FAST }).send(message()), "unknown");
+    expect(err.publicMessage).toBe("the mail server refused 1 of 3 recipients (550); the message was sent to the others");
+    expect(server.messages[0]?.rcptTo).toEqual(["alice@example.com", "carol@example.org"]);
+  });
+
   it("550 to MAIL FROM → rejected", async () => {
     const server = await smtp({ behaviour: { rejectMailFrom: 550 } });
     await expectProviderError(createEmailProvider({ outboxDir, smtpUrl: server.url(), timeoutMs: FAST }).send(message()), "rejected");

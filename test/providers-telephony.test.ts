@@ -6,7 +6,6 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   buildSayTwiml,
   createTelephonyProvider,
-  emailFromEnv,
   escapeXmlText,
   rewriteOrigin,
   telephonyFromEnv,
@@ -265,9 +264,5 @@ describe("environment", () => {
     expect(provider.name).toBe("twilio");
     await provider.sendSms({ from: FROM, to: TO, body: "via env" });
     expect(server.requests[0]?.form.Body).toBe("via env");
-  });
-
-  it("emailFromEnv is exported here too", () => {
-    expect(emailFromEnv({}, outboxDir).name).toBe("outbox");
   });
 });

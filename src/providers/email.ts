@@ -23,6 +23,8 @@
  *   the session (greeting, EHLO, STARTTLS), the login, or 530 "authentication required"
  *   → "unavailable" (an operator problem, not the message's);
  * - a 4xx reply → "unavailable" (the server deferred: it did not take the message);
+ * - some recipients refused while others were accepted (nodemailer then sends to the
+ *   accepted ones) → "unknown", the public message saying how many were refused;
  * - connection refused, DNS, TLS, auth, connect/greeting/STARTTLS timeouts →
  *   "unavailable" (all happen before MAIL FROM);
  * - any other failure (connection dropped, socket idle timeout, abort, protocol
@@ -39,7 +41,15 @@ import { readFileSync } from "node:fs";
 import nodemailer from "nodemailer";
 import type { NodemailerError, SendMailOptions } from "nodemailer";
 import { outboxFileName, writeOutboxFile } from "./outbox.js";
-import { ProviderError, type EmailMessage, type EmailProvider } from "./types.js";
+import {
+  DEFAULT_PROVIDER_TIMEOUT_MS,
+  ProviderError,
+  providerTimeoutFromEnv,
+  type EmailMessage,
+  type EmailProvider,
+} from "./types.js";
+
+export { DEFAULT_PROVIDER_TIMEOUT_MS, providerTimeoutFromEnv };
 
 export interface DkimConfig {
   domainName: string;
@@ -53,8 +63,6 @@ export interface EmailProviderOptions {
   dkim?: DkimConfig;
   timeoutMs?: number;
 }
-
-export const DEFAULT_PROVIDER_TIMEOUT_MS = 15_000;
 
 // ---------------------------------------------------------------------------
 // Defensive checks
@@ -293,8 +301,9 @@ export function createEmailProvider(opts: EmailProviderOptions): EmailProvider {
         debug: false,
         ...SAFETY,
       });
+      let info;
       try {
-        await transport.sendMail({
+        info = await transport.sendMail({
           ...SAFETY,
           raw,
           envelope: { from: msg.from, to: [...msg.to, ...msg.cc] },
@@ -304,6 +313,18 @@ export function createEmailProvider(opts: EmailProviderOptions): EmailProvider {
         throw classifySmtpError(err, phase);
       } finally {
         transport.close();
+      }
+      const refused = Array.isArray(info.rejected) ? info.rejected.length : 0;
+      if (refused > 0) {
+        // nodemailer goes on with the recipients the server accepted: the message left,
+        // but not to everyone. Never report that as a plain success, nor as retryable.
+        const codes = [...new Set((info.rejectedErrors ?? []).map((e) => e.responseCode).filter((c) => typeof c === "number"))];
+        const suffix = codes.length ? ` (${codes.join(", ")})` : "";
+        throw new ProviderError(
+          "unknown",
+          `the mail server refused ${refused} of ${msg.to.length + msg.cc.length} recipients${suffix}; the message was sent to the others`,
+          { cause: Object.assign(new Error("partial delivery"), { providerId: msg.messageId }) },
+        );
       }
       return { providerId: msg.messageId, raw };
     },
@@ -315,17 +336,6 @@ export function createEmailProvider(opts: EmailProviderOptions): EmailProvider {
 // Environment
 
 type Env = Record<string, string | undefined>;
-
-/** `SIGIL_PROVIDER_TIMEOUT_MS`: a positive integer of milliseconds (≤ 10 min), else the default. */
-export function providerTimeoutFromEnv(env: Env): number {
-  const raw = env.SIGIL_PROVIDER_TIMEOUT_MS;
-  if (raw === undefined || raw.trim() === "") return DEFAULT_PROVIDER_TIMEOUT_MS;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw.trim()) || !Number.isSafeInteger(n) || n <= 0 || n > 600_000) {
-    throw new Error("SIGIL_PROVIDER_TIMEOUT_MS must be a whole number of milliseconds between 1 and 600000");
-  }
-  return n;
-}
 
 /**
  * DKIM settings from `SIGIL_DKIM_DOMAIN`, `SIGIL_DKIM_SELECTOR`, `SIGIL_DKIM_PRIVATE_KEY_FILE`:

@@ -32,11 +32,15 @@
  */
 import { randomBytes } from "node:crypto";
 import twilio from "twilio";
-import { DEFAULT_PROVIDER_TIMEOUT_MS, emailFromEnv, providerTimeoutFromEnv } from "./email.js";
 import { outboxFileName, writeOutboxFile } from "./outbox.js";
-import { ProviderError, type CallRequest, type SmsRequest, type TelephonyProvider } from "./types.js";
-
-export { emailFromEnv };
+import {
+  DEFAULT_PROVIDER_TIMEOUT_MS,
+  ProviderError,
+  providerTimeoutFromEnv,
+  type CallRequest,
+  type SmsRequest,
+  type TelephonyProvider,
+} from "./types.js";
 
 export interface TwilioConfig {
   accountSid: string;

@@ -9,6 +9,8 @@
  *     "unknown"     the request may have left: the outcome is unknown, never retry blindly.
  * - `publicMessage` is safe to show to an AI model: no stack, no hostnames, paths,
  *   response bodies or credentials. The underlying error (for operators' logs) is `cause`.
+ * - `providerTimeoutFromEnv` is the one reading of `SIGIL_PROVIDER_TIMEOUT_MS` both
+ *   providers share (kept here so neither provider module loads the other's library).
  */
 
 export type ProviderErrorKind =
@@ -71,4 +73,17 @@ export interface TelephonyProvider {
   readonly name: string;
   sendSms(r: SmsRequest): Promise<{ providerId: string }>;
   placeCall(r: CallRequest): Promise<{ providerId: string }>;
+}
+
+export const DEFAULT_PROVIDER_TIMEOUT_MS = 15_000;
+
+/** `SIGIL_PROVIDER_TIMEOUT_MS`: a whole number of milliseconds in 1..600000, else the default when unset. */
+export function providerTimeoutFromEnv(env: Record<string, string | undefined>): number {
+  const raw = env.SIGIL_PROVIDER_TIMEOUT_MS?.trim();
+  if (raw === undefined || raw === "") return DEFAULT_PROVIDER_TIMEOUT_MS;
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n <= 0 || n > 600_000) {
+    throw new Error("SIGIL_PROVIDER_TIMEOUT_MS must be a whole number of milliseconds between 1 and 600000");
+  }
+  return n;
 }

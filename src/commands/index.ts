@@ -1,0 +1,21 @@
+/**
+ * Command groups that live in their own modules (the core ones are in cli.ts). Each registers
+ * its subcommands on the program with the shared helpers; add a new group by listing it here.
+ */
+import type { Command, Option } from "commander";
+import type { Sigil } from "../sigil.js";
+
+export interface CliKit {
+  home: () => string;
+  env: NodeJS.ProcessEnv;
+  /** Prints `data` as one JSON document with --json, else the human text. */
+  out: (json: boolean, data: unknown, human: () => string) => void;
+  /** Opens the home's Sigil for the duration of `fn`. */
+  withSigil: <T>(fn: (s: Sigil) => Promise<T>) => Promise<T>;
+  jsonOpt: () => Option;
+  readStdin: () => Promise<string>;
+}
+
+export type RegisterCommands = (program: Command, kit: CliKit) => void;
+
+export const COMMANDS: RegisterCommands[] = [];

@@ -1,0 +1,95 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { spawnSync } from "node:child_process";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { CLI, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
+
+afterAll(cleanupHomes);
+
+describe("stdio sessions are bound to their token", () => {
+  it("an agent lists whoami plus the tools of its channels, never admin tools, and whoami is audited", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "mailer", channels: "email", policy: { allowedDomains: ["example.com"] } });
+    const { client } = await stdioClient(home, a.token);
+    const names = (await client.listTools()).tools.map((t) => t.name).sort();
+    expect(names).toContain("whoami");
+    expect(names.some((n) => ["create_identity", "rotate_key", "revoke_identity", "list_identities"].includes(n))).toBe(false);
+    const who = await client.callTool({ name: "whoami", arguments: {} });
+    expect(who.isError).toBeFalsy();
+    expect((who.structuredContent as any).id).toBe(a.id);
+    expect((who.structuredContent as any).receipt.identityId).toBe(a.id);
+    // Calling a tool outside the surface is refused and audited.
+    const admin = await client.callTool({ name: "create_identity", arguments: { name: "x", channels: [] } });
+    expect(admin.isError).toBe(true);
+    expect(text(admin)).toMatch(/^denied: tool_not_available: /);
+    await client.close();
+    const log = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(log.map((e) => [e.tool, e.decision])).toEqual([
+      ["identity_created", "ok"],
+      ["whoami", "allow"],
+      ["create_identity", "deny"],
+    ]);
+    expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
+  });
+
+  it("unknown arguments are refused, audited, and change nothing", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    const { client } = await stdioClient(home, a.token);
+    const r = await client.callTool({ name: "whoami", arguments: { identityId: "id_other" } });
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(/^denied: invalid_arguments: unknown argument\(s\): identityId/);
+    await client.close();
+    const last = JSON.parse(readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8").trim().split("\n").pop()!);
+    expect(last).toMatchObject({ tool: "whoami", decision: "deny", reason: "invalid_arguments", args: { keys: ["identityId"] } });
+  });
+
+  it("a missing, wrong or revoked token exits non-zero with one line on stderr before serving", () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "sms" });
+    const run = (token: string | undefined) =>
+      spawnSync(process.execPath, [CLI, "serve"], { env: { ...home.env, ...(token ? { SIGIL_TOKEN: token } : {}) }, input: "", encoding: "utf8", timeout: 10_000 });
+    for (const token of [undefined, "sigil_agent_wrong", a.token.slice(0, -2) + "xx"]) {
+      const r = run(token);
+      expect(r.status).not.toBe(0);
+      expect(r.stdout).toBe("");
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+    }
+    home.json(["identity", "revoke", a.id]);
+    const r = run(a.token);
+    expect(r.status).not.toBe(0);
+    expect(r.stderr).toMatch(/wrong or revoked/);
+  });
+
+  it("SIGIL_TOKEN_FILE is read when SIGIL_TOKEN is absent", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    const file = path.join(home.dir, "token");
+    (await import("node:fs")).writeFileSync(file, a.token + "\n", { mode: 0o600 });
+    const { client } = await stdioClient(home, "", { env: { SIGIL_TOKEN: "", SIGIL_TOKEN_FILE: file } });
+    const who = await client.callTool({ name: "whoami", arguments: {} });
+    expect((who.structuredContent as any).id).toBe(a.id);
+    await client.close();
+  });
+
+  it("revocation, token rotation and policy changes reach a session running in another process on its next call", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    const { client } = await stdioClient(home, a.token);
+    expect((await client.callTool({ name: "whoami", arguments: {} })).isError).toBeFalsy();
+    home.json(["identity", "rotate-key", a.id]);
+    const afterRotate = await client.callTool({ name: "whoami", arguments: {} });
+    expect((afterRotate.structuredContent as any).receipt.keyId).not.toBe(a.keyId);
+    home.json(["identity", "rotate-token", a.id]);
+    const r = await client.callTool({ name: "whoami", arguments: {} });
+    expect(text(r)).toMatch(/^denied: token_rotated: /);
+    await client.close();
+
+    const b = home.createIdentity({ channels: "" });
+    const s2 = await stdioClient(home, b.token);
+    home.json(["identity", "revoke", b.id]);
+    expect(text(await s2.client.callTool({ name: "whoami", arguments: {} }))).toMatch(/^denied: revoked: /);
+    await s2.client.close();
+    expect(home.json(["audit", "verify"]).ok).toBe(true);
+  });
+});

@@ -1,0 +1,148 @@
+/**
+ * Test helpers shared by every suite: throwaway homes, the built CLI, and real MCP clients over
+ * stdio and Streamable HTTP. Nothing here fakes sigil: tests drive the built `dist/cli.js`.
+ */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { mkdtempSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
+export const CLI = path.join(ROOT, "dist/cli.js");
+
+export interface Home {
+  dir: string;
+  env: NodeJS.ProcessEnv;
+  adminToken: string;
+  /** Runs the built CLI synchronously with this home. */
+  cli(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): { code: number; stdout: string; stderr: string };
+  /** Runs the CLI with --json and parses stdout; throws with stderr on a non-zero exit. */
+  json<T = any>(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): T;
+  createIdentity(opts: { name?: string; channels: string; policy?: unknown; email?: string; phone?: string }): Identity;
+  cleanup(): void;
+}
+
+export interface Identity {
+  id: string;
+  name: string;
+  token: string;
+  keyId: string;
+  publicKey: string;
+}
+
+const homes: Home[] = [];
+
+export function makeHome(extraEnv: NodeJS.ProcessEnv = {}): Home {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "sigil-test-"));
+  const env: NodeJS.ProcessEnv = { ...process.env, SIGIL_HOME: path.join(dir, "home"), ...extraEnv };
+  delete env.SIGIL_TOKEN;
+  delete env.SIGIL_TOKEN_FILE;
+  const cli: Home["cli"] = (args, opts = {}) => {
+    const r = spawnSync(process.execPath, [CLI, ...args], { env: { ...env, ...opts.env }, input: opts.input ?? "", encoding: "utf8" });
+    return { code: r.status ?? -1, stdout: r.stdout, stderr: r.stderr };
+  };
+  const json: Home["json"] = (args, opts) => {
+    const r = cli([...args, "--json"], opts);
+    if (r.code !== 0) throw new Error(`sigil ${args.join(" ")} exited ${r.code}: ${r.stderr}`);
+    return JSON.parse(r.stdout);
+  };
+  const init = json<{ adminToken: string }>(["init"]);
+  const home: Home = {
+    dir,
+    env,
+    adminToken: init.adminToken,
+    cli,
+    json,
+    createIdentity(o) {
+      const args = ["identity", "create", "--name", o.name ?? "agent", "--channels", o.channels];
+      if (o.policy !== undefined) args.push("--policy", JSON.stringify(o.policy));
+      if (o.email) args.push("--email", o.email);
+      if (o.phone) args.push("--phone", o.phone);
+      return json<Identity>(args);
+    },
+    cleanup() {
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+  homes.push(home);
+  return home;
+}
+
+export function cleanupHomes(): void {
+  for (const h of homes.splice(0)) h.cleanup();
+}
+
+/** An SDK Client over stdio against `sigil serve` with the given token. */
+export async function stdioClient(home: Home, token: string, opts: { env?: NodeJS.ProcessEnv; capabilities?: Record<string, unknown> } = {}): Promise<{ client: Client; transport: StdioClientTransport; stderr: () => string }> {
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: [CLI, "serve"],
+    env: { ...getDefaultEnvironment(), ...pick(home.env), SIGIL_TOKEN: token, ...opts.env } as Record<string, string>,
+    stderr: "pipe",
+  });
+  let err = "";
+  transport.stderr?.on("data", (d: Buffer) => (err += d.toString()));
+  const client = new Client({ name: "sigil-test", version: "1.0.0" }, { capabilities: opts.capabilities ?? {} });
+  await client.connect(transport);
+  return { client, transport, stderr: () => err };
+}
+
+function pick(env: NodeJS.ProcessEnv): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const [k, v] of Object.entries(env)) if (v !== undefined && (k.startsWith("SIGIL_") || k.startsWith("TWILIO_"))) out[k] = v;
+  return out;
+}
+
+export interface HttpServer {
+  url: string;
+  port: number;
+  proc: ChildProcess;
+  stop(): Promise<void>;
+}
+
+/** Starts `sigil serve --http` on a free loopback port and waits until it listens. */
+export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}): Promise<HttpServer> {
+  const proc = spawn(process.execPath, [CLI, "serve", "--http", "--port", "0"], { env: { ...home.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  const url = await new Promise<string>((resolve, reject) => {
+    let buf = "";
+    const t = setTimeout(() => reject(new Error(`server did not start: ${buf}`)), 15_000);
+    proc.stderr!.on("data", (d: Buffer) => {
+      buf += d.toString();
+      const m = /serving Streamable HTTP at (\S+)/.exec(buf);
+      if (m) {
+        clearTimeout(t);
+        resolve(m[1]!);
+      }
+    });
+    proc.on("exit", (code) => reject(new Error(`server exited ${code}: ${buf}`)));
+  });
+  return {
+    url,
+    port: Number(new URL(url).port),
+    proc,
+    stop: () =>
+      new Promise<void>((resolve) => {
+        if (proc.exitCode !== null) return resolve();
+        proc.once("exit", () => resolve());
+        proc.kill("SIGTERM");
+      }),
+  };
+}
+
+export async function httpClient(url: string, token: string, capabilities: Record<string, unknown> = {}): Promise<{ client: Client; transport: StreamableHTTPClientTransport }> {
+  const transport = new StreamableHTTPClientTransport(new URL(url), { requestInit: { headers: { Authorization: `Bearer ${token}` } } });
+  const client = new Client({ name: "sigil-test", version: "1.0.0" }, { capabilities });
+  await client.connect(transport);
+  return { client, transport };
+}
+
+/** The text of a tool result's first content item. */
+export function text(result: any): string {
+  return result?.content?.[0]?.text ?? "";
+}
+
+export { Client, spawnSync };
