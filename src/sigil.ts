@@ -18,8 +18,11 @@ import {
   randomId,
   seal,
   sha256hex,
+  sign as edSign,
+  fromB64,
   tokenHash,
 } from "./crypto.js";
+import type { Signer } from "./provenance/jwk.js";
 import { SigilError } from "./errors.js";
 import { jcs } from "./util/jcs.js";
 import { loadMasterKey, masterKeyFile } from "./home.js";
@@ -30,7 +33,9 @@ import { validateAddress } from "./policy/email-address.js";
 import { parsePhone } from "./policy/phone.js";
 import { openFileStore } from "../store/index.js";
 import { CHANNELS, type Channel, type IdentityRecord, type KeyRecord, type Store, StoreError } from "../store/types.js";
-import type { FileLayer } from "./util/fsx.js";
+import { type FileLayer, realFiles } from "./util/fsx.js";
+import { filesFromEnv } from "./util/faults.js";
+import { Vault, assertSecretName, secretValueBytes } from "./vault.js";
 
 export const SCHEMA_VERSION = 1;
 
@@ -146,7 +151,7 @@ export class Sigil implements Keyring {
   /** Opens an initialised home; refuses to start when the registry or master key is missing or wrong. */
   static async open(opts: SigilOptions): Promise<Sigil> {
     await cryptoReady();
-    const store = openFileStore({ home: opts.home, files: opts.files });
+    const store = openFileStore({ home: opts.home, files: opts.files ?? filesFromEnv(realFiles, opts.env) });
     let meta;
     try {
       meta = await store.meta();
@@ -191,6 +196,24 @@ export class Sigil implements Keyring {
       this.secretKeys.set(cacheKey, sk);
     }
     return { keyId, secretKey: sk };
+  }
+
+  /**
+   * A Signer for the identity's ACTIVE key — the key the audit chain has handed signing to
+   * (`chains.state(id).activeKeyId`), not merely the registry's status — for the provenance formats
+   * (HTTP request signatures, the key directory, e-mail headers, checkpoints). Each of those
+   * formats domain-separates the bytes it signs (src/provenance/domains.ts); callers must sign only
+   * through them, never raw bytes from outside.
+   */
+  async activeSigner(identityId: string): Promise<Signer> {
+    await this.requireIdentity(identityId);
+    const keyId = (await this.chains.state(identityId)).activeKeyId;
+    if (!keyId) throw new SigilError("key_missing", `the audit log of ${identityId} names no active key`);
+    const rec = await this.requireIdentity(identityId);
+    const key = rec.keys.find((k) => k.keyId === keyId);
+    if (!key) throw new SigilError("key_missing", `signing key ${keyId} of ${identityId} is not in the registry`);
+    const { secretKey } = await this.signer(identityId, keyId);
+    return { keyId, publicKey: new Uint8Array(fromB64(key.publicKey)), sign: (m) => edSign(secretKey, m) };
   }
 
   async genesis(identityId: string): Promise<{ draft: Draft; keyId: string }> {
@@ -379,6 +402,49 @@ export class Sigil implements Keyring {
         updatedAt: new Date(this.now()).toISOString(),
       }));
       return publicView(rec);
+    });
+  }
+
+  // ---- vault ----------------------------------------------------------------------------------
+
+  /** The identity's sealed secrets (see vault.ts). */
+  get vault(): Vault {
+    return (this.vaultInstance ??= new Vault(this.store, this.master, this.now));
+  }
+  private vaultInstance?: Vault;
+
+  /**
+   * Stores `value` as the next version of the identity's secret `name`. The audit log records the
+   * name and version (never the value) before the sealed value is written; admin writers are
+   * serialised by the identity's admin lock, so the recorded version is the one written.
+   */
+  async putSecret(id: string, name: string, value: string): Promise<{ name: string; version: number }> {
+    assertSecretName(name);
+    secretValueBytes(value).fill(0);
+    return this.store.withIdentityLock(id, async () => {
+      const rec = await this.requireIdentity(id);
+      if (rec.revokedAt) throw new SigilError("revoked", `Identity ${id} is revoked.`);
+      const version = await this.vault.nextVersion(id, name);
+      await this.adminEvent(id, { tool: "secret_put", phase: "event", decision: "ok", name, version });
+      try {
+        return await this.vault.put(id, name, value, version);
+      } catch (err) {
+        await this.adminEvent(id, { tool: "secret_put", phase: "event", decision: "failed", name, version }).catch(() => {});
+        throw err;
+      }
+    });
+  }
+
+  /** Deletes the identity's secret `name` (every version); the audit log records the name and the version deleted. */
+  async deleteSecret(id: string, name: string): Promise<{ name: string; deleted: boolean; version?: number }> {
+    assertSecretName(name);
+    return this.store.withIdentityLock(id, async () => {
+      await this.requireIdentity(id);
+      const version = await this.vault.version(id, name);
+      if (version === undefined) return { name, deleted: false };
+      await this.adminEvent(id, { tool: "secret_deleted", phase: "event", decision: "ok", name, version });
+      const deleted = await this.vault.delete(id, name);
+      return { name, deleted, version };
     });
   }
 

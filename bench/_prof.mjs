@@ -1,0 +1,11 @@
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport } from "@modelcontextprotocol/sdk/client/stdio.js";
+const [dir, n, ...cmd] = process.argv.slice(2);
+const tr = new StdioClientTransport({ command: process.execPath, args: ["--cpu-prof", "--cpu-prof-dir", dir, "--cpu-prof-interval", "100", ...cmd], env: { ...process.env }, stderr: "inherit" });
+const c = new Client({ name: "p", version: "1" });
+const t0 = performance.now();
+await c.connect(tr); await c.listTools();
+console.log("cold", performance.now()-t0);
+for (let j=0;j<Number(n);j++) await c.callTool({name:"whoami",arguments:{}});
+await c.close();
+await new Promise(r=>setTimeout(r,500));

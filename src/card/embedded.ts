@@ -1,0 +1,149 @@
+/**
+ * The embedded card processor: each identity's virtual card is a ledger in the home, so card
+ * charges work offline (`npm start`) and every charge can be checked afterwards.
+ *
+ * - Ledger: `$SIGIL_HOME/card/<identityId>.jsonl`, one JSON line per charge attempt that reached
+ *   the processor — `{chargeId, ts, cardId, status: "approved" | "declined", amountCents,
+ *   currency, merchant, merchantCategory?, description?, reference, declineReason?}` — appended
+ *   under a cross-process lock and fdatasync'ed before the charge is acknowledged.
+ * - The card id is derived from the identity id (`card_` + 16 hex digits); no card number exists.
+ * - Spending limits are NOT enforced here: policy and the audit chain's reservations do that
+ *   (atomically, across processes) before the processor is called. The processor only approves or
+ *   declines, like an issuer would.
+ *
+ * Test hooks (documented in the README; harmless in production because they only ever decline):
+ *  - merchant exactly `DECLINE-TEST` → declined;
+ *  - `SIGIL_CARD_DECLINE_ABOVE_CENTS=N` → any charge above N cents is declined;
+ *  - `SIGIL_CARD_LATENCY_MS=N` (0-60000) → each charge takes N ms before it is decided (to widen
+ *    races in tests).
+ */
+import path from "node:path";
+import { randomBytes } from "node:crypto";
+import { sha256hex } from "../crypto.js";
+import { ProviderError } from "../providers/types.js";
+import { type FileLayer, fsyncDir, realFiles, writeAll } from "../util/fsx.js";
+import { type Locks, createLocks } from "../util/lock.js";
+import { lockNamespace } from "../../store/index.js";
+import { type CardProcessor, type ChargeRequest, type ChargeResult, DECLINE_TEST_MERCHANT } from "./processor.js";
+
+const ID_RE = /^id_[0-9a-f]{20}$/;
+
+export interface LedgerLine {
+  chargeId: string;
+  ts: string;
+  cardId: string;
+  status: "approved" | "declined";
+  amountCents: number;
+  currency: string;
+  merchant: string;
+  merchantCategory?: string;
+  description?: string;
+  reference: string;
+  declineReason?: string;
+}
+
+export function cardIdFor(identityId: string): string {
+  return "card_" + sha256hex("sigil-card-v1\n" + identityId).slice(0, 16);
+}
+
+export const ledgerFile = (home: string, identityId: string): string => path.join(home, "card", `${identityId}.jsonl`);
+
+function intFromEnv(env: NodeJS.ProcessEnv, name: string, max: number): number | undefined {
+  const raw = env[name]?.trim();
+  if (raw === undefined || raw === "") return undefined;
+  if (!/^\d+$/.test(raw) || Number(raw) > max) throw new Error(`${name} must be a whole number between 0 and ${max}`);
+  return Number(raw);
+}
+
+export interface EmbeddedOptions {
+  home: string;
+  env?: NodeJS.ProcessEnv;
+  files?: FileLayer;
+  now?: () => number;
+}
+
+export class EmbeddedCardProcessor implements CardProcessor {
+  readonly name = "embedded";
+  private readonly files: FileLayer;
+  private readonly locks: Locks;
+  private readonly now: () => number;
+  private readonly declineAbove?: number;
+  private readonly latencyMs: number;
+  private readonly synced = new Set<string>();
+
+  constructor(private readonly opts: EmbeddedOptions) {
+    const env = opts.env ?? {};
+    this.files = opts.files ?? realFiles;
+    this.locks = createLocks(lockNamespace(opts.home));
+    this.now = opts.now ?? Date.now;
+    this.declineAbove = intFromEnv(env, "SIGIL_CARD_DECLINE_ABOVE_CENTS", Number.MAX_SAFE_INTEGER);
+    this.latencyMs = intFromEnv(env, "SIGIL_CARD_LATENCY_MS", 60_000) ?? 0;
+  }
+
+  async charge(req: ChargeRequest): Promise<ChargeResult> {
+    if (!ID_RE.test(req.identityId)) throw new ProviderError("rejected", "the card processor does not know this card");
+    if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    const declineReason =
+      req.merchant === DECLINE_TEST_MERCHANT
+        ? "test_merchant"
+        : this.declineAbove !== undefined && req.amountCents > this.declineAbove
+          ? "test_amount"
+          : undefined;
+    const line: LedgerLine = {
+      chargeId: "ch_" + randomBytes(12).toString("hex"),
+      ts: new Date(this.now()).toISOString(),
+      cardId: cardIdFor(req.identityId),
+      status: declineReason ? "declined" : "approved",
+      amountCents: req.amountCents,
+      currency: req.currency,
+      merchant: req.merchant,
+      ...(req.merchantCategory !== undefined ? { merchantCategory: req.merchantCategory } : {}),
+      ...(req.description !== undefined ? { description: req.description } : {}),
+      reference: req.reference,
+      ...(declineReason ? { declineReason } : {}),
+    };
+    try {
+      await this.append(req.identityId, line);
+    } catch (err) {
+      // Nothing is approved unless it is in the ledger; a failed append charged nothing.
+      throw new ProviderError("unavailable", "the card ledger cannot be written", { cause: err });
+    }
+    if (declineReason) throw new ProviderError("rejected", "the card issuer declined the charge");
+    return { chargeId: line.chargeId, status: "approved", cardId: line.cardId };
+  }
+
+  private async append(identityId: string, line: LedgerLine): Promise<void> {
+    const file = ledgerFile(this.opts.home, identityId);
+    const dir = path.dirname(file);
+    await this.locks.withLock(`card:${identityId}`, async () => {
+      await this.files.mkdir(dir, 0o700);
+      const fh = await this.files.open(file, "a", 0o600);
+      try {
+        await writeAll(fh, Buffer.from(JSON.stringify(line) + "\n"));
+        await fh.datasync();
+      } finally {
+        await fh.close();
+      }
+      if (!this.synced.has(file)) {
+        await fsyncDir(this.files, dir);
+        this.synced.add(file);
+      }
+    });
+  }
+}
+
+/** Reads one identity's ledger (for tests and operators). */
+export async function readLedger(home: string, identityId: string, files: FileLayer = realFiles): Promise<LedgerLine[]> {
+  if (!ID_RE.test(identityId)) return [];
+  let text: string;
+  try {
+    text = (await files.readFile(ledgerFile(home, identityId))).toString("utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+    throw err;
+  }
+  return text
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as LedgerLine);
+}

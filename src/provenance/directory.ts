@@ -1,0 +1,113 @@
+/**
+ * The public key material sigil publishes for parties outside it:
+ *
+ * - one identity's JWKS (`GET /identities/<id>/keys`, `sigil keys export ID`): every key the
+ *   identity ever signed with, current and retired, each with its validity window as `nbf`/`exp`
+ *   and identified by its RFC 7638 thumbprint (`kid`). A revoked identity's last key gets
+ *   `exp` = the revocation time, so nothing it signs afterwards verifies. The set carries one extra
+ *   member, `identity` (RFC 7517 §5 lets a JWK Set carry members a reader ignores), so a verifier can
+ *   check it holds the keys of the identity a signature names.
+ * - the Web Bot Auth key directory (`GET /.well-known/http-message-signatures-directory`,
+ *   draft-meunier-http-message-signatures-directory): the current keys of every identity that is
+ *   not revoked, plus keys retired less than 8 minutes ago (a request signature lives at most that
+ *   long, so one made just before a rotation still finds its key). The response is signed once per
+ *   current key (labels `binding0…`, `tag="http-message-signatures-directory"`).
+ */
+import { randomBytes } from "node:crypto";
+import type { IdentityRecord } from "../../store/types.js";
+import type { Sigil } from "../sigil.js";
+import { decodeBase64Strict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "./jwk.js";
+import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
+
+export type IdentityJwks = { identity: string; keys: JwksKey[] };
+export type DirectoryDocument = { keys: JwksKey[] };
+
+function keyInputs(rec: IdentityRecord): JwksInput[] {
+  const out: JwksInput[] = [];
+  for (const k of rec.keys) {
+    if (k.status === "pending") continue; // not yet handed signing by the chain
+    const publicKey = decodeBase64Strict(k.publicKey);
+    if (!publicKey) continue;
+    let notAfter = k.notAfter;
+    if (k.status === "active" && rec.revokedAt) notAfter = rec.revokedAt;
+    out.push({
+      publicKey,
+      notBefore: k.notBefore ?? k.createdAt,
+      ...(notAfter !== undefined ? { notAfter } : {}),
+      status: k.status,
+    });
+  }
+  return out;
+}
+
+/** One identity's JWKS: current and retired keys with their validity. */
+export function identityJwks(rec: IdentityRecord): IdentityJwks {
+  return { identity: rec.id, ...jwks(keyInputs(rec)) };
+}
+
+/** The directory document: current keys of the identities that are not revoked (see above). */
+export function directoryDocument(records: IdentityRecord[], nowMs: number): DirectoryDocument {
+  const keys: JwksKey[] = [];
+  for (const rec of records) {
+    if (rec.revokedAt) continue;
+    const inputs = keyInputs(rec).filter(
+      (k) => k.status === "active" || (k.notAfter !== undefined && Date.parse(k.notAfter) >= nowMs - MAX_EXPIRES_SECONDS * 1000),
+    );
+    keys.push(...jwks(inputs).keys);
+  }
+  return { keys };
+}
+
+/** Keys a verifier can use, from a JWKS (ours or anyone's): raw public key plus validity window. */
+export function keysFromJwks(doc: unknown): Array<{ kid: string; publicKey: Uint8Array; notBefore?: string; notAfter?: string }> {
+  const list = (doc as { keys?: unknown })?.keys;
+  if (!Array.isArray(list)) throw new Error("not a JWKS: no keys array");
+  const out: Array<{ kid: string; publicKey: Uint8Array; notBefore?: string; notAfter?: string }> = [];
+  for (const k of list as Array<Record<string, unknown>>) {
+    if (!k || k.kty !== "OKP" || k.crv !== "Ed25519" || typeof k.x !== "string") continue;
+    const publicKey = new Uint8Array(Buffer.from(k.x, "base64url"));
+    if (publicKey.length !== 32 || Buffer.from(publicKey).toString("base64url") !== k.x) continue;
+    const kid = jwkThumbprint(publicKey);
+    if (k.kid !== undefined && k.kid !== kid) continue; // a kid that is not the key's thumbprint: ignored
+    const at = (v: unknown): string | undefined =>
+      typeof v === "number" && Number.isSafeInteger(v) ? new Date(v * 1000).toISOString() : undefined;
+    const notBefore = at(k.nbf);
+    const notAfter = at(k.exp);
+    out.push({ kid, publicKey, ...(notBefore ? { notBefore } : {}), ...(notAfter ? { notAfter } : {}) });
+  }
+  return out;
+}
+
+export type SignedDirectoryResponse = {
+  body: string;
+  headers: Record<string, string>;
+};
+
+/**
+ * The directory response for a request made to `authority` (its Host) over `scheme`: the JSON body
+ * and the headers, Signature-Input/Signature included, signed with every listed identity's active
+ * key. With no identity to list, the body is an empty JWKS and the response is unsigned.
+ */
+export async function signedDirectory(sigil: Sigil, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
+  const records = (await sigil.store.listIdentities()).filter((r) => !r.revokedAt);
+  const now = sigil.now();
+  const doc = directoryDocument(records, now);
+  const headers: Record<string, string> = {
+    "content-type": DIRECTORY_MEDIA_TYPE,
+    "cache-control": "max-age=60",
+  };
+  if (records.length > 0) {
+    const signers = [];
+    for (const r of records) signers.push(await sigil.activeSigner(r.id));
+    const signed = await signDirectoryResponse({
+      signers,
+      authority,
+      scheme,
+      now: new Date(now),
+      nonce: randomBytes(NONCE_BYTES).toString("base64"),
+    });
+    headers["signature-input"] = signed.headers["Signature-Input"];
+    headers.signature = signed.headers.Signature;
+  }
+  return { body: JSON.stringify(doc), headers };
+}
