@@ -203,7 +203,11 @@ export async function startHttp(sigil: Sigil, host: string, port: number): Promi
   const { serveHttp } = await import("./server/http.js");
   const allowedHosts = (env.SIGIL_ALLOWED_HOSTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const allowedOrigins = (env.SIGIL_ALLOWED_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  const { url, close } = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins });
+  const { publicRoutes } = await import("./server/public-routes.js");
+  const { publicOrigin } = await import("./provenance/receipt.js");
+  const publicUrl = publicOrigin(env); // SIGIL_PUBLIC_URL: where outside parties reach this server
+  if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
+  const { url, close } = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(sigil) });
   process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
   const shutdown = (): void => {
     void close().finally(() => sigil.close().finally(() => process.exit(0)));

@@ -99,7 +99,13 @@ export class Sigil implements Keyring {
     now?: () => number,
   ) {
     this.now = now ?? Date.now;
-    this.chains = new AuditChains({ backend: store.audit, keyring: this, now: this.now });
+    this.chains = new AuditChains({
+      backend: store.audit,
+      keyring: this,
+      now: this.now,
+      instanceId: this.instanceId,
+      instanceAlive: (id) => store.instanceAlive(id),
+    });
   }
 
   /** Creates a new home. Refuses, changing nothing, if one is already initialised there. */
@@ -168,7 +174,9 @@ export class Sigil implements Keyring {
     if (!hashesEqual(master.checkValue(), meta.masterKeyCheck)) {
       throw new SigilError("master_key_mismatch", `The master key does not belong to the home at ${opts.home}; refusing to start.`);
     }
-    return new Sigil(opts.home, opts.env, store, master, opts.now);
+    const sigil = new Sigil(opts.home, opts.env, store, master, opts.now);
+    await store.registerInstance(sigil.instanceId);
+    return sigil;
   }
 
   async close(): Promise<void> {

@@ -80,7 +80,7 @@ export interface AuditBackend {
 export class StoreError extends Error {
   constructor(
     message: string,
-    readonly code: "not_initialised" | "already_initialised" | "unreadable" | "not_found" | "conflict" | "unavailable",
+    readonly code: "not_initialised" | "already_initialised" | "unreadable" | "not_found" | "conflict" | "unavailable" | "schema_too_new",
     options?: { cause?: unknown },
   ) {
     super(message, options);
@@ -108,5 +108,9 @@ export interface Store {
   listSecretNames(identityId: string): Promise<string[]>;
 
   readonly audit: AuditBackend;
+  /** Marks this process (instance) alive for as long as it runs, where the backend can tell. */
+  registerInstance(instanceId: string): Promise<void>;
+  /** Whether an instance is still running: true, false, or undefined when the backend cannot tell. */
+  instanceAlive(instanceId: string): Promise<boolean | undefined>;
   close(): Promise<void>;
 }

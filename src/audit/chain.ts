@@ -165,6 +165,9 @@ export interface ChainOptions {
   backend: AuditBackend;
   keyring: Keyring;
   now?: () => number;
+  /** This process's instance id, and a way to tell whether another instance is still alive. */
+  instanceId?: string;
+  instanceAlive?: (instanceId: string) => Promise<boolean | undefined>;
 }
 
 export class AuditChains {
@@ -211,7 +214,25 @@ export class AuditChains {
     }
   }
 
+  /**
+   * Intents left without a result by an instance that is no longer running (a crash) are recorded
+   * as `unknown` — never retried, never silently dropped. Checked once per identity per process.
+   */
+  private async resolveOrphans(state: ChainState, append: (d: Draft) => Promise<AuditEntry>): Promise<void> {
+    const alive = this.opts.instanceAlive;
+    if (!alive) return;
+    const verdicts = new Map<string, boolean | undefined>();
+    for (const o of state.openIntents()) {
+      if (!o.instance || o.instance === this.opts.instanceId) continue;
+      if (!verdicts.has(o.instance)) verdicts.set(o.instance, await alive(o.instance));
+      if (verdicts.get(o.instance) === false) {
+        await append({ tool: o.tool, phase: "result", intent: o.seq, decision: "unknown", reason: "orphaned_intent", session: o.session });
+      }
+    }
+  }
+
   private async runBatch(identityId: string, batch: Pending[]): Promise<void> {
+    const firstLoad = !this.states.has(identityId);
     let state = this.states.get(identityId) ?? new ChainState(identityId);
     const outcomes: Array<{ ok: true; value: unknown; entry?: AuditEntry } | { ok: false; err: unknown }> = [];
     try {
@@ -228,6 +249,7 @@ export class AuditChains {
           const g = await this.opts.keyring.genesis(identityId);
           await append(g.draft, g.keyId);
         }
+        if (firstLoad) await this.resolveOrphans(state, append);
         if (view.torn) {
           // A crash tore the last write (never acknowledged: acks follow fsync). Replace it with a
           // signed record of what was discarded, never silently.

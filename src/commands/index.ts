@@ -4,6 +4,7 @@
  */
 import type { Command, Option } from "commander";
 import type { Sigil } from "../sigil.js";
+import { registerSecretCommands } from "./secret.js";
 
 export interface CliKit {
   home: () => string;
@@ -18,4 +19,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands];

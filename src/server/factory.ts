@@ -47,6 +47,13 @@ function registerForListing(mcp: McpServer, tools: Array<AgentTool | AdminTool>)
   mcp.server.removeRequestHandler("tools/call");
 }
 
+/** How long a human has to answer an approval request: SIGIL_APPROVAL_TIMEOUT_MS (1 s to 1 h), default 120 s. */
+export function approvalTimeoutMs(env: NodeJS.ProcessEnv): number {
+  const raw = env.SIGIL_APPROVAL_TIMEOUT_MS?.trim();
+  const n = raw ? Number(raw) : NaN;
+  return Number.isInteger(n) && n >= 1000 && n <= 3_600_000 ? n : 120_000;
+}
+
 export interface SessionDeps {
   sigil: Sigil;
   providers: Providers;
@@ -70,9 +77,10 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       providers: deps.providers,
     };
     const elicit = (req: ElicitRequest): Promise<ElicitResponse> =>
-      mcp.server.elicitInput({ mode: "form", message: req.message, requestedSchema: req.requestedSchema as never }, { timeout: 120_000 }) as Promise<ElicitResponse>;
+      mcp.server.elicitInput({ mode: "form", message: req.message, requestedSchema: req.requestedSchema as never }, { timeout: approvalTimeoutMs(deps.sigil.env) }) as Promise<ElicitResponse>;
     mcp.server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> => {
-      const canElicit = Boolean(mcp.server.getClientCapabilities()?.elicitation);
+      // Approval is asked with a form; a client that declared only URL elicitation cannot answer it.
+      const canElicit = Boolean(mcp.server.getClientCapabilities()?.elicitation?.form);
       return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, canElicit ? elicit : undefined));
     });
   } else {

@@ -9,7 +9,7 @@
  * across processes (see audit/chain.ts). Refusals are audited and answered with
  * `denied: <reason_code>: <sentence>`; provider failures with safe text and a reference id.
  */
-import type { CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { type CallToolResult, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { hashesEqual } from "../crypto.js";
 import { Denied, SigilError, logInternal, refId, safeText } from "../errors.js";
 import { type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
@@ -133,7 +133,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
     | { kind: "wait" };
   let approved: "accept" | undefined;
-  const decide = (state: ChainState): Built<Step> => {
+  const decide = async (state: ChainState): Promise<Built<Step>> => {
     const now = sigil.now();
     if (idemKey !== undefined) {
       const prior = state.idempotency(tool.name, idemKey, now);
@@ -144,7 +144,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
         if (prior.outcome === "ok" && prior.receipt) {
           return { value: { kind: "replay", result: prior.result ?? {}, receipt: prior.receipt }, draft: { ...base, phase: "call", decision: "replayed", intent: prior.intentSeq } };
         }
-        if (prior.outcome === "unknown") {
+        if (prior.outcome === "unknown" || (await orphaned(state, prior.intentSeq))) {
           return deny(state, "outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
         }
         return { value: { kind: "wait" } };
@@ -166,6 +166,12 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
       ...(idemKey !== undefined ? { idem: { key: idemKey, argsHash: argsHash! } } : {}),
     };
     return { value: { kind: "go", normalized: d.normalized }, draft };
+  };
+  /** An intent whose process is gone will never get its result: its outcome is unknown. */
+  const orphaned = async (state: ChainState, seq: number): Promise<boolean> => {
+    const open = state.openIntents().find((o) => o.seq === seq);
+    if (!open?.instance || open.instance === sigil.instanceId) return false;
+    return (await sigil.store.instanceAlive(open.instance)) === false;
   };
   const deny = (_s: ChainState, reason: string, message: string): Built<Step> => ({
     value: { kind: "denied", reason, message },
@@ -263,6 +269,7 @@ async function askApproval(tool: AgentTool, args: Record<string, unknown>, norma
     return confirm === false ? "decline" : "accept";
   } catch (err) {
     if (err instanceof SigilError && err.code === "timeout") return "timeout";
+    if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) return "timeout";
     return "cancel";
   }
 }

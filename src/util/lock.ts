@@ -22,6 +22,10 @@ export class LockTimeoutError extends Error {
 export interface Locks {
   /** Runs `fn` while holding the named lock (exclusive across processes of this machine). */
   withLock<T>(name: string, fn: () => Promise<T>, timeoutMs?: number): Promise<T>;
+  /** Holds the named lock until the process exits (a liveness beacon). */
+  hold(name: string): Promise<void>;
+  /** True if some live process holds the named lock right now. */
+  isHeld(name: string): Promise<boolean>;
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -29,8 +33,11 @@ const DEFAULT_TIMEOUT_MS = 30_000;
 export function createLocks(namespace: string): Locks {
   const tails = new Map<string, Promise<unknown>>();
 
+  const addressOf = (name: string): string =>
+    "\0sigil-" + createHash("sha256").update(namespace).update("\0").update(name).digest("hex").slice(0, 40);
+
   async function acquire(name: string, timeoutMs: number): Promise<net.Server> {
-    const address = "\0sigil-" + createHash("sha256").update(namespace).update("\0").update(name).digest("hex").slice(0, 40);
+    const address = addressOf(name);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
       const server = net.createServer((sock) => {
@@ -78,6 +85,18 @@ export function createLocks(namespace: string): Locks {
   }
 
   return {
+    async hold(name: string): Promise<void> {
+      await acquire(name, 1000);
+    },
+    async isHeld(name: string): Promise<boolean> {
+      const server = net.createServer();
+      const free = await new Promise<boolean>((resolve) => {
+        server.once("error", () => resolve(false));
+        server.listen(addressOf(name), () => resolve(true));
+      });
+      if (free) await new Promise<void>((r) => server.close(() => r()));
+      return !free;
+    },
     async withLock<T>(name: string, fn: () => Promise<T>, timeoutMs = DEFAULT_TIMEOUT_MS): Promise<T> {
       const previous = tails.get(name) ?? Promise.resolve();
       let releaseLocal!: () => void;

@@ -198,6 +198,14 @@ export class FileStore implements Store {
     return Object.keys(db.data.secrets).sort();
   }
 
+  async registerInstance(instanceId: string): Promise<void> {
+    await this.locks.hold(`instance:${instanceId}`);
+  }
+
+  async instanceAlive(instanceId: string): Promise<boolean | undefined> {
+    return this.locks.isHeld(`instance:${instanceId}`);
+  }
+
   async close(): Promise<void> {
     await this.audit.close();
   }

@@ -1,0 +1,285 @@
+/**
+ * Signed checkpoints of an identity's audit log, so that a party who keeps one can later detect
+ * truncation or rollback (which no one without a signed statement of the log's size can).
+ *
+ * Format: a C2SP signed note (note.ts) whose text is a C2SP tlog-checkpoint body
+ *   sigil/<identityId>\n<size>\n<base64 root hash>\n
+ * signed by the identity's active key under the key name `sigil/<identityId>` (the origin).
+ *
+ * The root hash is the RFC 6962 / RFC 9162 Merkle Tree Hash over the log's entries, whose `hash`
+ * fields already are RFC 6962 leaf hashes (SHA-256(0x00 || JCS(entry body)), entry.ts). So the same
+ * checkpoint serves a Merkle inclusion proof for a single entry (receipts, receipt.ts) without
+ * disclosing any other entry, and any tlog tool can check it.
+ *
+ * "Periodic": checkpoints are computed on demand — whenever the HTTP server is asked
+ * (`GET /identities/<id>/checkpoint`) or the CLI (`sigil audit checkpoint ID`) — over the log as it
+ * stands, under the identity's chain lock (a consistent size and head). Nothing is written to the
+ * log. Ed25519 is deterministic, so two checkpoints of the same size by the same key are
+ * byte-identical; and since the log is append-only, sigil never signs two checkpoints that disagree
+ * unless its log was rewritten — which is what holders of checkpoints then detect.
+ */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { type AuditBundle, type Sigil, verifyBundle } from "../sigil.js";
+import type { VerifyResult } from "../audit/verify.js";
+import { SigilError } from "../errors.js";
+import type { AuditEntry } from "../audit/entry.js";
+import { fromB64, keyThumbprint } from "../crypto.js";
+import { checkpointBody, openNote, parseCheckpoint, signNote } from "./note.js";
+import { base64 } from "./jwk.js";
+
+export const CHECKPOINT_FORMAT = "sigil-checkpoint/v1";
+
+export function checkpointOrigin(identityId: string): string {
+  return `sigil/${identityId}`;
+}
+
+// ---- RFC 9162 §2.1 Merkle trees over leaf hashes ---------------------------------------------
+
+function node(left: Buffer, right: Buffer): Buffer {
+  return createHash("sha256").update(Uint8Array.of(0x01)).update(left).update(right).digest();
+}
+
+/** Largest power of two strictly smaller than n (n ≥ 2). */
+function split(n: number): number {
+  let k = 1;
+  while (k * 2 < n) k *= 2;
+  return k;
+}
+
+/** MTH(D[n]) over leaf hashes (already SHA-256(0x00 || leaf)). */
+export function merkleRoot(leaves: Buffer[]): Buffer {
+  if (leaves.length === 0) return createHash("sha256").digest();
+  const level = (lo: number, hi: number): Buffer => {
+    if (hi - lo === 1) return leaves[lo]!;
+    const k = split(hi - lo);
+    return node(level(lo, lo + k), level(lo + k, hi));
+  };
+  return level(0, leaves.length);
+}
+
+/** The audit path (RFC 9162 §2.1.3.1) for leaf index m in the tree over `leaves`. */
+export function inclusionProof(leaves: Buffer[], m: number): Buffer[] {
+  if (!Number.isInteger(m) || m < 0 || m >= leaves.length) throw new Error("leaf index out of range");
+  const path = (index: number, lo: number, hi: number): Buffer[] => {
+    if (hi - lo === 1) return [];
+    const k = split(hi - lo);
+    if (index < k) return [...path(index, lo, lo + k), merkleRoot(leaves.slice(lo + k, hi))];
+    return [...path(index - k, lo + k, hi), merkleRoot(leaves.slice(lo, lo + k))];
+  };
+  return path(m, 0, leaves.length);
+}
+
+/** Verifies an inclusion proof (RFC 9162 §2.1.3.2). */
+export function verifyInclusion(leaf: Buffer, index: number, size: number, proof: Buffer[], root: Buffer): boolean {
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) return false;
+  let fn = index;
+  let sn = size - 1;
+  let r = leaf;
+  for (const p of proof) {
+    if (p.length !== 32 || sn === 0) return false;
+    if (fn % 2 === 1 || fn === sn) {
+      r = node(p, r);
+      if (fn % 2 === 0) {
+        while (fn % 2 === 0 && fn !== 0) {
+          fn = Math.floor(fn / 2);
+          sn = Math.floor(sn / 2);
+        }
+      }
+    } else {
+      r = node(r, p);
+    }
+    fn = Math.floor(fn / 2);
+    sn = Math.floor(sn / 2);
+  }
+  return sn === 0 && r.equals(root);
+}
+
+// ---- reading a log ----------------------------------------------------------------------------
+
+/** Leaf hashes of the first `size` entries of an identity's log (from its stored lines). */
+export async function leafHashes(sigil: Sigil, identityId: string, size: number): Promise<Buffer[]> {
+  const leaves: Buffer[] = [];
+  if (size === 0) return leaves;
+  for await (const line of sigil.store.audit.readLines(identityId)) {
+    const e = JSON.parse(line) as AuditEntry;
+    if (e.seq !== leaves.length + 1 || !/^[0-9a-f]{64}$/.test(e.hash)) throw new Error(`audit log of ${identityId} is malformed at entry ${leaves.length + 1}`);
+    leaves.push(Buffer.from(e.hash, "hex"));
+    if (leaves.length === size) break;
+  }
+  if (leaves.length !== size) throw new Error(`audit log of ${identityId} is shorter than ${size}`);
+  return leaves;
+}
+
+export type CheckpointView = {
+  format: typeof CHECKPOINT_FORMAT;
+  origin: string;
+  size: number;
+  /** base64 RFC 6962 Merkle tree hash over the first `size` entries. */
+  rootHash: string;
+  /** hex hash of entry `size` (the chain's head at this size). */
+  headHash: string;
+  keyId: string;
+  /** The C2SP signed note: what to keep and hand to `sigil audit verify --checkpoint`. */
+  note: string;
+};
+
+const cache = new Map<string, { size: number; keyId: string; view: CheckpointView }>();
+
+/** A checkpoint of the identity's log as it stands, signed by its active key. */
+export async function makeCheckpoint(sigil: Sigil, identityId: string): Promise<CheckpointView> {
+  const state = await sigil.chains.state(identityId);
+  const size = state.seq;
+  const headHash = state.head;
+  const signer = await sigil.activeSigner(identityId);
+  const hit = cache.get(identityId);
+  if (hit && hit.size === size && hit.keyId === signer.keyId && hit.view.headHash === headHash) return hit.view;
+  const leaves = await leafHashes(sigil, identityId, size);
+  if (size > 0 && leaves[size - 1]!.toString("hex") !== headHash) throw new Error(`audit log of ${identityId} changed under its checkpoint`);
+  const root = merkleRoot(leaves);
+  const origin = checkpointOrigin(identityId);
+  const note = await signNote(checkpointBody(origin, size, root), [{ name: origin, signer }]);
+  const view: CheckpointView = { format: CHECKPOINT_FORMAT, origin, size, rootHash: base64(root), headHash, keyId: signer.keyId, note };
+  cache.set(identityId, { size, keyId: signer.keyId, view });
+  return view;
+}
+
+// ---- verifying a kept checkpoint against a log -------------------------------------------------
+
+export type CheckpointCheck = {
+  origin: string;
+  identityId: string;
+  size: number;
+  ok: boolean;
+  /** Entries the log holds now. */
+  logEntries?: number;
+  error?: string;
+};
+
+/** Reads a checkpoint file: the raw signed note, the JSON `--json` prints, or a receipt (its checkpoint). */
+export function readCheckpointText(text: string): string {
+  const t = text.replace(/^\uFEFF/, "");
+  if (t.trimStart().startsWith("{")) {
+    try {
+      const j = JSON.parse(t) as { note?: unknown; checkpoint?: { note?: unknown } };
+      if (typeof j.note === "string") return j.note; // `sigil audit checkpoint ID --json`
+      if (typeof j.checkpoint?.note === "string") return j.checkpoint.note; // a receipt
+    } catch {
+      /* not JSON: treated as a note */
+    }
+  }
+  return t.replace(/\r\n/g, "\n");
+}
+
+/** The identity a checkpoint note claims to be about (from its origin line), unverified. */
+export function checkpointIdentity(note: string): string | undefined {
+  const origin = note.split("\n", 1)[0] ?? "";
+  return origin.startsWith("sigil/") ? origin.slice("sigil/".length) : undefined;
+}
+
+/**
+ * Checks a kept checkpoint against a log: the note must be signed by one of the identity's keys,
+ * and the log (its entries' hashes, in order; the caller verifies the chain itself) must still
+ * contain `size` entries whose Merkle root is the checkpointed one. A shorter log was truncated
+ * or rolled back; a different root means its history was rewritten.
+ */
+export function checkCheckpoint(
+  note: string,
+  identityId: string,
+  keys: Array<{ keyId: string; publicKey: string }>,
+  entryHashes: string[],
+): CheckpointCheck {
+  const origin = checkpointOrigin(identityId);
+  const base = { origin, identityId, size: 0, logEntries: entryHashes.length };
+  let size: number;
+  let root: Buffer;
+  try {
+    const verifiers = keys
+      .map((k) => ({ keyId: k.keyId, publicKey: new Uint8Array(fromB64(k.publicKey)) }))
+      .filter((k) => k.publicKey.length === 32 && keyThumbprint(k.publicKey) === k.keyId)
+      .map((k) => ({ name: origin, publicKey: k.publicKey }));
+    const opened = openNote(note, verifiers);
+    const cp = parseCheckpoint(opened.text);
+    if (cp.origin !== origin) return { ...base, ok: false, error: `the checkpoint is for ${cp.origin}, not ${origin}` };
+    size = cp.size;
+    root = Buffer.from(cp.rootHash);
+  } catch (err) {
+    return { ...base, ok: false, error: `the checkpoint does not verify: ${(err as Error).message}` };
+  }
+  if (entryHashes.length < size) {
+    return {
+      ...base,
+      size,
+      ok: false,
+      error: `the log has ${entryHashes.length} entries, fewer than the ${size} the checkpoint commits to (truncated or rolled back)`,
+    };
+  }
+  const leaves = entryHashes.slice(0, size).map((h) => Buffer.from(h, "hex"));
+  if (!merkleRoot(leaves).equals(root)) {
+    return { ...base, size, ok: false, error: `the log's first ${size} entries are not the ones the checkpoint commits to (history rewritten)` };
+  }
+  return { ...base, size, ok: true };
+}
+
+// ---- `sigil audit verify --checkpoint FILE [--bundle FILE]` ------------------------------------
+
+export type CheckpointReport = { ok: boolean; identities: VerifyResult[]; checkpoint: CheckpointCheck };
+
+/** Reads a checkpoint file for the CLI (a note, `--json` output, or a receipt). */
+export function readCheckpointFile(file: string): string {
+  try {
+    return readCheckpointText(readFileSync(file, "utf8"));
+  } catch {
+    throw new SigilError("invalid_checkpoint", `${file} cannot be read.`);
+  }
+}
+
+/**
+ * Verifies the log the checkpoint is about — the home's (`sigil`) or an exported bundle's — in full,
+ * and checks that it still holds what the checkpoint commits to. `id`, when given, must be the
+ * identity the checkpoint names.
+ */
+export async function verifyCheckpointFile(
+  note: string,
+  source: { sigil: Sigil; id?: string } | { bundle: unknown },
+): Promise<CheckpointReport> {
+  const cpId = checkpointIdentity(note);
+  if (!cpId) throw new SigilError("invalid_checkpoint", "The file is not a sigil checkpoint (its first line is not sigil/<identity id>).");
+  let chain: VerifyResult;
+  let keys: Array<{ keyId: string; publicKey: string }>;
+  const hashes: string[] = [];
+  const collect = (e: unknown): boolean => {
+    const entry = (typeof e === "string" ? safeParse(e) : e) as { seq?: unknown; hash?: unknown } | undefined;
+    if (!entry || entry.seq !== hashes.length + 1 || typeof entry.hash !== "string" || !/^[0-9a-f]{64}$/.test(entry.hash)) return false;
+    hashes.push(entry.hash);
+    return true;
+  };
+  if ("sigil" in source) {
+    if (source.id !== undefined && source.id !== cpId) {
+      throw new SigilError("invalid_arguments", `The checkpoint is about ${cpId.slice(0, 64)}, not ${source.id.slice(0, 64)}.`);
+    }
+    const rec = await source.sigil.requireIdentity(cpId);
+    keys = source.sigil.publicKeys(rec);
+    chain = (await source.sigil.verify(cpId)).identities[0]!;
+    for await (const line of source.sigil.store.audit.readLines(cpId)) if (!collect(line)) break;
+  } else {
+    const b = source.bundle as Partial<AuditBundle>;
+    const r = await verifyBundle(b);
+    if (b.identity?.id !== cpId) throw new SigilError("invalid_arguments", `The checkpoint is about ${cpId.slice(0, 64)}, but the bundle is the log of ${String(b.identity?.id).slice(0, 64)}.`);
+    chain = r.identities[0]!;
+    keys = b.keys ?? [];
+    for (const e of b.entries ?? []) if (!collect(e)) break;
+  }
+  // Only entries that verified count: a log whose chain breaks cannot vouch for what follows.
+  const trusted = chain.ok ? hashes : hashes.slice(0, Math.max(0, (chain.firstBadSeq ?? 1) - 1));
+  const checkpoint = checkCheckpoint(note, cpId, keys, trusted);
+  return { ok: chain.ok && checkpoint.ok, identities: [chain], checkpoint };
+}
+
+function safeParse(s: string): unknown {
+  try {
+    return JSON.parse(s);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,0 +1,49 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
+
+afterAll(cleanupHomes);
+
+describe("an intent left without a result by a crashed process", () => {
+  it("is reported by verify, then recorded as unknown (never retried) by the next process that opens the log", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    const { Sigil } = await import("../dist/src/sigil.js");
+    const crashed = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    // What a process killed between its intent and its result leaves behind.
+    await crashed.chains.commit(a.id, () => ({
+      value: null,
+      draft: { tool: "send_sms", phase: "intent", decision: "allow", instance: "inst_00000000dead", session: "s_gone", args: { to: "+14155550100" } },
+    }));
+    await crashed.close();
+    const before = home.json(["audit", "verify", a.id]);
+    expect(before.identities[0]).toMatchObject({ ok: true, unresolvedIntents: [2] });
+
+    const { client } = await stdioClient(home, a.token);
+    await client.callTool({ name: "whoami", arguments: {} });
+    await client.close();
+    const log = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    expect(log[2]).toMatchObject({ tool: "send_sms", phase: "result", intent: 2, decision: "unknown", reason: "orphaned_intent" });
+    const after = home.json(["audit", "verify", a.id]);
+    expect(after.identities[0].ok).toBe(true);
+    expect(after.identities[0].unresolvedIntents).toBeUndefined();
+  });
+
+  it("an intent of a process that is still running is left alone", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    const { Sigil } = await import("../dist/src/sigil.js");
+    const live = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    await live.chains.commit(a.id, () => ({
+      value: null,
+      draft: { tool: "send_sms", phase: "intent", decision: "allow", instance: live.instanceId, session: "s_live" },
+    }));
+    const { client } = await stdioClient(home, a.token);
+    await client.callTool({ name: "whoami", arguments: {} });
+    await client.close();
+    await live.close();
+    const v = home.json(["audit", "verify", a.id]);
+    expect(v.identities[0].unresolvedIntents).toEqual([2]);
+  });
+});
