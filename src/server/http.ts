@@ -26,6 +26,8 @@ export interface HttpOptions {
   /** Extra Host values (host:port) and Origins to accept, e.g. behind a reverse proxy. */
   allowedHosts?: string[];
   allowedOrigins?: string[];
+  /** Sessions silent for this long are closed (default 30 minutes). */
+  sessionIdleMs?: number;
   /** Extra GET routes (public, no token), e.g. the key directory. */
   publicRoutes?: (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean>;
 }
@@ -33,6 +35,7 @@ export interface HttpOptions {
 interface Session {
   transport: StreamableHTTPServerTransport;
   principal: Principal;
+  lastSeen: number;
   close: () => Promise<void>;
 }
 
@@ -108,6 +111,7 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
     if (typeof sid === "string") {
       const s = sessions.get(sid);
       if (!s || !samePrincipal(s.principal, principal)) return jsonError(res, 404, -32001, "Session not found.");
+      s.lastSeen = Date.now();
       await s.transport.handleRequest(req, res, body);
       return;
     }
@@ -120,7 +124,7 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
     const transport = new StreamableHTTPServerTransport({
       sessionIdGenerator: () => sessionId,
       onsessioninitialized: (id) => {
-        sessions.set(id, { transport, principal, close: () => server.close() });
+        sessions.set(id, { transport, principal, lastSeen: Date.now(), close: () => server.close() });
       },
       onsessionclosed: (id) => {
         sessions.delete(id);
@@ -155,6 +159,17 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
     })();
   });
   server.requestTimeout = 0; // SSE streams stay open; sessions are bounded instead.
+  // Sessions whose client went away without DELETE are closed after a period of silence.
+  const idleMs = opts.sessionIdleMs ?? 30 * 60_000;
+  const sweeper = setInterval(() => {
+    const cutoff = Date.now() - idleMs;
+    for (const [id, s] of sessions) {
+      if (s.lastSeen < cutoff) {
+        sessions.delete(id);
+        void s.close().catch(() => {});
+      }
+    }
+  }, Math.min(60_000, idleMs)).unref();
   await new Promise<void>((resolve, reject) => {
     server.once("error", reject);
     server.listen(opts.port, opts.host, () => resolve());
@@ -162,6 +177,7 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
   port = (server.address() as AddressInfo).port;
   const hostForUrl = opts.host.includes(":") ? `[${opts.host}]` : opts.host;
   const close = async (): Promise<void> => {
+    clearInterval(sweeper);
     await drainInFlight(1500);
     for (const s of sessions.values()) await s.close().catch(() => {});
     sessions.clear();
