@@ -1,0 +1,88 @@
+/**
+ * place_call: a voice call from the identity's own phone number that speaks `message`.
+ *
+ * The destination is validated and normalised by policy exactly as for send_sms; `run` calls only
+ * that normalised number. The call's TwiML is built by the provider (`<Say>` with the message
+ * XML-escaped): a caller can never supply TwiML, a URL or digits to dial. An identity without a
+ * phone number is refused before policy (`no_phone_number`). The message reaches the audit log
+ * only as a keyed hash.
+ */
+import * as z from "zod";
+import { EXFILTRATION, carriesSecret } from "../src/server/exfiltration.js";
+import { defineTool } from "../src/server/tool.js";
+import { DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
+import { NO_PHONE } from "./send-sms.js";
+
+export const MAX_CALL_MESSAGE = 3000;
+/**
+ * Room for the escaped message inside Twilio's 4000-character TwiML limit (the provider's
+ * `<?xml …?><Response><Say>…</Say></Response>` wrapper takes 82).
+ */
+const MAX_ESCAPED = 3900;
+
+/** Length of the message once XML-escaped as the provider does (& → &amp;, quotes → 6, <> → 4). */
+function escapedLength(s: string): number {
+  let n = 0;
+  for (const ch of s) {
+    n += ch === "&" ? 5 : ch === "<" || ch === ">" ? 4 : ch === '"' || ch === "'" ? 6 : ch.length;
+  }
+  return n;
+}
+
+const input = z.strictObject({
+  to: z.string().min(1).max(64).describe("The number to call in E.164 form, e.g. +14155550123 (no spaces, prefixes or extensions)"),
+  message: z
+    .string()
+    .min(1)
+    .max(MAX_CALL_MESSAGE)
+    .refine((s) => s.trim().length > 0, { error: "must not be blank" })
+    .refine((s) => escapedLength(s) <= MAX_ESCAPED, { error: "is too long to be spoken in one call" })
+    .describe("Plain text to be spoken to whoever answers (1-3000 characters); never TwiML or a URL"),
+  idempotencyKey: idempotencyKeyField,
+});
+
+const output = z.object({
+  sid: z.string().describe("The provider's call id (CA…)"),
+  status: DeliveryStatus,
+  from: z.string().describe("The identity's own number the call was placed from"),
+  to: z.string().describe("The normalised E.164 number called"),
+  receipt: ReceiptSchema,
+});
+
+export const placeCall = defineTool({
+  name: "place_call",
+  title: "Place a voice call",
+  description:
+    "Places a phone call from this identity's own number (see whoami) and speaks the given message to whoever answers. The number must be E.164 such as +14155550123 in a country or list the identity's policy allows; premium-rate numbers are always refused. The message is plain text; markup and URLs are spoken literally, never followed. Pass an idempotencyKey to make a retry safe. A refusal reads `denied: <reason_code>: <sentence>` and calls no one. Returns the provider's call sid and a signed audit receipt.",
+  channel: "voice",
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+  input,
+  output,
+  effect: "act",
+  action: (a) => ({ kind: "call", tool: "place_call", to: a.to }),
+  redact: (a, hash) => ({
+    to: a.to,
+    message: hash(a.message),
+    ...(a.idempotencyKey !== undefined ? { idempotencyKey: a.idempotencyKey } : {}),
+  }),
+  idempotencyKey: (a) => a.idempotencyKey,
+  guard(ctx, a) {
+    if (!ctx.identity.phone) return { ...NO_PHONE };
+    if (carriesSecret(ctx.memory, [a.to, a.message])) return { ...EXFILTRATION };
+    return undefined;
+  },
+  async run(ctx, a, normalized) {
+    if (normalized.kind !== "call") throw new Error("place_call needs a call decision");
+    const from = ctx.identity.phone;
+    if (!from) throw new Error("place_call: the identity has no phone number"); // the guard refuses this first
+    const provider = await acquire(() => ctx.providers.telephony(), "telephony");
+    const placed = await provider.placeCall({ from, to: normalized.to, message: a.message });
+    const structured = { sid: placed.providerId, status: deliveryStatus(provider.name), from, to: normalized.to };
+    return {
+      structured,
+      text: `Call ${placed.providerId} ${structured.status === "outbox" ? "written to the outbox" : "placed"} from ${from} to ${normalized.to}.`,
+      providerId: placed.providerId,
+      audit: { ...structured },
+    };
+  },
+});

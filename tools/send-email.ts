@@ -1,0 +1,138 @@
+/**
+ * send_email: an email from the identity's own address.
+ *
+ * Recipients are validated and normalised by policy (one plain `local@domain` each, domain in
+ * `allowedDomains`, at most `maxRecipients` distinct addresses across to + cc); `run` uses only
+ * those normalised addresses, so the SMTP envelope is exactly the validated list. There is no
+ * way to add Bcc, attachments, headers, a raw message or another sender: unknown arguments are
+ * refused by the strict schema, and nodemailer's file and URL access are disabled by the provider.
+ * Subject and bodies reach the audit log only as keyed hashes.
+ */
+import { randomUUID } from "node:crypto";
+import * as z from "zod";
+import { EXFILTRATION, carriesSecret } from "../src/server/exfiltration.js";
+import { defineTool } from "../src/server/tool.js";
+import type { EmailMessage } from "../src/providers/types.js";
+import { EMAIL_SIGNATURE_HEADER, emailBodySha256, signEmail } from "../src/provenance/email-signature.js";
+import { CONTROL_EXCEPT_WHITESPACE, DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
+
+export const MAX_EMAIL_RECIPIENTS_PER_LIST = 100;
+export const MAX_SUBJECT = 998;
+export const MAX_BODY = 100_000;
+
+const address = z.string().min(1).max(254).describe("One plain email address such as alice@example.com (no display name, no list)");
+
+const input = z.strictObject({
+  to: z
+    .array(address)
+    .min(1)
+    .max(MAX_EMAIL_RECIPIENTS_PER_LIST)
+    .describe("Recipients: plain addresses (alice@example.com), each in a domain the policy allows"),
+  cc: z
+    .array(address)
+    .max(MAX_EMAIL_RECIPIENTS_PER_LIST)
+    .optional()
+    .describe("Carbon-copy recipients: plain addresses, each in a domain the policy allows"),
+  subject: z
+    .string()
+    .max(MAX_SUBJECT)
+    .refine((s) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s), { error: "must be one line without control characters" })
+    .describe("The subject line (one line, at most 998 characters)"),
+  text: z
+    .string()
+    .max(MAX_BODY)
+    .refine((s) => !CONTROL_EXCEPT_WHITESPACE.test(s), { error: "must not contain control characters other than tab and line breaks" })
+    .optional()
+    .describe("The plain-text body (at most 100000 characters)"),
+  html: z
+    .string()
+    .max(MAX_BODY)
+    .refine((s) => !CONTROL_EXCEPT_WHITESPACE.test(s), { error: "must not contain control characters other than tab and line breaks" })
+    .optional()
+    .describe("An HTML body (at most 100000 characters); sent as written, never fetched or rendered by sigil"),
+  idempotencyKey: idempotencyKeyField,
+});
+
+const output = z.object({
+  messageId: z.string().describe("The Message-ID sigil gave the email"),
+  status: DeliveryStatus,
+  from: z.string().describe("The identity's own address the email was sent from"),
+  to: z.array(z.string()).describe("The normalised To recipients"),
+  cc: z.array(z.string()).describe("The normalised Cc recipients"),
+  receipt: ReceiptSchema,
+});
+
+export const sendEmail = defineTool({
+  name: "send_email",
+  title: "Send email",
+  description:
+    "Sends an email from this identity's own address (see whoami). Recipients must be plain addresses such as alice@example.com in domains the identity's policy allows, at most maxRecipients (default 10) across to and cc; one recipient that is not allowed refuses the whole message. There is no bcc, no attachments and no custom headers. Give text and/or html. Pass an idempotencyKey to make a retry safe. A refusal reads `denied: <reason_code>: <sentence>` and sends nothing. Returns the Message-ID and a signed audit receipt.",
+  channel: "email",
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
+  input,
+  output,
+  effect: "act",
+  action: (a) => ({ kind: "email", tool: "send_email", to: a.to, cc: a.cc ?? [] }),
+  redact: (a, hash) => ({
+    to: a.to,
+    ...(a.cc !== undefined ? { cc: a.cc } : {}),
+    subject: hash(a.subject),
+    ...(a.text !== undefined ? { text: hash(a.text) } : {}),
+    ...(a.html !== undefined ? { html: hash(a.html) } : {}),
+    ...(a.idempotencyKey !== undefined ? { idempotencyKey: a.idempotencyKey } : {}),
+  }),
+  idempotencyKey: (a) => a.idempotencyKey,
+  guard(ctx, a) {
+    if (carriesSecret(ctx.memory, [a.subject, a.text, a.html, ...a.to, ...(a.cc ?? [])])) return { ...EXFILTRATION };
+    return undefined;
+  },
+  async run(ctx, a, normalized) {
+    if (normalized.kind !== "email") throw new Error("send_email needs an email decision");
+    const from = ctx.identity.email;
+    const messageId = `<${randomUUID()}@sigil.local>`;
+    // Server-built headers only, never from the arguments: the Sigil-Signature header, by the
+    // identity's active key, over sender, recipients, Date, Message-ID and the text body
+    // (src/provenance/email-signature.ts; checked by `sigil receipt verify-email`).
+    const date = new Date(ctx.sigil.now());
+    const extraHeaders: Record<string, string> = {
+      [EMAIL_SIGNATURE_HEADER]: await signEmail({
+        from,
+        to: normalized.to,
+        cc: normalized.cc,
+        date: date.toUTCString(),
+        messageId,
+        bodySha256: emailBodySha256(a.text ?? ""),
+        identityId: ctx.identity.id,
+        signer: await ctx.sigil.activeSigner(ctx.identity.id),
+        now: date,
+      }),
+    };
+    const msg: EmailMessage = {
+      from,
+      to: normalized.to,
+      cc: normalized.cc,
+      subject: a.subject,
+      ...(a.text !== undefined ? { text: a.text } : {}),
+      ...(a.html !== undefined ? { html: a.html } : {}),
+      messageId,
+      date,
+      ...(Object.keys(extraHeaders).length > 0 ? { extraHeaders } : {}),
+    };
+    const provider = await acquire(() => ctx.providers.email(), "email");
+    const sent = await provider.send(msg);
+    const structured = {
+      messageId: sent.providerId,
+      status: deliveryStatus(provider.name),
+      from,
+      to: normalized.to,
+      cc: normalized.cc,
+    };
+    const n = normalized.to.length + normalized.cc.length;
+    return {
+      structured,
+      text: `Email ${sent.providerId} ${structured.status === "outbox" ? "written to the outbox" : "sent"} from ${from} to ${n} recipient${n === 1 ? "" : "s"}.`,
+      providerId: sent.providerId,
+      audit: { ...structured },
+    };
+  },
+});
