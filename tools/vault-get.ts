@@ -2,6 +2,7 @@ import * as z from "zod";
 import { Denied } from "../src/errors.js";
 import { defineTool } from "../src/server/tool.js";
 import { SECRET_NAME_MAX, secretNameProblem } from "../src/vault.js";
+import { ReceiptSchema } from "./outbound.js";
 
 /**
  * vault_get: returns one of the identity's secrets, if `allowedSecrets` names it.
@@ -30,7 +31,7 @@ export const vaultGet = defineTool({
     name: z.string(),
     version: z.number().int(),
     value: z.string(),
-    receipt: z.unknown(),
+    receipt: ReceiptSchema,
   }),
   effect: "act",
   action: (a) => ({ kind: "vault", tool: "vault_get", name: a.name }),
