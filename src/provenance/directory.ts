@@ -3,10 +3,11 @@
  *
  * - one identity's JWKS (`GET /identities/<id>/keys`, `sigil keys export ID`): every key the
  *   identity ever signed with, current and retired, each with its validity window as `nbf`/`exp`
- *   and identified by its RFC 7638 thumbprint (`kid`). A revoked identity's last key gets
- *   `exp` = the revocation time, so nothing it signs afterwards verifies. The set carries one extra
- *   member, `identity` (RFC 7517 §5 lets a JWK Set carry members a reader ignores), so a verifier can
- *   check it holds the keys of the identity a signature names.
+ *   and identified by its RFC 7638 thumbprint (`kid`). The set carries extra members (RFC 7517 §5
+ *   lets a JWK Set carry members a reader ignores): `identity`, so a verifier can check it holds the
+ *   keys of the identity a signature names, and `revokedAt` for a revoked identity. Revocation does
+ *   not shorten a key's window: the audit log goes on recording (refusals, the revocation itself)
+ *   with that key, while every agent tool — so every request or e-mail signature — is refused.
  * - the Web Bot Auth key directory (`GET /.well-known/http-message-signatures-directory`,
  *   draft-meunier-http-message-signatures-directory): the current keys of every identity that is
  *   not revoked, plus keys retired less than 8 minutes ago (a request signature lives at most that
@@ -19,7 +20,7 @@ import type { Sigil } from "../sigil.js";
 import { decodeBase64Strict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "./jwk.js";
 import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
 
-export type IdentityJwks = { identity: string; keys: JwksKey[] };
+export type IdentityJwks = { identity: string; revokedAt?: string; keys: JwksKey[] };
 export type DirectoryDocument = { keys: JwksKey[] };
 
 function keyInputs(rec: IdentityRecord): JwksInput[] {
@@ -28,12 +29,10 @@ function keyInputs(rec: IdentityRecord): JwksInput[] {
     if (k.status === "pending") continue; // not yet handed signing by the chain
     const publicKey = decodeBase64Strict(k.publicKey);
     if (!publicKey) continue;
-    let notAfter = k.notAfter;
-    if (k.status === "active" && rec.revokedAt) notAfter = rec.revokedAt;
     out.push({
       publicKey,
       notBefore: k.notBefore ?? k.createdAt,
-      ...(notAfter !== undefined ? { notAfter } : {}),
+      ...(k.notAfter !== undefined ? { notAfter: k.notAfter } : {}),
       status: k.status,
     });
   }
@@ -42,7 +41,7 @@ function keyInputs(rec: IdentityRecord): JwksInput[] {
 
 /** One identity's JWKS: current and retired keys with their validity. */
 export function identityJwks(rec: IdentityRecord): IdentityJwks {
-  return { identity: rec.id, ...jwks(keyInputs(rec)) };
+  return { identity: rec.id, ...(rec.revokedAt ? { revokedAt: rec.revokedAt } : {}), ...jwks(keyInputs(rec)) };
 }
 
 /** The directory document: current keys of the identities that are not revoked (see above). */
@@ -83,15 +82,24 @@ export type SignedDirectoryResponse = {
   headers: Record<string, string>;
 };
 
+/** Signed responses are reused for this long (the route is public: signing takes every identity's chain lock). */
+const DIRECTORY_CACHE_MS = 30_000;
+const directoryCache = new Map<string, { at: number; response: SignedDirectoryResponse }>();
+
 /**
  * The directory response for a request made to `authority` (its Host) over `scheme`: the JSON body
  * and the headers, Signature-Input/Signature included, signed with every listed identity's active
- * key. With no identity to list, the body is an empty JWKS and the response is unsigned.
+ * key. With no identity to list, the body is an empty JWKS and the response is unsigned. The same
+ * signed response is served for up to 30 seconds while the key set does not change (its
+ * signatures live 300 seconds).
  */
 export async function signedDirectory(sigil: Sigil, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
   const records = (await sigil.store.listIdentities()).filter((r) => !r.revokedAt);
   const now = sigil.now();
   const doc = directoryDocument(records, now);
+  const cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
+  const hit = directoryCache.get(cacheKey);
+  if (hit && now - hit.at >= 0 && now - hit.at < DIRECTORY_CACHE_MS) return hit.response;
   const headers: Record<string, string> = {
     "content-type": DIRECTORY_MEDIA_TYPE,
     "cache-control": "max-age=60",
@@ -109,5 +117,8 @@ export async function signedDirectory(sigil: Sigil, authority: string, scheme: "
     headers["signature-input"] = signed.headers["Signature-Input"];
     headers.signature = signed.headers.Signature;
   }
-  return { body: JSON.stringify(doc), headers };
+  const response = { body: JSON.stringify(doc), headers };
+  if (directoryCache.size > 64) directoryCache.clear();
+  directoryCache.set(cacheKey, { at: now, response });
+  return response;
 }

@@ -1,0 +1,171 @@
+/**
+ * Proofs for parties outside sigil:
+ *
+ *   sigil receipt show ID SEQ                     a standalone receipt for one audit entry (JSON)
+ *   sigil receipt verify FILE [--keys JWKS]       checks a receipt with no home
+ *   sigil receipt verify-email FILE.eml [--keys JWKS]
+ *                                                 checks a received message's Sigil-Signature
+ *   sigil audit checkpoint ID                     a signed checkpoint of the identity's log
+ *
+ * `verify` and `verify-email` exit 0 when the proof holds and 1 (with the reason on stderr)
+ * when it does not. verify-email needs the sender's public keys: `--keys` with a JWKS from
+ * `sigil keys export ID` or `GET /identities/<id>/keys`; without it, the home's registry (when
+ * there is a home) supplies them.
+ */
+import { readFileSync } from "node:fs";
+import { SigilError } from "../errors.js";
+import { makeCheckpoint } from "../provenance/checkpoint.js";
+import { identityJwks, keysFromJwks } from "../provenance/directory.js";
+import { parseEml } from "../provenance/eml.js";
+import { verifyEmailSignature } from "../provenance/email-signature.js";
+import { makeReceipt, verifyReceipt } from "../provenance/receipt.js";
+import type { RegisterCommands } from "./index.js";
+
+function readJson(file: string, what: string): unknown {
+  let text: string;
+  try {
+    text = readFileSync(file, "utf8");
+  } catch {
+    throw new SigilError("unreadable", `${file} cannot be read.`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch {
+    throw new SigilError("invalid_arguments", `${file} is not ${what} (not valid JSON).`);
+  }
+}
+
+export type EmailCheck = {
+  ok: boolean;
+  identityId?: string;
+  kid?: string;
+  ts?: number;
+  from?: string;
+  to?: string[];
+  cc?: string[];
+  messageId?: string;
+  keysSource: "supplied" | "home" | "none";
+  error?: string;
+};
+
+export const registerReceiptCommands: RegisterCommands = (program, kit) => {
+  const receipt = program.command("receipt").description("standalone proofs of what an identity did, for parties outside sigil");
+  receipt
+    .command("show")
+    .description("print a standalone receipt for entry SEQ of the identity's log: the signed entry, the keys, a signed checkpoint and the entry's inclusion proof")
+    .argument("<id>")
+    .argument("<seq>")
+    .addOption(kit.jsonOpt())
+    .action(async (id: string, seq: string) => {
+      if (!/^[1-9][0-9]{0,15}$/.test(seq)) throw new SigilError("invalid_arguments", "SEQ must be a positive whole number.");
+      const doc = await kit.withSigil((s) => makeReceipt(s, id, Number(seq)));
+      process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
+    });
+
+  receipt
+    .command("verify")
+    .description("check a receipt offline (no home needed); --keys checks it against the identity's published JWKS instead of the keys it embeds")
+    .argument("<file>")
+    .option("--keys <file>", "the identity's JWKS (sigil keys export ID, or GET /identities/<id>/keys)")
+    .addOption(kit.jsonOpt())
+    .action(async (file: string, o: { keys?: string; json?: boolean }) => {
+      const doc = readJson(file, "a receipt");
+      const keys = o.keys !== undefined ? readJson(o.keys, "a JWKS") : undefined;
+      const r = verifyReceipt(doc, keys);
+      kit.out(!!o.json, r, () =>
+        r.ok
+          ? `ok   ${r.identityId}#${r.seq}: ${r.tool} ${r.decision} at ${r.ts}, signed by key ${r.keyId} (${r.keysSource} keys), in the log's checkpoint of size ${r.checkpoint!.size}`
+          : `FAIL ${r.identityId ?? "receipt"}${r.seq !== undefined ? `#${r.seq}` : ""}: ${r.error}`,
+      );
+      if (!r.ok) {
+        if (o.json) process.stderr.write(`sigil: ${r.error}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  receipt
+    .command("verify-email")
+    .description("check the Sigil-Signature header of a received message (.eml): sender, recipients, date, Message-ID and text body")
+    .argument("<file>")
+    .option("--keys <file>", "the sender identity's JWKS (sigil keys export ID, or GET /identities/<id>/keys); default: this home's registry")
+    .addOption(kit.jsonOpt())
+    .action(async (file: string, o: { keys?: string; json?: boolean }) => {
+      let raw: string;
+      try {
+        raw = readFileSync(file, "latin1"); // bytes as they are; parts are decoded by their charset
+      } catch {
+        throw new SigilError("unreadable", `${file} cannot be read.`);
+      }
+      const r = await checkEmail(raw, o.keys, kit);
+      kit.out(!!o.json, r, () =>
+        r.ok
+          ? `ok   ${r.messageId} from ${r.from} to ${[...r.to!, ...r.cc!].join(", ")}: signed by ${r.identityId} with key ${r.kid} at ${new Date(r.ts! * 1000).toISOString()}`
+          : `FAIL ${file}: ${r.error}`,
+      );
+      if (!r.ok) {
+        if (o.json) process.stderr.write(`sigil: ${r.error}\n`);
+        process.exitCode = 1;
+      }
+    });
+
+  const audit = program.commands.find((c) => c.name() === "audit");
+  if (audit) {
+    audit
+      .command("checkpoint")
+      .description("print a signed checkpoint (C2SP signed note: origin, size, Merkle root) of the identity's log; keep it, and later `sigil audit verify --checkpoint FILE` detects truncation or rollback")
+      .argument("<id>")
+      .addOption(kit.jsonOpt())
+      .action(async (id: string, o: { json?: boolean }) => {
+        const cp = await kit.withSigil((s) => makeCheckpoint(s, id));
+        if (o.json) process.stdout.write(JSON.stringify(cp, null, 2) + "\n");
+        else process.stdout.write(cp.note);
+      });
+  }
+};
+
+async function checkEmail(raw: string, keysFile: string | undefined, kit: Parameters<RegisterCommands>[1]): Promise<EmailCheck> {
+  let parsed: ReturnType<typeof parseEml>;
+  try {
+    parsed = parseEml(raw);
+  } catch (err) {
+    return { ok: false, keysSource: "none", error: `the message cannot be read: ${(err as Error).message}` };
+  }
+  const about = { from: parsed.from, to: parsed.to, cc: parsed.cc, messageId: parsed.messageId };
+  if (parsed.headerValues.length === 0) return { ok: false, keysSource: "none", ...about, error: "the message has no Sigil-Signature header" };
+  const claimed = /(?:^|;)\s*id=([^;\s]+)/.exec(parsed.headerValues[0]!.replace(/\r?\n[ \t]+/g, " "))?.[1];
+  if (!claimed) return { ok: false, keysSource: "none", ...about, error: "the Sigil-Signature header names no identity" };
+
+  let jwksDoc: unknown;
+  let keysSource: EmailCheck["keysSource"];
+  if (keysFile !== undefined) {
+    jwksDoc = readJson(keysFile, "a JWKS");
+    keysSource = "supplied";
+    const named = (jwksDoc as { identity?: unknown })?.identity;
+    if (named !== undefined && named !== claimed) {
+      return { ok: false, keysSource, ...about, identityId: claimed, error: `the keys are those of ${String(named)}, but the message names ${claimed}` };
+    }
+  } else {
+    keysSource = "home";
+    try {
+      jwksDoc = await kit.withSigil(async (s) => identityJwks(await s.requireIdentity(claimed)));
+    } catch (err) {
+      if (err instanceof SigilError && err.code === "not_initialised") {
+        throw new SigilError("invalid_arguments", "No sigil home here to look the sender's keys up in; give them with --keys FILE (a JWKS from `sigil keys export ID` or GET /identities/<id>/keys).");
+      }
+      throw err;
+    }
+  }
+  let keys: ReturnType<typeof keysFromJwks>;
+  try {
+    keys = keysFromJwks(jwksDoc);
+  } catch (err) {
+    return { ok: false, keysSource, ...about, identityId: claimed, error: (err as Error).message };
+  }
+  let last = "bad_signature";
+  for (const headerValue of parsed.headerValues) {
+    const r = verifyEmailSignature({ ...parsed, headerValue }, keys);
+    if (r.ok) return { ok: true, keysSource, ...about, identityId: r.identityId, kid: r.kid, ts: r.ts };
+    last = r.error;
+  }
+  return { ok: false, keysSource, ...about, identityId: claimed, error: last };
+}

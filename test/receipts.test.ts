@@ -1,0 +1,214 @@
+/**
+ * Receipts a recipient can check with no sigil home: standalone audit-entry receipts (entry, keys,
+ * signed checkpoint, Merkle inclusion proof) and the `Sigil-Signature` header of outgoing email,
+ * checked from the .eml a recipient receives (outbox file and a real SMTP delivery).
+ */
+import { readFileSync, readdirSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { simpleParser } from "mailparser";
+import { afterAll, describe, expect, it } from "vitest";
+import { emailBodySha256, verifyEmailSignature } from "../src/provenance/email-signature.js";
+import { keysFromJwks } from "../src/provenance/directory.js";
+import { cleanupHomes, makeHome, startHttpServer, stdioClient, text, type Home } from "./support/home.js";
+import { startSmtpServer } from "./support/smtp.js";
+
+afterAll(cleanupHomes);
+
+/** Runs the CLI where no home exists: what a recipient outside sigil has. */
+function offline(home: Home, args: string[]) {
+  return home.cli(args, { env: { SIGIL_HOME: path.join(home.dir, "no-home-here") } });
+}
+
+function write(home: Home, name: string, content: string): string {
+  const f = path.join(home.dir, name);
+  writeFileSync(f, content);
+  return f;
+}
+
+describe("sigil receipt show / verify", () => {
+  it("a receipt of a tool call verifies with no home, against the embedded keys or the published JWKS, and exposes tampering", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "buyer", channels: "sign", policy: { allowedSigningOrigins: ["https://shop.example"] } });
+    const { client } = await stdioClient(home, a.token);
+    const r = await client.callTool({ name: "sign_http_request", arguments: { method: "GET", url: "https://shop.example/x" } });
+    expect(r.isError, text(r)).toBeFalsy();
+    const seq = (r.structuredContent as any).receipt.seq as number;
+    await client.close();
+    home.json(["identity", "rotate-key", a.id]); // the checkpoint is now signed by a later key
+    home.json(["identity", "rotate-token", a.id]);
+
+    const doc = JSON.parse(home.cli(["receipt", "show", a.id, String(seq)]).stdout);
+    expect(doc).toMatchObject({ format: "sigil-receipt/v1", identity: a.id, entry: { seq, tool: "sign_http_request", phase: "result" } });
+    expect(doc.entry.hash).toBe((r.structuredContent as any).receipt.hash);
+    expect(doc.checkpoint.size).toBe(seq + 2);
+    const file = write(home, "receipt.json", JSON.stringify(doc));
+
+    const ok = offline(home, ["receipt", "verify", file, "--json"]);
+    expect(ok.code, ok.stderr).toBe(0);
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, identityId: a.id, seq, tool: "sign_http_request", decision: "ok", keyId: a.keyId, keysSource: "embedded" });
+    expect(offline(home, ["receipt", "verify", file]).stdout).toMatch(/^ok /);
+
+    // Against the keys the HTTP server publishes (what a careful recipient uses).
+    const server = await startHttpServer(home);
+    let published: unknown;
+    try {
+      published = await (await fetch(`${new URL(server.url).origin}/identities/${a.id}/keys`)).json();
+    } finally {
+      await server.stop();
+    }
+    const keysFile = write(home, "keys.json", JSON.stringify(published));
+    expect(JSON.parse(offline(home, ["receipt", "verify", file, "--keys", keysFile, "--json"]).stdout)).toMatchObject({ ok: true, keysSource: "supplied" });
+
+    const fails = (mutated: unknown, extra: string[] = []) => {
+      const res = offline(home, ["receipt", "verify", write(home, "bad.json", JSON.stringify(mutated)), "--json", ...extra]);
+      expect(res.code).toBe(1);
+      return JSON.parse(res.stdout).error as string;
+    };
+    expect(fails({ ...doc, entry: { ...doc.entry, decision: "deny" } })).toMatch(/does not match its hash/);
+    expect(fails({ ...doc, entry: { ...doc.entry, sig: doc.entry.sig.replace(/^./, (c: string) => (c === "A" ? "B" : "A")) } })).toMatch(/signature does not verify/);
+    const proof = [...doc.inclusion.proof];
+    proof[0] = Buffer.alloc(32, 1).toString("base64");
+    expect(fails({ ...doc, inclusion: { ...doc.inclusion, proof } })).toMatch(/not in the log/);
+    expect(fails({ ...doc, inclusion: { ...doc.inclusion, leafIndex: 0 } })).toMatch(/not for this entry/);
+    expect(fails({ ...doc, checkpoint: { ...doc.checkpoint, note: doc.checkpoint.note.replace(`\n${doc.checkpoint.size}\n`, `\n${doc.checkpoint.size + 1}\n`) } })).toMatch(/checkpoint does not verify/);
+    // Keys valid at another time, or of another identity: refused.
+    const shifted = { ...doc, keys: { ...doc.keys, keys: doc.keys.keys.map((k: any) => ({ ...k, nbf: k.nbf + 3600 })) } };
+    expect(fails(shifted)).toMatch(/not valid at the entry's time/);
+    const b = home.createIdentity({ name: "stranger", channels: "", policy: {} });
+    expect(fails(doc, ["--keys", write(home, "bkeys.json", home.cli(["keys", "export", b.id]).stdout)])).toMatch(/keys are those of/);
+    const anon = JSON.parse(home.cli(["keys", "export", b.id]).stdout);
+    delete anon.identity;
+    expect(fails(doc, ["--keys", write(home, "anon.json", JSON.stringify(anon))])).toMatch(/not among the identity's keys/);
+  }, 60_000);
+
+  it("the checkpoint inside a receipt lets its holder detect that the log was later truncated", () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "kept", channels: "", policy: {} });
+    home.json(["identity", "rotate-token", a.id]);
+    home.json(["identity", "rotate-token", a.id]);
+    const receipt = write(home, "r.json", home.cli(["receipt", "show", a.id, "3"]).stdout);
+    expect(home.cli(["audit", "verify", "--checkpoint", receipt]).code).toBe(0);
+    const log = path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`);
+    writeFileSync(log, readFileSync(log, "utf8").trim().split("\n").slice(0, 2).join("\n") + "\n");
+    const r = home.cli(["audit", "verify", "--checkpoint", receipt]);
+    expect(r.code).toBe(1);
+    expect(r.stdout).toMatch(/truncated or rolled back/);
+    expect(home.cli(["receipt", "show", a.id, "3"]).code).toBe(1); // there is no entry 3 any more
+  });
+});
+
+describe("receipts of a revoked identity", () => {
+  it("still verify: revocation stops the agent, not the log (its own entry is signed by the same key)", () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "leaver", channels: "", policy: {} });
+    home.json(["identity", "revoke", a.id]);
+    const keys = JSON.parse(home.cli(["keys", "export", a.id]).stdout);
+    expect(keys).toMatchObject({ identity: a.id, revokedAt: expect.any(String) });
+    const receipt = write(home, "revoked.json", home.cli(["receipt", "show", a.id, "2"]).stdout);
+    const r = offline(home, ["receipt", "verify", receipt, "--keys", write(home, "k.json", JSON.stringify(keys)), "--json"]);
+    expect(r.code, r.stdout).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, tool: "identity_revoked" });
+  });
+});
+
+describe("the Sigil-Signature header on outgoing email", () => {
+  const POLICY = { allowedDomains: ["example.com"] };
+
+  it("is on every message; verify-email checks it with the home, or offline with --keys; any change to what it covers fails", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "mailer", channels: "email", policy: POLICY, email: "agent@sigil.example" });
+    const { client } = await stdioClient(home, a.token);
+    const body = "Grüße, Bob —\nyour order shipped.\n\n" + "a long line ".repeat(20) + "\n";
+    const r = await client.callTool({
+      name: "send_email",
+      arguments: { to: ["bob@example.com", "Alice@Example.com"], cc: ["carol@example.com"], subject: "Order", text: body, html: "<p>Grüße</p>" },
+    });
+    expect(r.isError, text(r)).toBeFalsy();
+    await client.close();
+    const outbox = path.join(home.env.SIGIL_HOME!, "outbox");
+    const eml = readdirSync(outbox).find((f) => f.endsWith(".eml"))!;
+    const emlFile = path.join(outbox, eml);
+    const raw = readFileSync(emlFile);
+    expect(raw.toString("latin1")).toMatch(/^Sigil-Signature: v=1; id=/m);
+
+    const withHome = home.cli(["receipt", "verify-email", emlFile, "--json"]);
+    expect(withHome.code, withHome.stderr).toBe(0);
+    expect(JSON.parse(withHome.stdout)).toMatchObject({
+      ok: true,
+      identityId: a.id,
+      kid: a.keyId,
+      keysSource: "home",
+      from: "agent@sigil.example",
+      messageId: (r.structuredContent as any).messageId,
+    });
+
+    const keysFile = write(home, "keys.json", home.cli(["keys", "export", a.id]).stdout);
+    const off = offline(home, ["receipt", "verify-email", emlFile, "--keys", keysFile, "--json"]);
+    expect(off.code, off.stderr).toBe(0);
+    expect(JSON.parse(off.stdout)).toMatchObject({ ok: true, keysSource: "supplied" });
+
+    // An independent MIME parser (mailparser) extracts the same fields, and they verify.
+    const parsed = await simpleParser(raw);
+    const addrs = (x: any) => (x ? (Array.isArray(x) ? x : [x]).flatMap((o: any) => o.value.map((v: any) => v.address)) : []);
+    const check = verifyEmailSignature(
+      {
+        from: addrs(parsed.from)[0],
+        to: addrs(parsed.to),
+        cc: addrs(parsed.cc),
+        date: parsed.headers.get("date") instanceof Date ? (parsed.headers.get("date") as Date).toUTCString() : String(parsed.headers.get("date")),
+        messageId: parsed.messageId!,
+        bodySha256: emailBodySha256(parsed.text ?? ""),
+        headerValue: String(parsed.headers.get("sigil-signature")),
+      },
+      keysFromJwks(JSON.parse(readFileSync(keysFile, "utf8"))),
+    );
+    expect(check).toMatchObject({ ok: true, identityId: a.id });
+
+    // Tampering with what the header covers.
+    const tampered = (from: string | RegExp, to: string) => {
+      const f = write(home, "t.eml", raw.toString("latin1").replace(from, to));
+      const res = offline(home, ["receipt", "verify-email", f, "--keys", keysFile, "--json"]);
+      expect(res.code).toBe(1);
+      return JSON.parse(res.stdout).error as string;
+    };
+    expect(tampered(/^To: .*$/m, "To: bob@example.com, eve@example.com")).toBe("bad_signature");
+    expect(tampered(/^Cc: .*$/m, "Cc: eve@example.com")).toBe("bad_signature");
+    expect(tampered(/^Date: .*$/m, "Date: Mon, 01 Jan 2024 00:00:00 +0000")).toBe("bad_signature");
+    expect(tampered(/^From: .*$/m, "From: boss@sigil.example")).toBe("bad_signature");
+    expect(tampered(/^Sigil-Signature: .*$/m, "X-Nothing: 1")).toMatch(/no Sigil-Signature header/);
+    // The body: swap the text part for another one in plain 7bit.
+    const swapped = raw.toString("latin1").replace(/Content-Type: text\/plain[\s\S]*?\r\n\r\n[\s\S]*?(\r\n--)/, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\nyour order was cancelled.\r\n$1");
+    expect(swapped).not.toBe(raw.toString("latin1"));
+    const bf = write(home, "body.eml", swapped);
+    expect(JSON.parse(offline(home, ["receipt", "verify-email", bf, "--keys", keysFile, "--json"]).stdout).error).toBe("body_hash_mismatch");
+
+    // Keys of another identity, and no keys at all where there is no home.
+    const b = home.createIdentity({ name: "other", channels: "", policy: {} });
+    const bKeys = write(home, "b.json", home.cli(["keys", "export", b.id]).stdout);
+    expect(JSON.parse(offline(home, ["receipt", "verify-email", emlFile, "--keys", bKeys, "--json"]).stdout).error).toMatch(/keys are those of/);
+    const none = offline(home, ["receipt", "verify-email", emlFile]);
+    expect(none.code).toBe(1);
+    expect(none.stderr).toMatch(/--keys/);
+  }, 60_000);
+
+  it("survives real SMTP delivery and key rotation: the received bytes verify against the published JWKS", async () => {
+    const smtp = await startSmtpServer();
+    try {
+      const home = makeHome();
+      const a = home.createIdentity({ name: "smtp", channels: "email", policy: POLICY });
+      const rotated = home.json<{ keyId: string }>(["identity", "rotate-key", a.id]);
+      const { client } = await stdioClient(home, a.token, { env: { SIGIL_SMTP_URL: smtp.url() } });
+      const r = await client.callTool({ name: "send_email", arguments: { to: ["bob@example.com"], subject: "hi", text: "plain ascii\r\nbody" } });
+      expect(r.isError, text(r)).toBeFalsy();
+      await client.close();
+      expect(smtp.messages).toHaveLength(1);
+      const f = write(home, "rx.eml", smtp.messages[0]!.raw.toString("latin1"));
+      const keysFile = write(home, "keys.json", home.cli(["keys", "export", a.id]).stdout);
+      const res = offline(home, ["receipt", "verify-email", f, "--keys", keysFile, "--json"]);
+      expect(res.code, res.stdout + res.stderr).toBe(0);
+      expect(JSON.parse(res.stdout)).toMatchObject({ ok: true, kid: rotated.keyId }); // signed by the ACTIVE key
+    } finally {
+      await smtp.close();
+    }
+  }, 60_000);
+});

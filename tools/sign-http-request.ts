@@ -1,0 +1,130 @@
+/**
+ * sign_http_request: RFC 9421 signature headers that let a website recognise this identity
+ * (Web Bot Auth `tag="web-bot-auth"`, Visa Trusted Agent Protocol `agent-browser-auth` /
+ * `agent-payer-auth`). sigil signs; the agent sends the request itself with the returned headers.
+ *
+ * Covered: `@authority`, `@path`, the `Signature-Agent` member when the server has a public URL
+ * (SIGIL_PUBLIC_URL, https; otherwise no Signature-Agent header is sent), and `content-digest` when a
+ * body digest is given. `created` now, `expires` 60 seconds later (TAP allows at most 8 minutes), a
+ * fresh nonce of 64 random bytes from node:crypto on every call, `keyid` = the RFC 7638 thumbprint
+ * of the identity's active key, published at `/.well-known/http-message-signatures-directory` and
+ * `/identities/<id>/keys`.
+ *
+ * Policy: `allowedSigningOrigins` (default deny). Every signature issued is an audit entry (intent,
+ * then the result with keyid, nonce, created, expires and the Signature value); the URL itself is
+ * recorded as origin + path plus a keyed hash of the whole URL (its query may carry tokens), and
+ * header values not at all (only their names).
+ */
+import { randomBytes } from "node:crypto";
+import * as z from "zod";
+import { defineTool } from "../src/server/tool.js";
+import { Denied } from "../src/errors.js";
+import { NONCE_BYTES, SIGNATURE_TAGS, signRequest, type SignatureTag } from "../src/provenance/http-signature.js";
+import { publicOrigin } from "../src/provenance/receipt.js";
+import { ReceiptSchema } from "./outbound.js";
+
+const MAX_URL = 8192;
+const MAX_HEADERS = 100;
+
+const input = z.strictObject({
+  method: z
+    .string()
+    .min(1)
+    .max(32)
+    .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { error: "must be an HTTP method token such as GET or POST" })
+    .describe("The HTTP method of the request to be sent, e.g. GET or POST"),
+  url: z.string().min(1).max(MAX_URL).describe("The absolute https URL the request goes to; its origin must be in the policy's allowedSigningOrigins"),
+  headers: z
+    .record(z.string().max(256), z.string().max(8192))
+    .refine((h) => Object.keys(h).length <= MAX_HEADERS, { error: `at most ${MAX_HEADERS} headers` })
+    .optional()
+    .describe("The request's other headers (optional; not signed, checked only for an existing Signature or a Content-Digest that must match bodyDigest)"),
+  bodyDigest: z
+    .string()
+    .max(1024)
+    .optional()
+    .describe("A Content-Digest value for the body (RFC 9530), e.g. sha-256=:<base64>:; signed when given — send it as the Content-Digest header"),
+  tag: z
+    .enum(SIGNATURE_TAGS as [SignatureTag, ...SignatureTag[]])
+    .optional()
+    .describe("web-bot-auth (default), agent-browser-auth (browsing, Visa TAP) or agent-payer-auth (paying, Visa TAP)"),
+});
+
+const output = z.object({
+  headers: z
+    .object({ "Signature-Input": z.string(), Signature: z.string(), "Signature-Agent": z.string().optional() })
+    .describe("Add these headers to the request as they are"),
+  keyid: z.string().describe("RFC 7638 JWK thumbprint of the signing key"),
+  tag: z.string(),
+  created: z.number().describe("Unix seconds when the signature was made"),
+  expires: z.number().describe("Unix seconds after which verifiers refuse it"),
+  nonce: z.string().describe("The signature's single-use nonce (64 random bytes, base64)"),
+  covered: z.array(z.string()).describe("The covered components, in order"),
+  receipt: ReceiptSchema,
+});
+
+function urlParts(url: string): { origin?: string; path?: string } {
+  try {
+    const u = new URL(url);
+    return { origin: u.origin, path: u.pathname };
+  } catch {
+    return {};
+  }
+}
+
+export const signHttpRequest = defineTool({
+  name: "sign_http_request",
+  title: "Sign an HTTP request",
+  description:
+    "Signs an HTTP request you are about to send, so the website can verify it comes from this identity (RFC 9421 HTTP message signatures: Web Bot Auth, or Visa Trusted Agent Protocol with tag agent-browser-auth / agent-payer-auth). Give the method and absolute URL (its origin must be allowed by the policy's allowedSigningOrigins), optionally a bodyDigest (Content-Digest value) to bind the body. Returns the Signature-Input, Signature and (when the server has a public URL) Signature-Agent headers to add to the request, unchanged; they cover the host and path, expire after 60 seconds and carry a single-use nonce, so sign right before sending and sign again for every request. A refusal reads `denied: <reason_code>: <sentence>`.",
+  channel: "sign",
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  input,
+  output,
+  effect: "act",
+  action: (a) => ({ kind: "sign", tool: "sign_http_request", url: a.url }),
+  redact: (a, hash) => ({
+    method: a.method,
+    ...urlParts(a.url),
+    url: hash(a.url),
+    tag: a.tag ?? "web-bot-auth",
+    ...(a.bodyDigest !== undefined ? { bodyDigest: a.bodyDigest } : {}),
+    ...(a.headers !== undefined ? { headerNames: Object.keys(a.headers).map((k) => k.toLowerCase()).slice(0, MAX_HEADERS) } : {}),
+  }),
+  async run(ctx, a, normalized) {
+    if (normalized.kind !== "sign") throw new Error("sign_http_request needs a sign decision");
+    const signer = await ctx.sigil.activeSigner(ctx.identity.id);
+    const agent = publicOrigin(ctx.sigil.env);
+    let signed: Awaited<ReturnType<typeof signRequest>>;
+    try {
+      signed = await signRequest({
+        method: a.method,
+        url: normalized.url,
+        ...(a.headers !== undefined ? { headers: a.headers } : {}),
+        ...(a.bodyDigest !== undefined ? { bodyDigest: a.bodyDigest } : {}),
+        tag: a.tag ?? "web-bot-auth",
+        signer,
+        ...(agent !== undefined ? { signatureAgent: agent } : {}),
+        now: new Date(ctx.sigil.now()),
+        nonce: randomBytes(NONCE_BYTES).toString("base64"),
+      });
+    } catch (err) {
+      // Only our own validation messages (no secrets: they name fields, never values).
+      throw new Denied("invalid_arguments", `${(err as Error).message}.`);
+    }
+    const structured = {
+      headers: signed.headers,
+      keyid: signed.keyid,
+      tag: signed.tag,
+      created: signed.created,
+      expires: signed.expires,
+      nonce: signed.nonce,
+      covered: signed.components,
+    };
+    return {
+      structured,
+      text: `Signed ${a.method.toUpperCase()} ${normalized.origin} (${signed.tag}, key ${signed.keyid}, expires in ${signed.expires - signed.created}s). Add these headers: ${JSON.stringify(signed.headers)}`,
+      audit: { keyid: signed.keyid, tag: signed.tag, created: signed.created, expires: signed.expires, nonce: signed.nonce, covered: signed.components, signature: signed.headers.Signature },
+    };
+  },
+});
