@@ -6,5 +6,7 @@ export default defineConfig({
     testTimeout: 60_000,
     hookTimeout: 60_000,
     pool: "forks",
+    // Starts a throwaway PostgreSQL (when installed) for the PostgreSQL store variants.
+    globalSetup: ["test/support/pg-global.ts"],
   },
 });

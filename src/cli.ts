@@ -9,6 +9,7 @@ import { SigilError } from "./errors.js";
 import { resolveHome } from "./home.js";
 import { Sigil, verifyBundle } from "./sigil.js";
 import { COMMANDS } from "./commands/index.js";
+import { type CheckpointCheck, readCheckpointFile, verifyCheckpointFile } from "./provenance/checkpoint.js";
 
 const env = process.env;
 const home = (): string => resolveHome(env);
@@ -28,7 +29,14 @@ async function withSigil<T>(fn: (s: Sigil) => Promise<T>): Promise<T> {
 
 function readPolicyArg(value: string | undefined): unknown {
   if (value === undefined) return {};
-  const text = value.startsWith("@") ? readFileSync(value.slice(1), "utf8") : value;
+  let text = value;
+  if (value.startsWith("@")) {
+    try {
+      text = readFileSync(value.slice(1), "utf8");
+    } catch {
+      throw new SigilError("invalid_policy", `--policy ${value.slice(0, 80)}: the file cannot be read.`);
+    }
+  }
   try {
     return JSON.parse(text);
   } catch {
@@ -49,7 +57,13 @@ export function buildCli(): Command {
     .description("An MCP server that gives every AI agent its own identity, policy and signed audit log.")
     .version("0.1.0")
     .showHelpAfterError()
-    .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL. See the README.");
+    .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_STORE_URL, SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL. See the README.");
+  // --store URL (any position) selects the PostgreSQL store, exactly like SIGIL_STORE_URL.
+  program.option("--store <url>", "keep identities, secrets and audit chains in PostgreSQL (postgres://…) instead of the home; sets SIGIL_STORE_URL");
+  program.hook("preAction", () => {
+    const store = program.opts<{ store?: string }>().store;
+    if (store !== undefined) env.SIGIL_STORE_URL = store;
+  });
 
   program
     .command("init")
@@ -154,9 +168,11 @@ export function buildCli(): Command {
     .description("verify every entry of one identity's log, or of all logs (exit 1 and the first bad seq when not)")
     .argument("[id]")
     .option("--bundle <file>", "verify an exported bundle offline, without the home")
+    .option("--checkpoint <file>", "also check that the log still holds what a kept checkpoint (or receipt) commits to: detects truncation and rollback")
     .addOption(jsonOpt())
-    .action(async (id: string | undefined, o: { bundle?: string; json?: boolean }) => {
-      let report: Awaited<ReturnType<typeof verifyBundle>>;
+    .action(async (id: string | undefined, o: { bundle?: string; checkpoint?: string; json?: boolean }) => {
+      let report: Awaited<ReturnType<typeof verifyBundle>> & { checkpoint?: CheckpointCheck };
+      const note = o.checkpoint !== undefined ? readCheckpointFile(o.checkpoint) : undefined;
       if (o.bundle) {
         let bundle: unknown;
         try {
@@ -164,18 +180,20 @@ export function buildCli(): Command {
         } catch {
           throw new SigilError("invalid_bundle", `${o.bundle} cannot be read as a JSON bundle.`);
         }
-        report = await verifyBundle(bundle);
+        report = note !== undefined ? await verifyCheckpointFile(note, { bundle }) : await verifyBundle(bundle);
       } else {
-        report = await withSigil((s) => s.verify(id));
+        report = await withSigil((s) => (note !== undefined ? verifyCheckpointFile(note, { sigil: s, id }) : s.verify(id)));
       }
+      const cp = report.checkpoint;
       out(!!o.json, report, () =>
-        report.identities
+        (report.identities
           .map((r) => (r.ok ? `ok   ${r.id}: ${r.entries} entries verify` : `FAIL ${r.id}: seq ${r.firstBadSeq}: ${r.error}`))
-          .join("\n") || "No identities.",
+          .join("\n") || "No identities.") +
+        (cp ? (cp.ok ? `\nok   checkpoint ${cp.origin} size ${cp.size}: the log still holds it` : `\nFAIL checkpoint ${cp.origin}: ${cp.error}`) : ""),
       );
       if (!report.ok) {
-        const bad = report.identities.find((r) => !r.ok)!;
-        if (o.json) process.stderr.write(`sigil: ${bad.id}: seq ${bad.firstBadSeq}: ${bad.error}\n`);
+        const bad = report.identities.find((r) => !r.ok);
+        if (o.json) process.stderr.write(bad ? `sigil: ${bad.id}: seq ${bad.firstBadSeq}: ${bad.error}\n` : `sigil: checkpoint ${cp?.origin}: ${cp?.error}\n`);
         process.exitCode = 1;
       }
     });

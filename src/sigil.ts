@@ -31,7 +31,7 @@ import { type PublicKeyInfo, type VerifyResult, verifyChain } from "./audit/veri
 import { parsePolicy, type Policy } from "./policy/schema.js";
 import { validateAddress } from "./policy/email-address.js";
 import { parsePhone } from "./policy/phone.js";
-import { openFileStore } from "../store/index.js";
+import { describeStore, openStore } from "../store/index.js";
 import { CHANNELS, type Channel, type IdentityRecord, type KeyRecord, type Store, StoreError } from "../store/types.js";
 import { type FileLayer, realFiles } from "./util/fsx.js";
 import { filesFromEnv } from "./util/faults.js";
@@ -111,15 +111,26 @@ export class Sigil implements Keyring {
   /** Creates a new home. Refuses, changing nothing, if one is already initialised there. */
   static async init(opts: SigilOptions): Promise<{ home: string; adminToken: string }> {
     await cryptoReady();
-    const store = openFileStore({ home: opts.home, files: opts.files });
+    const storeOpts = { home: opts.home, files: opts.files, storeUrl: opts.env.SIGIL_STORE_URL };
+    const where = describeStore(storeOpts);
+    const store = openStore(storeOpts);
+    try {
+      return await Sigil.initIn(opts, store, where);
+    } finally {
+      await store.close();
+    }
+  }
+
+  private static async initIn(opts: SigilOptions, store: Store, where: string): Promise<{ home: string; adminToken: string }> {
     const existing = await store.meta().then(
       () => true,
       (err: unknown) => {
         if (err instanceof StoreError && err.code === "not_initialised") return false;
+        if (err instanceof StoreError && err.code === "schema_too_new") throw new SigilError("schema_too_new", `${err.message}.`);
         throw err;
       },
     );
-    if (existing) throw new SigilError("already_initialised", `${opts.home} is already initialised; nothing was changed.`);
+    if (existing) throw new SigilError("already_initialised", `${where} is already initialised; nothing was changed.`);
     await fsp.mkdir(opts.home, { recursive: true, mode: 0o700 });
     await fsp.chmod(opts.home, 0o700);
     let master: MasterKey;
@@ -147,7 +158,7 @@ export class Sigil implements Keyring {
       });
     } catch (err) {
       if (err instanceof StoreError && err.code === "already_initialised") {
-        throw new SigilError("already_initialised", `${opts.home} is already initialised; nothing was changed.`);
+        throw new SigilError("already_initialised", `${where} is already initialised; nothing was changed.`);
       }
       throw err;
     }
@@ -157,15 +168,20 @@ export class Sigil implements Keyring {
   /** Opens an initialised home; refuses to start when the registry or master key is missing or wrong. */
   static async open(opts: SigilOptions): Promise<Sigil> {
     await cryptoReady();
-    const store = openFileStore({ home: opts.home, files: opts.files ?? filesFromEnv(realFiles, opts.env) });
+    const storeOpts = { home: opts.home, files: opts.files ?? filesFromEnv(realFiles, opts.env), storeUrl: opts.env.SIGIL_STORE_URL };
+    const where = describeStore(storeOpts);
+    const store = openStore(storeOpts);
     let meta;
     try {
       meta = await store.meta();
     } catch (err) {
+      await store.close().catch(() => {});
       if (err instanceof StoreError && err.code === "not_initialised") {
-        throw new SigilError("not_initialised", `No sigil home at ${opts.home}: run \`sigil init\` first.`);
+        throw new SigilError("not_initialised", `No sigil ${store.kind === "postgres" ? "registry in" : "home at"} ${where}: run \`sigil init\` first.`);
       }
-      throw new SigilError("registry_unreadable", `The registry at ${opts.home} cannot be read; refusing to start.`, { cause: err });
+      if (err instanceof StoreError && err.code === "schema_too_new") throw new SigilError("schema_too_new", `${err.message}.`);
+      const why = store.kind === "postgres" && err instanceof StoreError ? ` (${err.message})` : "";
+      throw new SigilError("registry_unreadable", `The registry at ${where} cannot be read${why}; refusing to start.`, { cause: err });
     }
     if (meta.schemaVersion > SCHEMA_VERSION) {
       throw new SigilError("schema_too_new", `The home at ${opts.home} was written by a newer sigil (schema ${meta.schemaVersion}).`);

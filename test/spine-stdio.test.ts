@@ -1,12 +1,14 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { readFileSync } from "node:fs";
 import path from "node:path";
-import { CLI, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
+import { CLI, cleanupHomes, makeHome as makeHomeOn, stdioClient, text } from "./support/home.js";
+import { type Backend, backends } from "./support/backends.js";
 
 afterAll(cleanupHomes);
 
-describe("stdio sessions are bound to their token", () => {
+// The whole suite runs against each store backend (the embedded home, and PostgreSQL when available).
+describe.each(backends)("stdio sessions are bound to their token (%s store)", (backend: Backend) => {
+  const makeHome = () => makeHomeOn({}, { store: backend });
   it("an agent lists whoami plus the tools of its channels, never admin tools, and whoami is audited", async () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "mailer", channels: "email", policy: { allowedDomains: ["example.com"] } });
@@ -23,7 +25,7 @@ describe("stdio sessions are bound to their token", () => {
     expect(admin.isError).toBe(true);
     expect(text(admin)).toMatch(/^denied: tool_not_available: /);
     await client.close();
-    const log = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const log = home.auditLog(a.id);
     expect(log.map((e) => [e.tool, e.decision])).toEqual([
       ["identity_created", "ok"],
       ["whoami", "allow"],
@@ -40,7 +42,7 @@ describe("stdio sessions are bound to their token", () => {
     expect(r.isError).toBe(true);
     expect(text(r)).toMatch(/^denied: invalid_arguments: unknown argument\(s\): identityId/);
     await client.close();
-    const last = JSON.parse(readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8").trim().split("\n").pop()!);
+    const last = home.auditLog(a.id).pop();
     expect(last).toMatchObject({ tool: "whoami", decision: "deny", reason: "invalid_arguments", args: { keys: ["identityId"] } });
   });
 

@@ -4,6 +4,10 @@
  */
 import type { AdminTool, AgentTool } from "../src/server/tool.js";
 import { whoami } from "./whoami.js";
+import { signHttpRequest } from "./sign-http-request.js";
+import { sendEmail } from "./send-email.js";
+import { sendSms } from "./send-sms.js";
+import { placeCall } from "./place-call.js";
 import { createIdentity } from "./admin/create-identity.js";
 import { listIdentities } from "./admin/list-identities.js";
 import { getIdentity } from "./admin/get-identity.js";
@@ -13,8 +17,12 @@ import { rotateToken } from "./admin/rotate-token.js";
 import { revokeIdentity } from "./admin/revoke-identity.js";
 import { queryAudit } from "./admin/query-audit.js";
 import { verifyAudit } from "./admin/verify-audit.js";
+import { vaultGet } from "./vault-get.js";
+import { cardCharge } from "./card-charge.js";
+import { putSecret } from "./admin/put-secret.js";
+import { deleteSecret } from "./admin/delete-secret.js";
 
-export const AGENT_TOOLS: AgentTool[] = [whoami];
+export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest];
 
 export const ADMIN_TOOLS: AdminTool[] = [
   createIdentity,
@@ -26,4 +34,6 @@ export const ADMIN_TOOLS: AdminTool[] = [
   revokeIdentity,
   queryAudit,
   verifyAudit,
+  putSecret,
+  deleteSecret,
 ];

@@ -5,6 +5,9 @@
 import type { Command, Option } from "commander";
 import type { Sigil } from "../sigil.js";
 import { registerSecretCommands } from "./secret.js";
+import { registerKeysCommands } from "./keys.js";
+import { registerReceiptCommands } from "./receipt.js";
+import { registerStoreCommands } from "./store.js";
 
 export interface CliKit {
   home: () => string;
@@ -19,4 +22,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [registerSecretCommands];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands];

@@ -18,6 +18,7 @@ import { providersFromEnv } from "../providers/index.js";
 import type { Sigil } from "../sigil.js";
 import { type Principal, authenticate, createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
+import { StoreError } from "../../store/types.js";
 
 export interface HttpOptions {
   host: string;
@@ -154,6 +155,10 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
       } catch (err) {
         const ref = refId();
         logInternal(ref, "http request", err);
+        // The store (e.g. PostgreSQL) is unreachable: say so, and that a retry later may work.
+        if (err instanceof StoreError && err.code === "unavailable") {
+          return jsonError(res, 503, -32603, `Service unavailable: the store cannot be reached; nothing was done, retry later (${ref}).`, { "retry-after": "2" });
+        }
         jsonError(res, 500, -32603, `Internal error (${ref}).`);
       }
     })();

@@ -3,13 +3,14 @@
  * stdio and Streamable HTTP. Nothing here fakes sigil: tests drive the built `dist/cli.js`.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { type Backend, freshDatabaseUrlSync } from "./backends.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(ROOT, "dist/cli.js");
@@ -23,6 +24,10 @@ export interface Home {
   /** Runs the CLI with --json and parses stdout; throws with stderr on a non-zero exit. */
   json<T = any>(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): T;
   createIdentity(opts: { name?: string; channels: string; policy?: unknown; email?: string; phone?: string }): Identity;
+  /** Which store backend holds this home's data ("postgres": a fresh database of its own). */
+  store: Backend;
+  /** The identity's audit entries, parsed, whatever the backend (via `sigil audit export`). */
+  auditLog(id: string): any[];
   cleanup(): void;
 }
 
@@ -36,9 +41,12 @@ export interface Identity {
 
 const homes: Home[] = [];
 
-export function makeHome(extraEnv: NodeJS.ProcessEnv = {}): Home {
+export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backend } = {}): Home {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sigil-test-"));
+  const store: Backend = opts.store ?? (extraEnv.SIGIL_STORE_URL ? "postgres" : "file");
   const env: NodeJS.ProcessEnv = { ...process.env, SIGIL_HOME: path.join(dir, "home"), ...extraEnv };
+  if (store === "file") delete env.SIGIL_STORE_URL; // never a stray URL from the caller's shell
+  else if (!extraEnv.SIGIL_STORE_URL) env.SIGIL_STORE_URL = freshDatabaseUrlSync();
   delete env.SIGIL_TOKEN;
   delete env.SIGIL_TOKEN_FILE;
   const cli: Home["cli"] = (args, opts = {}) => {
@@ -57,6 +65,11 @@ export function makeHome(extraEnv: NodeJS.ProcessEnv = {}): Home {
     adminToken: init.adminToken,
     cli,
     json,
+    store,
+    auditLog: (id) =>
+      store === "file" // the file the spec names, read directly
+        ? readFileSync(path.join(env.SIGIL_HOME!, "audit", `${id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l))
+        : json<{ entries: any[] }>(["audit", "export", id]).entries,
     createIdentity(o) {
       const args = ["identity", "create", "--name", o.name ?? "agent", "--channels", o.channels];
       if (o.policy !== undefined) args.push("--policy", JSON.stringify(o.policy));

@@ -1,0 +1,77 @@
+/**
+ * Copies a whole store (the embedded home) into an empty PostgreSQL store, in ONE transaction:
+ * either everything arrives — registry, identities, secrets (still sealed: the master key stays
+ * where it was), every audit line byte for byte with its chain head — or nothing does.
+ * The caller verifies the source chains first and the copies afterwards (see commands/store.ts).
+ */
+import type { Store } from "../types.js";
+import { StoreError } from "../types.js";
+import type { Conn } from "./db.js";
+import type { PostgresStore } from "./index.js";
+
+const BATCH = 500;
+
+export interface ImportCounts {
+  identities: number;
+  entries: number;
+  secrets: number;
+}
+
+async function insertLines(c: Conn, identityId: string, batch: Array<{ seq: number; line: string }>): Promise<void> {
+  if (batch.length === 0) return;
+  await c.query("INSERT INTO sigil_audit_entries (identity_id, seq, line) SELECT $1, s, l FROM unnest($2::bigint[], $3::text[]) AS t(s, l)", [
+    identityId,
+    batch.map((b) => b.seq),
+    batch.map((b) => b.line),
+  ]);
+}
+
+export async function importStore(source: Store, target: PostgresStore): Promise<ImportCounts> {
+  const meta = await source.meta();
+  const identities = await source.listIdentities();
+  await target.schema();
+  return target.db.tx("main", async (c) => {
+    // Nothing may be merged into an existing registry: the target must be empty.
+    await c.query("LOCK TABLE sigil_meta, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets IN EXCLUSIVE MODE");
+    const existing = await c.query<{ n: number }>(
+      "SELECT (SELECT count(*) FROM sigil_meta)::int + (SELECT count(*) FROM sigil_identities)::int + (SELECT count(*) FROM sigil_audit_entries)::int AS n",
+    );
+    if ((existing.rows[0]?.n ?? 0) > 0) {
+      throw new StoreError(`${target.where} already holds sigil data; migrate only into an empty database`, "already_initialised");
+    }
+    const counts: ImportCounts = { identities: 0, entries: 0, secrets: 0 };
+    for (const rec of identities) {
+      await c.query("INSERT INTO sigil_identities (id, token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [
+        rec.id,
+        rec.tokenHash,
+        JSON.stringify(rec),
+        rec.createdAt,
+      ]);
+      counts.identities++;
+      let batch: Array<{ seq: number; line: string }> = [];
+      let head: { seq: number; hash: string | null } = { seq: 0, hash: null };
+      for await (const line of source.audit.readLines(rec.id)) {
+        const e = JSON.parse(line) as { seq: number; hash: string };
+        if (e.seq !== head.seq + 1) throw new StoreError(`the audit log of ${rec.id} is not contiguous at seq ${e.seq}`, "conflict");
+        head = { seq: e.seq, hash: e.hash };
+        batch.push({ seq: e.seq, line });
+        if (batch.length >= BATCH) {
+          await insertLines(c, rec.id, batch);
+          batch = [];
+        }
+        counts.entries++;
+      }
+      await insertLines(c, rec.id, batch);
+      await c.query("INSERT INTO sigil_chain_heads (identity_id, seq, hash) VALUES ($1, $2, $3)", [rec.id, head.seq, head.hash]);
+      for (const name of await source.listSecretNames(rec.id)) {
+        const s = await source.getSecret(rec.id, name);
+        if (!s) continue;
+        await c.query("INSERT INTO sigil_secrets (identity_id, name, record) VALUES ($1, $2, $3)", [rec.id, name, JSON.stringify(s)]);
+        counts.secrets++;
+      }
+    }
+    // Nothing of this is visible to any instance before COMMIT.
+    await c.query("INSERT INTO sigil_meta (id, meta) VALUES (1, $1)", [JSON.stringify(meta)]);
+    return counts;
+  });
+}

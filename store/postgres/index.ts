@@ -1,0 +1,290 @@
+/**
+ * The PostgreSQL store: several `sigil serve --http` instances on several machines share one
+ * registry, one set of secrets and one set of audit chains (from which spend, rate counts and
+ * idempotency records are derived, under each chain's lock — see audit.ts).
+ *
+ * - Identities: `sigil_identities` (the record as jsonb, the token hash in a unique column).
+ *   Reads are one indexed SELECT with no cache, so a revocation, token or key rotation made by any
+ *   instance is what every instance sees on its next call. Updates are `SELECT … FOR UPDATE` +
+ *   UPDATE in one transaction: concurrent updates from any instance never get lost.
+ * - Admin locks (`withIdentityLock`): a session-level advisory lock on a dedicated connection.
+ * - The master key never comes from here: the registry holds only its check value.
+ * - The schema is migrated on first use (see migrations.ts); a newer schema is refused.
+ */
+import {
+  type IdentityRecord,
+  type RegistryMeta,
+  type SecretRecord,
+  type Store,
+  StoreError,
+} from "../types.js";
+import pg from "pg";
+import { PgAuditBackend } from "./audit.js";
+import { Database, isConnectionError, isUniqueViolation, redactUrl, sleep } from "./db.js";
+import { migrate } from "./migrations.js";
+
+const ID_RE = /^id_[0-9a-f]{20}$/;
+const HASH_RE = /^[0-9a-f]{64}$/;
+
+export class PostgresStore implements Store {
+  readonly kind = "postgres" as const;
+  readonly audit: PgAuditBackend;
+  readonly db: Database;
+  private ready?: Promise<number>;
+  private metaCache?: RegistryMeta;
+  private liveness?: LivenessBeacon;
+
+  constructor(readonly url: string, opts: { retryMs?: number } = {}) {
+    this.db = new Database(url, opts);
+    this.audit = new PgAuditBackend(this.db, () => this.schema());
+  }
+
+  /** Where the data lives, for messages (no password). */
+  get where(): string {
+    return `the PostgreSQL store ${redactUrl(this.url)}`;
+  }
+
+  /** Applies pending migrations once per process (refusing a newer schema). */
+  schema(): Promise<number> {
+    if (!this.ready) {
+      this.ready = migrate(this.db);
+      this.ready.catch(() => {
+        this.ready = undefined; // try again on the next call (e.g. the database was down)
+      });
+    }
+    return this.ready;
+  }
+
+  async initialise(meta: RegistryMeta): Promise<void> {
+    await this.schema();
+    const r = await this.db.query("INSERT INTO sigil_meta (id, meta) VALUES (1, $1) ON CONFLICT DO NOTHING", [JSON.stringify(meta)]);
+    if (r.rowCount !== 1) throw new StoreError(`${this.where} is already initialised`, "already_initialised");
+  }
+
+  async meta(): Promise<RegistryMeta> {
+    if (this.metaCache) return this.metaCache;
+    await this.schema();
+    const r = await this.db.query<{ meta: RegistryMeta }>("SELECT meta FROM sigil_meta WHERE id = 1");
+    const m = r.rows[0]?.meta;
+    if (!m) throw new StoreError(`no sigil registry in ${this.where} (run \`sigil init\`)`, "not_initialised");
+    if (m.format !== "sigil-home" || typeof m.adminTokenHash !== "string") throw new StoreError(`${this.where} does not hold a sigil registry`, "unreadable");
+    this.metaCache = m;
+    return m;
+  }
+
+  async createIdentity(record: IdentityRecord): Promise<void> {
+    if (!ID_RE.test(record.id)) throw new StoreError("bad identity id", "conflict");
+    await this.schema();
+    try {
+      await this.db.tx("main", async (c) => {
+        await c.query("INSERT INTO sigil_identities (id, token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [
+          record.id,
+          record.tokenHash,
+          JSON.stringify(record),
+          record.createdAt,
+        ]);
+        await c.query("INSERT INTO sigil_chain_heads (identity_id, seq, hash) VALUES ($1, 0, NULL) ON CONFLICT DO NOTHING", [record.id]);
+      });
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`identity ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getIdentity(id: string): Promise<IdentityRecord | undefined> {
+    if (typeof id !== "string" || !ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: IdentityRecord }>("SELECT record FROM sigil_identities WHERE id = $1", [id]);
+    return r.rows[0]?.record;
+  }
+
+  async identityByTokenHash(tokenHash: string): Promise<IdentityRecord | undefined> {
+    if (typeof tokenHash !== "string" || !HASH_RE.test(tokenHash)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: IdentityRecord }>("SELECT record FROM sigil_identities WHERE token_hash = $1", [tokenHash]);
+    return r.rows[0]?.record;
+  }
+
+  async listIdentities(): Promise<IdentityRecord[]> {
+    await this.meta();
+    const r = await this.db.query<{ record: IdentityRecord }>("SELECT record FROM sigil_identities ORDER BY created_at, id");
+    return r.rows.map((row) => row.record).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  async updateIdentity(
+    id: string,
+    update: (current: IdentityRecord) => IdentityRecord | Promise<IdentityRecord>,
+  ): Promise<IdentityRecord> {
+    await this.schema();
+    try {
+      return await this.db.tx("main", async (c) => {
+        const r = await c.query<{ record: IdentityRecord }>("SELECT record FROM sigil_identities WHERE id = $1 FOR UPDATE", [id]);
+        const before = r.rows[0]?.record;
+        if (!before) throw new StoreError(`no identity ${id}`, "not_found");
+        const after = await update(structuredClone(before));
+        if (after.id !== id) throw new StoreError("an update cannot change an identity's id", "conflict");
+        await c.query("UPDATE sigil_identities SET record = $2, token_hash = $3, version = version + 1, updated_at = now() WHERE id = $1", [
+          id,
+          JSON.stringify(after),
+          after.tokenHash,
+        ]);
+        return after;
+      });
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError("that token hash belongs to another identity", "conflict");
+      throw err;
+    }
+  }
+
+  /**
+   * Holds a session-level advisory lock for the identity on a dedicated connection while `fn`
+   * runs (not a transaction, so a long `fn` is not cut by the idle-in-transaction timeout).
+   */
+  async withIdentityLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
+    await this.schema();
+    const key = `sigil:admin:${id}`;
+    const c = await this.db.retrying(async () => {
+      const c = await this.db.checkout("locks");
+      try {
+        await c.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [key]);
+        return c;
+      } catch (err) {
+        c.release(err ?? true);
+        throw err;
+      }
+    });
+    try {
+      return await fn();
+    } finally {
+      await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [key]).then(
+        () => c.release(),
+        (err: unknown) => c.release(isConnectionError(err) ? err : true), // never reuse a connection that may still hold the lock
+      );
+    }
+  }
+
+  async putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord> {
+    await this.schema();
+    return this.db.tx("main", async (c) => {
+      await c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [`sigil:secrets:${identityId}`]);
+      const r = await c.query<{ record: SecretRecord }>("SELECT record FROM sigil_secrets WHERE identity_id = $1 AND name = $2", [identityId, name]);
+      const rec = make(r.rows[0]?.record.version ?? 0);
+      await c.query(
+        `INSERT INTO sigil_secrets (identity_id, name, record) VALUES ($1, $2, $3)
+         ON CONFLICT (identity_id, name) DO UPDATE SET record = EXCLUDED.record`,
+        [identityId, name, JSON.stringify(rec)],
+      );
+      return rec;
+    });
+  }
+
+  async getSecret(identityId: string, name: string): Promise<SecretRecord | undefined> {
+    await this.schema();
+    const r = await this.db.query<{ record: SecretRecord }>("SELECT record FROM sigil_secrets WHERE identity_id = $1 AND name = $2", [identityId, name]);
+    return r.rows[0]?.record;
+  }
+
+  async deleteSecret(identityId: string, name: string): Promise<boolean> {
+    await this.schema();
+    const r = await this.db.query("DELETE FROM sigil_secrets WHERE identity_id = $1 AND name = $2", [identityId, name]);
+    return (r.rowCount ?? 0) > 0;
+  }
+
+  async listSecretNames(identityId: string): Promise<string[]> {
+    await this.schema();
+    const r = await this.db.query<{ name: string }>("SELECT name FROM sigil_secrets WHERE identity_id = $1", [identityId]);
+    return r.rows.map((row) => row.name).sort();
+  }
+
+  /**
+   * Liveness across machines: the instance holds a session-level advisory lock on a dedicated
+   * connection for as long as it runs. A process that dies loses its connection and with it the
+   * lock, at once. If the connection drops while the process lives (a database restart), it is
+   * re-established and the lock taken again; in that short window another instance may judge this
+   * one dead and record its open intents as `unknown` — conservative (spend stays reserved), never
+   * a retry.
+   */
+  async registerInstance(instanceId: string): Promise<void> {
+    await this.schema();
+    this.liveness = new LivenessBeacon(this.url, `sigil:instance:${instanceId}`, this.db);
+    await this.liveness.start();
+  }
+
+  async instanceAlive(instanceId: string): Promise<boolean | undefined> {
+    await this.schema();
+    if (this.liveness?.key === `sigil:instance:${instanceId}`) return true;
+    try {
+      // A transaction-level try-lock conflicts with the instance's session-level lock.
+      const got = await this.db.tx("main", async (c) => {
+        const r = await c.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS got", [`sigil:instance:${instanceId}`]);
+        return r.rows[0]!.got;
+      });
+      return !got;
+    } catch {
+      return undefined; // cannot tell
+    }
+  }
+
+  async close(): Promise<void> {
+    // Idle connections do not keep the process alive (allowExitOnIdle, the unref'd beacon), so
+    // hold it open until they have said goodbye, or it would exit in the middle of this await.
+    const keepAlive = setInterval(() => {}, 60_000);
+    try {
+      await this.liveness?.stop();
+      await this.db.close();
+    } finally {
+      clearInterval(keepAlive);
+    }
+  }
+}
+
+/** Holds one advisory lock on its own connection, re-taking it after the connection drops. */
+class LivenessBeacon {
+  private client?: pg.Client;
+  private stopped = false;
+
+  constructor(
+    private readonly url: string,
+    readonly key: string,
+    private readonly db: Database,
+  ) {}
+
+  async start(): Promise<void> {
+    await this.db.retrying(() => this.connect());
+  }
+
+  private async connect(): Promise<void> {
+    const client = new pg.Client({ connectionString: this.url, application_name: "sigil-liveness", keepAlive: true } as pg.ClientConfig);
+    client.on("error", (err) => this.db.log("the liveness connection was lost", err));
+    await client.connect();
+    try {
+      await client.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [this.key]);
+    } catch (err) {
+      await client.end().catch(() => {});
+      throw err;
+    }
+    // The beacon never keeps the process alive on its own.
+    (client as unknown as { connection?: { stream?: { unref?: () => void } } }).connection?.stream?.unref?.();
+    client.once("end", () => {
+      if (this.client === client) this.client = undefined;
+      if (!this.stopped) void this.reconnect();
+    });
+    this.client = client;
+  }
+
+  private async reconnect(): Promise<void> {
+    for (let attempt = 0; !this.stopped; attempt++) {
+      try {
+        await this.connect();
+        return;
+      } catch {
+        await sleep(Math.min(100 * 2 ** attempt, 2000));
+      }
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.stopped = true;
+    await this.client?.end().catch(() => {});
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The PostgreSQL schema as numbered migrations. Each runs once, in order, in one transaction under
+ * an advisory lock (several instances starting together apply it once). A database whose schema is
+ * newer than this sigil knows is refused: an older binary must never write into tables it does not
+ * understand. Migrations only ever add; an applied migration is never edited — add the next one.
+ *
+ * Tables carry a `sigil_` prefix so the store can share a database (or use its own schema via the
+ * URL's `options=-c search_path=…`).
+ */
+import type { Conn, Database } from "./db.js";
+import { StoreError } from "../types.js";
+
+export interface Migration {
+  version: number;
+  description: string;
+  sql: string;
+}
+
+export const MIGRATIONS: Migration[] = [
+  {
+    version: 1,
+    description: "registry, identities, secrets, audit chains",
+    sql: `
+      CREATE TABLE sigil_meta (
+        id integer PRIMARY KEY CHECK (id = 1),
+        meta jsonb NOT NULL
+      );
+      CREATE TABLE sigil_identities (
+        id text PRIMARY KEY,
+        token_hash text NOT NULL UNIQUE,
+        record jsonb NOT NULL,
+        created_at text NOT NULL,
+        version bigint NOT NULL DEFAULT 1,
+        updated_at timestamptz NOT NULL DEFAULT now()
+      );
+      CREATE TABLE sigil_secrets (
+        identity_id text NOT NULL,
+        name text NOT NULL,
+        record jsonb NOT NULL,
+        PRIMARY KEY (identity_id, name)
+      );
+      -- One row per chain: locked FOR UPDATE by every append, so appends to one identity's chain
+      -- are serialised across instances; seq/hash are the last entry's.
+      CREATE TABLE sigil_chain_heads (
+        identity_id text PRIMARY KEY,
+        seq bigint NOT NULL,
+        hash text
+      );
+      -- The entries, verbatim. The primary key on the entry's own seq makes a fork (two entries
+      -- with one seq) impossible even if the lock were bypassed.
+      CREATE TABLE sigil_audit_entries (
+        identity_id text NOT NULL,
+        seq bigint NOT NULL,
+        line text NOT NULL,
+        PRIMARY KEY (identity_id, seq)
+      );
+    `,
+  },
+];
+
+export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+async function currentVersion(c: Conn): Promise<number> {
+  const exists = await c.query<{ t: string | null }>("SELECT to_regclass('sigil_schema')::text AS t");
+  if (!exists.rows[0]?.t) return 0;
+  const r = await c.query<{ v: number | null }>("SELECT max(version)::int AS v FROM sigil_schema");
+  return r.rows[0]?.v ?? 0;
+}
+
+function tooNew(version: number): StoreError {
+  return new StoreError(
+    `the PostgreSQL schema is version ${version}, newer than this sigil understands (${LATEST_SCHEMA}); upgrade sigil, refusing to start`,
+    "schema_too_new",
+  );
+}
+
+/** Brings the schema up to date (or refuses a newer one). Returns the version now in place. */
+export async function migrate(db: Database): Promise<number> {
+  // Fast path: one read, no lock, when nothing is to be done.
+  const seen = await db.tx("main", (c) => currentVersion(c));
+  if (seen > LATEST_SCHEMA) throw tooNew(seen);
+  if (seen === LATEST_SCHEMA) return seen;
+  return db.tx("main", async (c) => {
+    await c.query("SELECT pg_advisory_xact_lock(hashtextextended('sigil:migrate', 0))");
+    await c.query(
+      "CREATE TABLE IF NOT EXISTS sigil_schema (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+    );
+    const v = await currentVersion(c);
+    if (v > LATEST_SCHEMA) throw tooNew(v);
+    for (const m of MIGRATIONS) {
+      if (m.version <= v) continue;
+      await c.query(m.sql);
+      await c.query("INSERT INTO sigil_schema (version, description) VALUES ($1, $2)", [m.version, m.description]);
+    }
+    return LATEST_SCHEMA;
+  });
+}

@@ -1,0 +1,73 @@
+/**
+ * `sigil store migrate --to postgres://…`: an embedded home copied into PostgreSQL keeps every
+ * audit chain intact (verified there), its tokens, keys and sealed secrets; the chains continue
+ * where they left off; a damaged home or a non-empty target is refused with nothing copied.
+ */
+import { afterAll, describe, expect, it } from "vitest";
+import { readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
+import { freshDatabaseUrl, pgQuery, pgSkipNote, pgUrl } from "./support/backends.js";
+
+afterAll(cleanupHomes);
+
+describe.skipIf(!pgUrl)(`sigil store migrate${pgSkipNote}`, () => {
+  it("copies a home into PostgreSQL: audit verify passes there with the same entries; tokens, rotated keys and secrets work; chains continue", async () => {
+    const home = makeHome(); // the embedded home
+    const a = home.createIdentity({ name: "reader", channels: "vault", policy: { allowedSecrets: ["crm/*"] } });
+    const b = home.createIdentity({ name: "other", channels: "" });
+    expect(home.cli(["secret", "put", a.id, "crm/key"], { input: "value-1" }).code).toBe(0);
+    expect(home.cli(["secret", "put", a.id, "crm/key"], { input: "value-2" }).code).toBe(0);
+    const s = await stdioClient(home, a.token);
+    expect((await s.client.callTool({ name: "whoami", arguments: {} })).isError).toBeFalsy();
+    await s.client.close();
+    home.json(["identity", "rotate-key", b.id]);
+    const fileEntries = { a: home.auditLog(a.id), b: home.auditLog(b.id) };
+
+    const url = await freshDatabaseUrl();
+    const r = home.json(["store", "migrate", "--to", url]);
+    expect(r).toMatchObject({ identities: 2, secrets: 1, entries: fileEntries.a.length + fileEntries.b.length, verified: true });
+
+    const pg = { env: { SIGIL_STORE_URL: url } };
+    const v = home.json(["audit", "verify"], pg);
+    expect(v.ok).toBe(true);
+    expect(Object.fromEntries(v.identities.map((i: any) => [i.id, i.entries]))).toEqual({ [a.id]: fileEntries.a.length, [b.id]: fileEntries.b.length });
+    // byte for byte the same entries, and the same public key history
+    expect(home.json(["audit", "export", a.id], pg)).toMatchObject({ entries: fileEntries.a });
+    expect(home.json(["audit", "export", b.id], pg).keys).toEqual(home.json(["audit", "export", b.id]).keys);
+    expect(home.json(["identity", "list"], pg)).toEqual(home.json(["identity", "list"]));
+
+    // Served from PostgreSQL: the old token works, the sealed secret opens, the chain continues.
+    const p = await stdioClient(home, a.token, pg);
+    const got = await p.client.callTool({ name: "vault_get", arguments: { name: "crm/key" } });
+    expect(got.structuredContent).toMatchObject({ value: "value-2", version: 2 });
+    await p.client.close();
+    const after = home.json(["audit", "export", a.id], pg).entries;
+    expect(after.slice(0, fileEntries.a.length)).toEqual(fileEntries.a);
+    expect(after[fileEntries.a.length]).toMatchObject({ seq: fileEntries.a.length + 1, prev: fileEntries.a.at(-1).hash, tool: "vault_get" });
+    expect((got.structuredContent as any).receipt.seq).toBe(after.at(-1).seq);
+    expect(home.json(["audit", "verify"], pg).ok).toBe(true);
+    expect(await pgQuery(url, "SELECT seq::int AS seq FROM sigil_chain_heads WHERE identity_id = $1", [b.id])).toEqual([{ seq: fileEntries.b.length }]);
+
+    // Never merged into a store that has data.
+    const again = home.cli(["store", "migrate", "--to", url]);
+    expect(again.code).toBe(1);
+    expect(again.stderr).toMatch(/already holds sigil data; migrate only into an empty database; nothing was copied/);
+  });
+
+  it("refuses a home whose audit log does not verify, and copies nothing", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    home.json(["identity", "rotate-token", a.id]);
+    const file = path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`);
+    const lines = readFileSync(file, "utf8").split("\n");
+    lines[1] = lines[1]!.replace('"decision":"ok"', '"decision":"OK"');
+    writeFileSync(file, lines.join("\n"));
+    const url = await freshDatabaseUrl();
+    const r = home.cli(["store", "migrate", "--to", url]);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toMatch(new RegExp(`The audit log of ${a.id} does not verify \\(seq 2: .*\\); nothing was copied`));
+    expect(await pgQuery(url, "SELECT to_regclass('sigil_meta')::text AS t")).toEqual([{ t: null }]);
+    expect(home.cli(["store", "migrate", "--to", "mysql://x"]).stderr).toMatch(/--to must be a postgres:\/\//);
+  });
+});
