@@ -123,6 +123,7 @@ describe("parsePolicy", () => {
     ["rate empty", { rateLimits: { send_sms: {} } }, "policy.rateLimits.send_sms: must set perMinute and/or perDay"],
     ["rate zero", { rateLimits: { send_sms: { perMinute: 0 } } }, "policy.rateLimits.send_sms.perMinute: must be a positive integer"],
     ["rate bad tool", { rateLimits: { "Send SMS": { perDay: 1 } } }, "policy.rateLimits"],
+    ["rate misspelled tool", { rateLimits: { send_smss: { perDay: 1 } } }, "policy.rateLimits.send_smss: must name an agent tool"],
     ["rate array", { rateLimits: [] }, "policy.rateLimits: must be an object"],
     ["rate __proto__", JSON.parse('{"rateLimits":{"__proto__":{"perDay":1}}}'), "policy.rateLimits"],
     ["origin with path", { allowedSigningOrigins: ["https://a.com/x"] }, "policy.allowedSigningOrigins[0]: must be an https origin"],

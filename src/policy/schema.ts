@@ -14,9 +14,8 @@
  * Absent keys are left absent (evaluate.ts decides what absence means).
  */
 import * as z from "zod";
-import { isSupportedCountry } from "libphonenumber-js/max";
 import { normalizeDomain } from "./email-address.js";
-import { E164_RE } from "./phone.js";
+import { E164_RE, phoneLib } from "./phone.js";
 
 const MAX_LIST = 1000;
 const MAX_STR = 253;
@@ -89,7 +88,7 @@ const originEntry = str("must be an origin such as https://shop.example or \"*\"
 });
 
 const countryEntry = str("must be an ISO 3166 alpha-2 country code such as \"US\"").refine(
-  (s) => /^[A-Z]{2}$/.test(s) && isSupportedCountry(s),
+  (s) => /^[A-Z]{2}$/.test(s) && phoneLib().isSupportedCountry(s),
   { error: "must be a known upper-case ISO 3166 alpha-2 country code such as \"US\"" },
 );
 
@@ -119,6 +118,9 @@ const rateLimitEntry = z
 
 export const TOOL_NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
 
+/** The agent tools a policy can name in `rateLimits` (kept equal to tools/index.ts by a test). */
+export const AGENT_TOOL_NAMES = ["whoami", "send_email", "send_sms", "place_call", "vault_get", "card_charge", "sign_http_request"] as const;
+
 export const PolicySchema = z.strictObject(
   {
     allowedDomains: list(domainEntry, "domain names"),
@@ -133,7 +135,9 @@ export const PolicySchema = z.strictObject(
     approvalAboveCents: cents(),
     rateLimits: z
       .record(
-        z.string().regex(TOOL_NAME_RE, { error: "tool names must be lower-case identifiers such as send_sms" }),
+        z.string().refine((t) => (AGENT_TOOL_NAMES as readonly string[]).includes(t), {
+          error: `must name an agent tool (${AGENT_TOOL_NAMES.join(", ")})`,
+        }),
         rateLimitEntry,
         { error: "must be an object mapping tool names to {perMinute?, perDay?}" },
       )

@@ -65,6 +65,19 @@ function argumentShape(raw: unknown): Record<string, unknown> {
   return { keys: Object.keys(raw).slice(0, 20).map((k) => safeText(k, 40)) };
 }
 
+/**
+ * Parsed policies, keyed by the registry's policy object. The store hands out the same (never
+ * mutated) record while the identity's file is unchanged, and a new object after any update, so a
+ * policy is parsed once per version instead of on every call.
+ */
+const parsedPolicies = new WeakMap<object, ReturnType<typeof parsePolicy>>();
+function cachedPolicy(policy: Record<string, unknown>): ReturnType<typeof parsePolicy> {
+  if (policy === null || typeof policy !== "object") return parsePolicy(policy);
+  let r = parsedPolicies.get(policy);
+  if (!r) parsedPolicies.set(policy, (r = parsePolicy(policy)));
+  return r;
+}
+
 export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit): Promise<CallToolResult> {
   const { sigil, identityId, sessionId } = session;
   const chains = sigil.chains;
@@ -111,14 +124,16 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   } catch {
     return refuse(tool.name, "invalid_arguments", "the arguments cannot be recorded.", { args: argumentShape(rawArgs) });
   }
-  const policyParse = parsePolicy(identity.policy);
+  const policyParse = cachedPolicy(identity.policy);
   if (!policyParse.ok) return refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
   const policy: Policy = policyParse.policy;
   const ctx: ToolContext = { identity, policy, sessionId, sigil, providers: session.providers, memory: session.memory, hash };
 
   // 3. session guard (e.g. a secret read in this session leaving through a channel).
   const guarded = tool.guard?.(ctx, args as never);
-  if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: redacted });
+  // A refusal by the guard records only the argument names: the refused values may carry the very
+  // secret the guard stopped (e.g. inside a recipient address, which the log otherwise keeps).
+  if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: argumentShape(args) });
 
   const action = tool.action(args as never, identity);
   const idemKey = tool.idempotencyKey?.(args as never);

@@ -1,0 +1,48 @@
+import { afterAll, describe, expect, it } from "vitest";
+import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
+
+afterAll(cleanupHomes);
+
+const CHANNEL_TOOLS: Record<string, string[]> = {
+  email: ["send_email"],
+  sms: ["send_sms"],
+  voice: ["place_call"],
+  vault: ["vault_get"],
+  card: ["card_charge"],
+  sign: ["sign_http_request"],
+};
+
+describe("what each surface lists", () => {
+  it.each(Object.keys(CHANNEL_TOOLS))("an identity with only the %s channel lists whoami and exactly that channel's tools", async (channel) => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: channel });
+    const { client } = await stdioClient(home, a.token);
+    const names = (await client.listTools()).tools.map((t) => t.name).sort();
+    expect(names).toEqual(["whoami", ...CHANNEL_TOOLS[channel]!].sort());
+    await client.close();
+  });
+
+  it("the published definitions of every tool match the reviewed snapshot (a change to what the model sees is a diff)", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "email,sms,voice,vault,card,sign" });
+    const agent = await stdioClient(home, a.token);
+    const admin = await stdioClient(home, home.adminToken);
+    const agentTools = (await agent.client.listTools()).tools;
+    const adminTools = (await admin.client.listTools()).tools;
+    await agent.client.close();
+    await admin.client.close();
+    expect(agentTools.map((t) => t.name).sort()).toEqual(["whoami", ...Object.values(CHANNEL_TOOLS).flat()].sort());
+    for (const t of [...agentTools, ...adminTools]) {
+      expect(t.inputSchema.additionalProperties, t.name).toBe(false);
+      expect(t.description!.length, t.name).toBeGreaterThan(20);
+      expect(t.outputSchema, t.name).toBeTruthy();
+    }
+    await expect(JSON.stringify({ agent: agentTools, admin: adminTools }, null, 2) + "\n").toMatchFileSnapshot("__snapshots__/tools.json");
+  });
+
+  it("the tools a policy's rateLimits may name are exactly the agent tools", async () => {
+    const { AGENT_TOOL_NAMES } = await import("../dist/src/policy/schema.js");
+    const { AGENT_TOOLS } = await import("../dist/tools/index.js");
+    expect([...AGENT_TOOL_NAMES].sort()).toEqual(AGENT_TOOLS.map((t: { name: string }) => t.name).sort());
+  });
+});
