@@ -46,7 +46,7 @@ describe("policy documents are validated wherever they come in", () => {
     [{ rateLimits: { send_sms: { perMinute: 0 } } }, /^policy\.rateLimits\.send_sms\.perMinute: must be a positive integer$/],
     [{ rateLimits: { send_sms: { perDay: 1.5 } } }, /^policy\.rateLimits\.send_sms\.perDay: must be a positive integer$/],
     [{ rateLimits: { send_sms: {} } }, /^policy\.rateLimits\.send_sms: must set perMinute and\/or perDay$/],
-    [{ rateLimits: { "Send-SMS": { perMinute: 1 } } }, /^policy\.rateLimits.*tool names must be lower-case identifiers/],
+    [{ rateLimits: { "Send-SMS": { perMinute: 1 } } }, /^policy\.rateLimits.*must name an agent tool/],
     [{ rateLimits: [] }, /^policy\.rateLimits: must be an object/],
     [{ maxRecipients: 0 }, /^policy\.maxRecipients: must be an integer between 1 and 1000$/],
     [{ allowedDomains: "example.com" }, /^policy\.allowedDomains: must be an array of domain names$/],
