@@ -56,7 +56,9 @@ export function buildCli(): Command {
   const program = new Command("sigil")
     .description("An MCP server that gives every AI agent its own identity, policy and signed audit log.")
     .version("0.1.0")
-    .showHelpAfterError()
+    .exitOverride()
+    .configureOutput({ writeErr: (str) => process.stderr.write(str) })
+    .showHelpAfterError("(add --help for usage)")
     .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_STORE_URL, SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL. See the README.");
   // --store URL (any position) selects the PostgreSQL store, exactly like SIGIL_STORE_URL.
   program.option("--store <url>", "keep identities, secrets and audit chains in PostgreSQL (postgres://…) instead of the home; sets SIGIL_STORE_URL");
@@ -237,8 +239,6 @@ export async function startHttp(sigil: Sigil, host: string, port: number): Promi
 
 export async function main(argv: string[]): Promise<void> {
   const program = buildCli();
-  program.exitOverride();
-  program.configureOutput({ writeErr: (s) => process.stderr.write(s) });
   try {
     await program.parseAsync(argv);
   } catch (err) {
