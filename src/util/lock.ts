@@ -29,6 +29,10 @@ export interface Locks {
 }
 
 const DEFAULT_TIMEOUT_MS = 30_000;
+/** How long an idle lock stays kept by its last holder (see `Kept`), and how many at most. */
+const KEEP_IDLE_MS = 25;
+const MAX_KEPT = 64;
+const CONTENDED_MS = 1000;
 
 export function createLocks(namespace: string): Locks {
   const tails = new Map<string, Promise<unknown>>();
@@ -36,7 +40,7 @@ export function createLocks(namespace: string): Locks {
   const addressOf = (name: string): string =>
     "\0sigil-" + createHash("sha256").update(namespace).update("\0").update(name).digest("hex").slice(0, 40);
 
-  async function acquire(name: string, timeoutMs: number): Promise<net.Server> {
+  async function acquire(name: string, timeoutMs: number, onWaiter?: () => void): Promise<net.Server> {
     const address = addressOf(name);
     const deadline = Date.now() + timeoutMs;
     for (;;) {
@@ -45,6 +49,7 @@ export function createLocks(namespace: string): Locks {
         sock.on("error", () => {});
         held.add(sock);
         sock.on("close", () => held.delete(sock));
+        onWaiter?.();
       });
       const held = new Set<net.Socket>();
       (server as net.Server & { sigilWaiters?: Set<net.Socket> }).sigilWaiters = held;
@@ -78,6 +83,39 @@ export function createLocks(namespace: string): Locks {
     });
   }
 
+  /**
+   * Locks kept after their section ended. Taking a lock costs a socket, a bind, a listen and a
+   * close (~50 µs); a process that commits to the same chain again and again (a session) would pay
+   * it twice per audited call. So a released lock stays held, idle, until someone else wants it —
+   * a waiter connects, which hands it over at once (after the current section, if one is running) —
+   * or until it has been idle for KEEP_IDLE_MS. A lock that was handed over to a waiter in the last
+   * CONTENDED_MS is released at once as before, so processes taking turns pay no hand-over. Mutual exclusion is unchanged: whoever listens on
+   * the name holds it, and the kernel still frees it if the process dies.
+   */
+  interface Kept {
+    server?: net.Server;
+    busy: boolean;
+    contended: boolean;
+    timer?: NodeJS.Timeout;
+  }
+  const kept = new Map<string, Kept>();
+  /** When a waiter last asked for a lock: a lock that several processes take in turn is not kept. */
+  const contendedAt = new Map<string, number>();
+
+  function keep(name: string, h: Kept): void {
+    kept.set(name, h);
+    if (h.timer) h.timer.refresh();
+    else h.timer = setTimeout(() => !h.busy && drop(name, h), KEEP_IDLE_MS).unref();
+  }
+
+  function drop(name: string, h: Kept): void {
+    if (kept.get(name) === h) kept.delete(name);
+    if (h.timer) clearTimeout(h.timer);
+    h.timer = undefined;
+    if (h.server) release(h.server);
+    h.server = undefined;
+  }
+
   function release(server: net.Server): void {
     const waiters = (server as net.Server & { sigilWaiters?: Set<net.Socket> }).sigilWaiters;
     server.close();
@@ -105,11 +143,27 @@ export function createLocks(namespace: string): Locks {
       tails.set(name, tail);
       try {
         await previous;
-        const server = await acquire(name, timeoutMs);
+        let h = kept.get(name);
+        if (h) {
+          h.busy = true;
+        } else {
+          const fresh: Kept = { busy: true, contended: false };
+          fresh.server = await acquire(name, timeoutMs, () => {
+            // Another process (or another Locks of this process) waits: hand over at once if idle.
+            if (contendedAt.size > 1000) contendedAt.clear();
+            contendedAt.set(name, Date.now());
+            if (fresh.busy) fresh.contended = true;
+            else drop(name, fresh);
+          });
+          h = fresh;
+        }
         try {
           return await fn();
         } finally {
-          release(server);
+          h.busy = false;
+          const recentlyContended = Date.now() - (contendedAt.get(name) ?? -Infinity) < CONTENDED_MS;
+          if (h.contended || recentlyContended || (!kept.has(name) && kept.size >= MAX_KEPT)) drop(name, h);
+          else keep(name, h);
         }
       } finally {
         releaseLocal();

@@ -11,8 +11,19 @@
  * `idle_in_transaction_session_timeout` (a frozen instance cannot hold a chain forever). Both can
  * be overridden in the URL (`?statement_timeout=5000`), as can any libpq-style parameter pg reads.
  */
-import pg from "pg";
+import { createRequire } from "node:module";
+import type pg from "pg";
 import { StoreError } from "../types.js";
+
+let loaded: typeof pg | undefined;
+/**
+ * The `pg` driver, loaded on first use: every `sigil` process imports this module, and loading pg
+ * costs ~50 ms of start-up that only a process with a PostgreSQL store needs. (CommonJS, so it
+ * loads synchronously; the ES entry point of pg wraps this same module.)
+ */
+export function pgLib(): typeof pg {
+  return (loaded ??= createRequire(import.meta.url)("pg") as typeof pg);
+}
 
 export type PoolName = "main" | "chain" | "locks";
 
@@ -63,7 +74,7 @@ export function isTimeout(err: unknown): boolean {
 
 /** An error from the server or the connection (as opposed to one thrown by a caller's callback). */
 export function isDatabaseError(err: unknown): boolean {
-  return err instanceof pg.DatabaseError || isConnectionError(err);
+  return err instanceof pgLib().DatabaseError || isConnectionError(err);
 }
 
 export function isUniqueViolation(err: unknown): boolean {
@@ -86,7 +97,7 @@ export class Database {
   constructor(readonly url: string, opts: { retryMs?: number } = {}) {
     this.retryMs = opts.retryMs ?? 5_000;
     const make = (name: PoolName): pg.Pool => {
-      const pool = new pg.Pool({
+      const pool = new (pgLib().Pool)({
         connectionString: url,
         max: POOL_SIZES[name],
         idleTimeoutMillis: 10_000,

@@ -18,9 +18,9 @@ import {
   type Store,
   StoreError,
 } from "../types.js";
-import pg from "pg";
+import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
-import { Database, isConnectionError, isUniqueViolation, redactUrl, sleep } from "./db.js";
+import { Database, isConnectionError, isUniqueViolation, pgLib, redactUrl, sleep } from "./db.js";
 import { migrate } from "./migrations.js";
 
 const ID_RE = /^id_[0-9a-f]{20}$/;
@@ -254,7 +254,7 @@ class LivenessBeacon {
   }
 
   private async connect(): Promise<void> {
-    const client = new pg.Client({ connectionString: this.url, application_name: "sigil-liveness", keepAlive: true } as pg.ClientConfig);
+    const client = new (pgLib().Client)({ connectionString: this.url, application_name: "sigil-liveness", keepAlive: true } as pg.ClientConfig);
     client.on("error", (err) => this.db.log("the liveness connection was lost", err));
     await client.connect();
     try {

@@ -1,0 +1,410 @@
+#!/usr/bin/env node
+/**
+ * `npm run bench`: sigil against a bare MCP server (bench/baseline-server.mjs), on this machine, in
+ * one run. Prints a table (or one JSON document with --json) with each figure's ratio to the
+ * baseline and whether the issue's targets hold. It measures; it asserts nothing (npm test has no
+ * timing checks).
+ *
+ *   node bench/run.mjs [--json] [--quick] [--identities N] [--only cold,calls,verify,registry]
+ *   node bench/run.mjs --render results.json     (the table of a saved --json run)
+ *
+ * Both servers are driven the same way: the SDK Client over StdioClientTransport, spawned with the
+ * same node binary. sigil runs with a fresh home, an identity with the `sms` channel, policy
+ * {"allowedPhoneCountries":["US"]} and the offline outbox provider, so every send_sms writes a
+ * durable intent entry, a durable outbox file and a durable result entry before it answers.
+ */
+import { createPublicKey, createPrivateKey, sign as nodeSign, verify as nodeVerify } from "node:crypto";
+import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const CLI = path.join(ROOT, "dist/cli.js");
+const BASELINE = path.join(ROOT, "bench/baseline-server.mjs");
+const dist = (p) => import(path.join(ROOT, "dist", p));
+
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(name);
+const opt = (name, dflt) => {
+  const i = argv.indexOf(name);
+  return i >= 0 && argv[i + 1] ? Number(argv[i + 1]) : dflt;
+};
+const JSON_OUT = flag("--json");
+const QUICK = flag("--quick");
+const BIG = opt("--identities", 10_000);
+const onlyIdx = argv.indexOf("--only");
+const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // cold,calls,verify,registry
+const want = (section) => !ONLY || ONLY.has(section);
+const N = {
+  cold: QUICK ? 5 : 11,
+  warm: QUICK ? 100 : 300,
+  seq: QUICK ? 500 : 2000,
+  tputMs: QUICK ? 1500 : 3000,
+  inflight: 16,
+  registrySamples: QUICK ? 30 : 100,
+  rotations: QUICK ? 10 : 30,
+};
+
+const log = (...a) => process.stderr.write(a.join(" ") + "\n");
+const median = (xs) => quantile(xs, 0.5);
+function quantile(xs, q) {
+  const s = [...xs].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const i = Math.min(s.length - 1, Math.max(0, Math.ceil(q * s.length) - 1));
+  return s[i];
+}
+
+// ---- servers ---------------------------------------------------------------------------------
+
+function serverSpec(kind, ctx) {
+  if (kind === "baseline") return { args: [BASELINE], env: {} };
+  return { args: [CLI, "serve"], env: { SIGIL_HOME: ctx.home, SIGIL_TOKEN: ctx.token } };
+}
+
+async function connect(kind, ctx) {
+  const spec = serverSpec(kind, ctx);
+  const transport = new StdioClientTransport({
+    command: process.execPath,
+    args: spec.args,
+    env: { ...getDefaultEnvironment(), ...spec.env },
+    stderr: "pipe",
+  });
+  let stderr = "";
+  transport.stderr?.on("data", (d) => (stderr += d.toString()));
+  const client = new Client({ name: "sigil-bench", version: "1.0.0" }, { capabilities: {} });
+  const t0 = performance.now();
+  await client.connect(transport);
+  const { tools } = await client.listTools();
+  const coldMs = performance.now() - t0;
+  return { client, transport, coldMs, tools: tools.map((t) => t.name), stderr: () => stderr, pid: transport.pid };
+}
+
+function memoryOf(pid) {
+  const status = readFileSync(`/proc/${pid}/status`, "utf8");
+  const kb = (k) => Number(new RegExp(`^${k}:\\s+(\\d+) kB`, "m").exec(status)?.[1] ?? NaN);
+  return { rssMB: kb("VmRSS") / 1024, hwmMB: kb("VmHWM") / 1024 };
+}
+
+let smsCounter = 0;
+const CALLS = {
+  whoami: () => ({ name: "whoami", arguments: {} }),
+  send_sms: () => ({ name: "send_sms", arguments: { to: "+14155550123", body: `bench message ${++smsCounter}` } }),
+};
+
+async function call(client, tool) {
+  const r = await client.callTool(CALLS[tool]());
+  if (r.isError) throw new Error(`${tool} failed: ${r.content?.[0]?.text}`);
+  return r;
+}
+
+async function sequential(client, tool, n) {
+  const lat = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const t = performance.now();
+    await call(client, tool);
+    lat[i] = performance.now() - t;
+  }
+  return { p50: quantile(lat, 0.5), p99: quantile(lat, 0.99) };
+}
+
+async function throughput(client, tool, inflight, ms) {
+  let done = 0;
+  const end = performance.now() + ms;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: inflight }, async () => {
+      while (performance.now() < end) {
+        await call(client, tool);
+        done++;
+      }
+    }),
+  );
+  return done / ((performance.now() - t0) / 1000);
+}
+
+// ---- sigil homes (in-process, through the Sigil API) ----------------------------------------
+
+const SMS_IDENTITY = { channels: ["sms"], phone: "+14155550100", policy: { allowedPhoneCountries: ["US"] } };
+
+async function makeHome(dir, count, onProgress) {
+  const { Sigil } = await dist("src/sigil.js");
+  const home = path.join(dir, "home");
+  const env = { SIGIL_HOME: home };
+  await Sigil.init({ home, env });
+  const sigil = await Sigil.open({ home, env });
+  const ids = new Array(count);
+  let next = 0;
+  const t0 = performance.now();
+  // Creation goes through Sigil.createIdentity (the same code as `sigil identity create`), several
+  // at a time: each identity has its own locks, files and chain, so they do not contend.
+  await Promise.all(
+    Array.from({ length: Math.min(64, count) }, async () => {
+      for (;;) {
+        const i = next++;
+        if (i >= count) return;
+        ids[i] = await sigil.createIdentity({ name: `agent ${i}`, ...SMS_IDENTITY });
+        if (onProgress && (i + 1) % 1000 === 0) onProgress(i + 1, performance.now() - t0);
+      }
+    }),
+  );
+  return { home, env, sigil, ids, createMs: performance.now() - t0 };
+}
+
+// ---- sections --------------------------------------------------------------------------------
+
+async function coldStart(ctx) {
+  const out = { sigil: [], baseline: [] };
+  for (let i = 0; i < N.cold; i++) {
+    for (const kind of i % 2 ? ["baseline", "sigil"] : ["sigil", "baseline"]) {
+      const c = await connect(kind, ctx);
+      out[kind].push(c.coldMs);
+      await c.client.close();
+    }
+  }
+  return { sigil: median(out.sigil), baseline: median(out.baseline), samples: out };
+}
+
+async function perServer(kind, ctx, tools) {
+  const c = await connect(kind, ctx);
+  await new Promise((r) => setTimeout(r, 300));
+  const idle = memoryOf(c.pid);
+  const res = { idleMB: idle.rssMB, latency: {}, throughput: {} };
+  for (const tool of tools) {
+    for (let i = 0; i < N.warm; i++) await call(c.client, tool);
+    res.latency[tool] = await sequential(c.client, tool, N.seq);
+  }
+  for (const tool of tools) res.throughput[tool] = await throughput(c.client, tool, N.inflight, N.tputMs);
+  res.peakMB = memoryOf(c.pid).hwmMB;
+  await c.client.close();
+  return res;
+}
+
+function rawVerifyRate(ms = 1000) {
+  const seed = Buffer.alloc(32, 7);
+  const priv = createPrivateKey({ key: Buffer.concat([Buffer.from("302e020100300506032b657004220420", "hex"), seed]), format: "der", type: "pkcs8" });
+  const pub = createPublicKey(priv);
+  const msg = Buffer.from("sigil-audit-entry-v1\n" + "ab".repeat(32));
+  const sig = nodeSign(null, msg, priv);
+  for (let i = 0; i < 200; i++) nodeVerify(null, msg, pub, sig);
+  let n = 0;
+  const t0 = performance.now();
+  while (performance.now() - t0 < ms) {
+    for (let i = 0; i < 100; i++) nodeVerify(null, msg, pub, sig);
+    n += 100;
+  }
+  return n / ((performance.now() - t0) / 1000);
+}
+
+async function auditVerify(ctx) {
+  const { Sigil } = await dist("src/sigil.js");
+  const sigil = await Sigil.open({ home: ctx.home, env: ctx.env });
+  try {
+    await sigil.verify(ctx.identityId); // warm the module and the page cache
+    const runs = [];
+    let entries = 0;
+    for (let i = 0; i < 3; i++) {
+      const t0 = performance.now();
+      const r = await sigil.verify(ctx.identityId);
+      runs.push(performance.now() - t0);
+      if (!r.ok) throw new Error(`the bench log does not verify: ${JSON.stringify(r.identities[0])}`);
+      entries = r.identities[0].entries;
+    }
+    return { entries, rate: entries / (median(runs) / 1000) };
+  } finally {
+    await sigil.close();
+  }
+}
+
+async function registry(count) {
+  const dir = mkdtempSync(path.join(os.tmpdir(), `sigil-bench-reg${count}-`));
+  try {
+    const h = await makeHome(dir, count, (n, ms) => log(`  created ${n}/${count} identities (${(ms / 1000).toFixed(1)} s)`));
+    const { authenticate, createSessionServer } = await dist("src/server/factory.js");
+    const { providersFromEnv } = await dist("src/providers/index.js");
+    // A fresh process's view: a new Sigil (no identity cached) for the session measurements.
+    await h.sigil.close();
+    const { Sigil } = await dist("src/sigil.js");
+    const sigil = await Sigil.open({ home: h.home, env: h.env });
+    const providers = providersFromEnv(h.env, sigil.outboxDir);
+    const pick = (i) => h.ids[Math.floor((i * 7919) % count)];
+    const session = [];
+    for (let i = 0; i < N.registrySamples; i++) {
+      const id = pick(i);
+      const t0 = performance.now();
+      const principal = await authenticate(sigil, id.token);
+      if (!principal) throw new Error("bench token did not authenticate");
+      const server = await createSessionServer(principal, { sigil, providers, sessionId: `s_bench_${i}` });
+      session.push(performance.now() - t0);
+      await server.close();
+    }
+    const rotate = [];
+    for (let i = 0; i < N.rotations; i++) {
+      const id = pick(i + 1000);
+      const t0 = performance.now();
+      await sigil.rotateKey(id.id);
+      rotate.push(performance.now() - t0);
+    }
+    const ctx = { home: h.home, token: pick(3).token };
+    const cold = [];
+    for (let i = 0; i < Math.max(3, Math.floor(N.cold / 2)); i++) {
+      const c = await connect("sigil", ctx);
+      cold.push(c.coldMs);
+      await c.client.close();
+    }
+    await sigil.close();
+    return { count, createMs: h.createMs, sessionMs: median(session), rotateMs: median(rotate), serveColdMs: median(cold) };
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+// ---- main ------------------------------------------------------------------------------------
+
+function machine() {
+  const cpus = os.cpus();
+  return {
+    date: new Date().toISOString(),
+    cpu: cpus[0]?.model ?? "unknown",
+    cores: os.availableParallelism?.() ?? cpus.length,
+    memoryGB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()} ${os.arch()}`,
+    node: process.version,
+  };
+}
+
+async function main() {
+  const started = performance.now();
+  const m = machine();
+  log(`sigil bench on ${m.cpu} (${m.cores} cores), node ${m.node}${QUICK ? " (quick)" : ""}`);
+  const dir = mkdtempSync(path.join(os.tmpdir(), "sigil-bench-"));
+  const results = { machine: m, quick: QUICK };
+  try {
+    const h = await makeHome(dir, 1);
+    await h.sigil.close();
+    const ctx = { home: h.home, env: h.env, token: h.ids[0].token, identityId: h.ids[0].id };
+
+    const probe = await connect("sigil", ctx);
+    const hasSms = probe.tools.includes("send_sms");
+    await probe.client.close();
+    const tools = hasSms ? ["whoami", "send_sms"] : ["whoami"];
+    if (!hasSms) log("  send_sms is not in this build: its rows are skipped");
+
+    if (want("cold")) {
+      log("cold start…");
+      results.cold = await coldStart(ctx);
+    }
+    if (want("calls") || want("verify")) {
+      log("baseline calls…");
+      results.baseline = await perServer("baseline", ctx, tools);
+      log("sigil calls…");
+      results.sigil = await perServer("sigil", ctx, tools);
+    }
+    if (want("verify")) {
+      log("audit verification…");
+      const cores = m.cores;
+      const raw = rawVerifyRate();
+      const v = await auditVerify(ctx);
+      results.verify = { entries: v.entries, rate: v.rate, rawPerCore: raw, cores, ratio: v.rate / (raw * cores) };
+    }
+    if (want("registry")) {
+      log("registry with 10 identities…");
+      const small = await registry(10);
+      log(`registry with ${BIG} identities…`);
+      const big = await registry(BIG);
+      results.registry = { small, big };
+    }
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+  results.totalSeconds = (performance.now() - started) / 1000;
+  results.targets = targets(results);
+  if (JSON_OUT) process.stdout.write(JSON.stringify(results, null, 2) + "\n");
+  else process.stdout.write(render(results));
+}
+
+function targets(r) {
+  const t = [];
+  const add = (name, value, limit, ok) => t.push({ name, value, limit, ok });
+  if (r.cold) add("cold start ≤ 1.2× baseline", r.cold.sigil / r.cold.baseline, 1.2, r.cold.sigil / r.cold.baseline <= 1.2);
+  if (r.sigil?.latency.send_sms) {
+    const added = r.sigil.latency.send_sms.p50 - r.baseline.latency.send_sms.p50;
+    add("send_sms added p50 ≤ 0.5 ms", added, 0.5, added <= 0.5);
+  }
+  for (const tool of Object.keys(r.sigil?.throughput ?? {})) {
+    const x = r.sigil.throughput[tool] / r.baseline.throughput[tool];
+    add(`${tool} throughput @16 ≥ 50% of baseline`, x, 0.5, x >= 0.5);
+  }
+  if (r.verify) add("audit verify ≥ 80% of raw verify × cores", r.verify.ratio, 0.8, r.verify.ratio >= 0.8);
+  if (r.registry) {
+    const s = r.registry.big.sessionMs / r.registry.small.sessionMs;
+    const k = r.registry.big.rotateMs / r.registry.small.rotateMs;
+    add(`session start, ${r.registry.big.count} vs 10 identities ≤ 2×`, s, 2, s <= 2);
+    add(`key rotation, ${r.registry.big.count} vs 10 identities ≤ 2×`, k, 2, k <= 2);
+  }
+  return t;
+}
+
+function render(r) {
+  const f = (x, d = 2) => (Number.isFinite(x) ? x.toFixed(d) : "n/a");
+  const ratio = (a, b) => `${f(a / b)}×`;
+  const rows = [];
+  const row = (what, s, b, rt) => rows.push(`| ${what} | ${s} | ${b} | ${rt} |`);
+  if (r.cold) row("cold start: spawn → initialize → tools/list (median, ms)", f(r.cold.sigil, 1), f(r.cold.baseline, 1), ratio(r.cold.sigil, r.cold.baseline));
+  if (r.sigil) {
+  for (const tool of Object.keys(r.sigil.latency)) {
+    const s = r.sigil.latency[tool];
+    const b = r.baseline.latency[tool];
+    row(`${tool} latency p50 (ms)`, f(s.p50, 3), f(b.p50, 3), `${ratio(s.p50, b.p50)} (+${f(s.p50 - b.p50, 3)} ms)`);
+    row(`${tool} latency p99 (ms)`, f(s.p99, 3), f(b.p99, 3), ratio(s.p99, b.p99));
+  }
+  for (const tool of Object.keys(r.sigil.throughput)) {
+    row(`${tool} throughput, 16 in flight (calls/s)`, f(r.sigil.throughput[tool], 0), f(r.baseline.throughput[tool], 0), ratio(r.sigil.throughput[tool], r.baseline.throughput[tool]));
+  }
+  row("memory idle, VmRSS (MB)", f(r.sigil.idleMB, 1), f(r.baseline.idleMB, 1), ratio(r.sigil.idleMB, r.baseline.idleMB));
+  row("memory peak, VmHWM (MB)", f(r.sigil.peakMB, 1), f(r.baseline.peakMB, 1), ratio(r.sigil.peakMB, r.baseline.peakMB));
+  }
+  const v = r.verify;
+  const out = [
+    `# sigil bench — ${r.machine.date}`,
+    "",
+    `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGB} GB, ${r.machine.os}, node ${r.machine.node}${r.quick ? " (--quick)" : ""}`,
+    "",
+    "| measure | sigil | baseline | sigil / baseline |",
+    "|---|---|---|---|",
+    ...rows,
+  ];
+  if (v) {
+    out.push(
+      "",
+      "| audit verification | entries/s | reference | ratio |",
+      "|---|---|---|---|",
+      `| sigil audit verify (${v.entries} entries) | ${f(v.rate, 0)} | raw Ed25519 verify ${f(v.rawPerCore, 0)}/s × ${v.cores} cores = ${f(v.rawPerCore * v.cores, 0)} | ${f(v.ratio)} |`,
+    );
+  }
+  if (r.registry) {
+    const { small, big } = r.registry;
+    out.push(
+      "",
+      `| registry | 10 identities | ${big.count} identities | ratio |`,
+      "|---|---|---|---|",
+      `| session start: authenticate + session server (median, ms) | ${f(small.sessionMs, 3)} | ${f(big.sessionMs, 3)} | ${ratio(big.sessionMs, small.sessionMs)} |`,
+      `| key rotation (median, ms) | ${f(small.rotateMs, 3)} | ${f(big.rotateMs, 3)} | ${ratio(big.rotateMs, small.rotateMs)} |`,
+      `| \`sigil serve\` cold start (median, ms) | ${f(small.serveColdMs, 1)} | ${f(big.serveColdMs, 1)} | ${ratio(big.serveColdMs, small.serveColdMs)} |`,
+      `| creating the identities (s, 64 at a time, in-process) | ${f(small.createMs / 1000)} | ${f(big.createMs / 1000)} | ${f(big.createMs / big.count, 3)} ms each |`,
+    );
+  }
+  out.push("", "| target | value | limit | met |", "|---|---|---|---|");
+  for (const t of r.targets) out.push(`| ${t.name} | ${f(t.value)} | ${t.limit} | ${t.ok ? "yes" : "**no**"} |`);
+  out.push("", `Total bench time: ${f(r.totalSeconds, 0)} s.`, "");
+  return out.join("\n");
+}
+
+const renderIdx = argv.indexOf("--render");
+const start = renderIdx >= 0 ? async () => process.stdout.write(render(JSON.parse(readFileSync(argv[renderIdx + 1], "utf8")))) : main;
+start().catch((err) => {
+  process.stderr.write(`bench failed: ${err?.stack ?? err}\n`);
+  process.exit(1);
+});
