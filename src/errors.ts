@@ -23,10 +23,47 @@ export function refId(): string {
   return "ref_" + randomBytes(6).toString("hex");
 }
 
-/** Logs an internal error to stderr (never stdout: stdio is the MCP channel) with its reference. */
-export function logInternal(ref: string, context: string, err: unknown): void {
+/**
+ * Logs an internal error to stderr (never stdout: stdio is the MCP channel) with its reference.
+ * `scrub` removes values that must not reach the log (a provider's error text may echo the message
+ * body it refused).
+ */
+export function logInternal(ref: string, context: string, err: unknown, scrub?: (s: string) => string): void {
   const detail = err instanceof Error ? `${err.name}: ${err.message}${err.cause ? ` (cause: ${String((err.cause as Error)?.message ?? err.cause)})` : ""}` : String(err);
-  process.stderr.write(`sigil: ${ref} ${context}: ${detail}\n`);
+  process.stderr.write(`sigil: ${ref} ${context}: ${scrub ? scrub(detail) : detail}\n`);
+}
+
+/**
+ * A scrubber for log text: any run of the text that shares 8 or more consecutive characters with one
+ * of `values` is replaced by `[redacted]` (so a partial or truncated echo is caught too), and values
+ * of 4 to 7 characters are replaced where they occur whole. Only the first 16 KiB of each value are
+ * considered: what a remote error message echoes is its start.
+ */
+export function scrubberOf(values: Iterable<string>): (s: string) => string {
+  const K = 8;
+  const windows = new Set<string>();
+  const short: string[] = [];
+  for (const v of new Set(values)) {
+    if (v.length < 4) continue;
+    if (v.length < K) short.push(v);
+    const head = v.slice(0, 16 * 1024);
+    for (let i = 0; i + K <= head.length; i++) windows.add(head.slice(i, i + K));
+  }
+  if (windows.size === 0 && short.length === 0) return (s) => s;
+  return (s) => {
+    const hit = new Uint8Array(s.length);
+    for (let i = 0; i + K <= s.length; i++) if (windows.has(s.slice(i, i + K))) hit.fill(1, i, i + K);
+    let out = "";
+    for (let i = 0; i < s.length; ) {
+      if (!hit[i]) {
+        out += s[i++];
+        continue;
+      }
+      while (i < s.length && hit[i]) i++;
+      out += "[redacted]";
+    }
+    return short.reduce((acc, v) => acc.split(v).join("[redacted]"), out);
+  };
 }
 
 /** One line of safe text: control characters removed, bounded length. */

@@ -11,7 +11,7 @@
  */
 import { type CallToolResult, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { hashesEqual } from "../crypto.js";
-import { Denied, SigilError, logInternal, refId, safeText } from "../errors.js";
+import { Denied, SigilError, logInternal, refId, safeText, scrubberOf } from "../errors.js";
 import { type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
 import type { AuditEntry } from "../audit/entry.js";
 import { evaluate, type Decision, type NormalizedAction } from "../policy/evaluate.js";
@@ -243,7 +243,10 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   try {
     outcome = await tool.run(ctx, args as never, step.normalized);
   } catch (err) {
-    failure = mapFailure(tool.name, err);
+    // What the log keeps only as hashes (message bodies…) and the secrets this session read stay out
+    // of stderr too, even when a provider's error text echoes them.
+    const hidden = Object.entries(args).filter(([k, v]) => typeof v === "string" && redacted[k] !== v).map(([, v]) => v as string);
+    failure = mapFailure(tool.name, err, scrubberOf([...hidden, ...session.memory.secretsRead]));
   }
 
   // 6. the result entry (for "read" tools the call entry already is the record, unless it failed).
@@ -289,12 +292,12 @@ async function askApproval(tool: AgentTool, args: Record<string, unknown>, norma
   }
 }
 
-function mapFailure(toolName: string, err: unknown): { decision: "failed" | "unknown"; reason: string; result: CallToolResult } {
+function mapFailure(toolName: string, err: unknown, scrub?: (s: string) => string): { decision: "failed" | "unknown"; reason: string; result: CallToolResult } {
   if (err instanceof Denied) {
     return { decision: "failed", reason: err.code, result: deniedResult(err.code, err.publicMessage) };
   }
   const ref = refId();
-  logInternal(ref, `${toolName} failed`, err);
+  logInternal(ref, `${toolName} failed`, err, scrub);
   if (err instanceof ProviderError) {
     if (err.kind === "unknown") {
       return {
