@@ -46,20 +46,12 @@ export interface SigilOptions {
   now?: () => number;
 }
 
-export interface IdentityView {
-  id: string;
-  name: string;
-  channels: Channel[];
-  email: string;
-  phone?: string;
-  policy: Record<string, unknown>;
-  policyVersion: number;
-  createdAt: string;
-  revokedAt?: string;
+/** An identity as the CLI and admin tools show it: never its token hash or sealed private keys. */
+export type IdentityView = Omit<IdentityRecord, "tokenHash" | "updatedAt" | "keys"> & {
   keyId: string;
   publicKey: string;
-  keys: Array<{ keyId: string; publicKey: string; status: string; notBefore?: string; notAfter?: string }>;
-}
+  keys: Array<Omit<KeyRecord, "sealed" | "createdAt">>;
+};
 
 export interface CreateIdentityInput {
   name: string;

@@ -6,6 +6,10 @@
 import type { Sealed } from "../src/crypto.js";
 
 export const CHANNELS = ["email", "sms", "voice", "vault", "card", "sign"] as const;
+
+/** The shape of identity ids and token hashes: anything else is refused before it reaches a backend. */
+export const ID_RE = /^id_[0-9a-f]{20}$/;
+export const HASH_RE = /^[0-9a-f]{64}$/;
 export type Channel = (typeof CHANNELS)[number];
 
 export interface KeyRecord {

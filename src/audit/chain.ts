@@ -11,25 +11,11 @@
  */
 import { b64, sha256hex, sign as edSign } from "../crypto.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
-import { type AuditEntry, type Phase, ENTRY_VERSION, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
+import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
-export interface Draft {
-  tool: string;
-  phase: Phase;
-  decision: string;
-  reason?: string;
-  session?: string;
-  args?: Record<string, unknown>;
-  result?: Record<string, unknown>;
-  providerId?: string;
-  intent?: number;
-  idem?: { key: string; argsHash: string };
-  amountCents?: number;
-  policyVersion?: number;
-  [extra: string]: unknown;
-}
+export type Draft = EntryFields;
 
 export interface Built<T> {
   draft?: Draft;

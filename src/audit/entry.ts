@@ -16,16 +16,13 @@ export const AUDIT_SIGNING_PREFIX = "sigil-audit-entry-v1\n";
 
 export type Phase = "intent" | "result" | "call" | "event";
 
-export interface AuditEntry {
-  v: number;
-  seq: number;
-  ts: string;
-  identity: string;
-  session?: string;
+/** What a writer decides about an entry; the chain adds its place, time and signature. */
+export interface EntryFields {
   tool: string;
   phase: Phase;
   decision: string;
   reason?: string;
+  session?: string;
   args?: Record<string, unknown>;
   result?: Record<string, unknown>;
   providerId?: string;
@@ -33,11 +30,18 @@ export interface AuditEntry {
   idem?: { key: string; argsHash: string };
   amountCents?: number;
   policyVersion?: number;
+  [extra: string]: unknown;
+}
+
+export interface AuditEntry extends EntryFields {
+  v: number;
+  seq: number;
+  ts: string;
+  identity: string;
   keyId: string;
   prev: string;
   hash: string;
   sig: string;
-  [extra: string]: unknown;
 }
 
 export type EntryBody = Omit<AuditEntry, "hash" | "sig">;

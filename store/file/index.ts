@@ -20,12 +20,12 @@ import {
   type SecretRecord,
   type Store,
   StoreError,
+  ID_RE,
+  HASH_RE,
 } from "../types.js";
 import { FileAuditBackend } from "./audit.js";
 import { DurableJsonDocument } from "./json-document.js";
 
-const ID_RE = /^id_[0-9a-f]{20}$/;
-const HASH_RE = /^[0-9a-f]{64}$/;
 
 interface CachedIdentity {
   mtimeMs: number;

@@ -17,14 +17,14 @@ import {
   type SecretRecord,
   type Store,
   StoreError,
+  ID_RE,
+  HASH_RE,
 } from "../types.js";
 import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
 import { Database, isConnectionError, isUniqueViolation, pgLib, redactUrl, sleep } from "./db.js";
 import { migrate } from "./migrations.js";
 
-const ID_RE = /^id_[0-9a-f]{20}$/;
-const HASH_RE = /^[0-9a-f]{64}$/;
 
 export class PostgresStore implements Store {
   readonly kind = "postgres" as const;
