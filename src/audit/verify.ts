@@ -12,7 +12,9 @@
  * is not published, an entry it could not read) is computed inline, so the verdict, the first bad
  * seq and its message are the same with or without workers.
  */
+import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
+import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import { fromB64, keyThumbprint, verifySignature } from "../crypto.js";
 import { type AuditEntry, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
@@ -159,10 +161,20 @@ function workerCount(): number {
  * The process's verifier threads, started on first use. An idle thread never keeps the process
  * alive; one with a slice in flight does, until it answers.
  */
+/**
+ * The worker script: beside this module in the tsc output (dist/src/audit/), or at the top of
+ * dist/ when this code runs from the bundled CLI's chunks (dist/chunks/).
+ */
+function workerUrl(): URL {
+  const beside = new URL("./verify-worker.js", import.meta.url);
+  return existsSync(fileURLToPath(beside)) ? beside : new URL("../verify-worker.js", import.meta.url);
+}
+
 function workers(): PoolWorker[] {
   if (!pool) {
+    const script = workerUrl();
     pool = Array.from({ length: workerCount() }, () => {
-      const w: PoolWorker = { worker: new Worker(new URL("./verify-worker.js", import.meta.url)), dead: false, pending: new Map() };
+      const w: PoolWorker = { worker: new Worker(script), dead: false, pending: new Map() };
       const failAll = (err: unknown): void => {
         w.dead = true;
         const waiting = [...w.pending.values()];
