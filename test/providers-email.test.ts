@@ -130,7 +130,29 @@ describe("outbox writer", () => {
     const p = await writeOutboxFile(outboxDir, "2024-01-01T00-00-00.000Z-abcd.json", "{}");
     expect(((await stat(outboxDir)).mode & 0o777).toString(8)).toBe("700");
     expect(((await stat(p)).mode & 0o777).toString(8)).toBe("600");
-    expect(await readdir(outboxDir)).toEqual(["2024-01-01T00-00-00.000Z-abcd.json"]);
+    const names = await readdir(outboxDir);
+    expect(names.filter((n) => !n.startsWith(".spare-"))).toEqual(["2024-01-01T00-00-00.000Z-abcd.json"]);
+    // The only other file is this process's next spare: empty, 0600, created ahead of time.
+    for (const spare of names.filter((n) => n.startsWith(".spare-"))) {
+      expect(spare).toMatch(new RegExp(`^\\.spare-${process.pid}-[0-9a-f]{16}$`));
+      const st = await stat(path.join(outboxDir, spare));
+      expect([st.size, (st.mode & 0o777).toString(8)]).toEqual([0, "600"]);
+    }
+  });
+
+  it("removes the empty spares of processes that no longer run, and a process leaves none behind when it exits", async () => {
+    const { mkdir } = await import("node:fs/promises");
+    const { spawnSync } = await import("node:child_process");
+    await mkdir(outboxDir, { recursive: true, mode: 0o700 });
+    const dead = ".spare-999999999-0123456789abcdef"; // no such pid
+    await writeFile(path.join(outboxDir, dead), "");
+    await writeOutboxFile(outboxDir, "2024-01-01T00-00-00.000Z-dead.json", "{}");
+    expect(await readdir(outboxDir)).not.toContain(dead);
+    const other = path.join(home, "other-outbox");
+    const script = `import { writeOutboxFile } from ${JSON.stringify(path.resolve("dist/src/providers/outbox.js"))}; await writeOutboxFile(${JSON.stringify(other)}, "x.json", "{}");`;
+    const r = spawnSync(process.execPath, ["--input-type=module", "-e", script], { encoding: "utf8" });
+    expect(r.status, r.stderr).toBe(0);
+    expect(await readdir(other)).toEqual(["x.json"]);
   });
 
   it("refuses names that could escape the directory", async () => {
@@ -149,7 +171,7 @@ describe("outbox email provider", () => {
     expect(res.providerId).toBe(msg.messageId);
     await provider.send(message());
 
-    const files = (await readdir(outboxDir)).sort();
+    const files = (await readdir(outboxDir)).filter((f) => !f.startsWith(".")).sort();
     expect(files).toHaveLength(2);
     for (const f of files) {
       expect(f).toMatch(/^\d{4}-\d\d-\d\dT\d\d-\d\d-\d\d\.\d{3}Z-[0-9a-f]{16}\.eml$/);
@@ -236,7 +258,7 @@ describe("outbox email provider", () => {
     const provider = createEmailProvider({ outboxDir, dkim: { domainName: "sigil.example", keySelector: "s2024", privateKey } });
     const { raw } = await provider.send(message());
     expect(verifyDkim(raw!, publicKey)).toEqual({ d: "sigil.example", s: "s2024" });
-    const [file] = await readdir(outboxDir);
+    const [file] = (await readdir(outboxDir)).filter((f) => !f.startsWith("."));
     expect(verifyDkim(await readFile(path.join(outboxDir, file!)), publicKey).d).toBe("sigil.example");
     // and a modified message does not verify
     const tampered = Buffer.from(raw!.toString("binary").replace("Quarterly report", "Quarterly rep0rt"), "binary");

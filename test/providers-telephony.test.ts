@@ -94,7 +94,7 @@ describe("outbox telephony provider", () => {
     expect(sms.providerId).toMatch(/^SM[0-9a-f]{32}$/);
     expect(call.providerId).toMatch(/^CA[0-9a-f]{32}$/);
 
-    const files = (await readdir(outboxDir)).sort();
+    const files = (await readdir(outboxDir)).filter((f) => !f.startsWith(".")).sort();
     expect(files).toHaveLength(2);
     expect(((await stat(outboxDir)).mode & 0o777).toString(8)).toBe("700");
     const records = [];

@@ -5,8 +5,8 @@
  * - The directory is created with mode 0700 when missing (an existing directory is
  *   left as it is: its owner chose its mode).
  * - A file appears under its final name only complete: data goes to a unique
- *   temporary name (mode 0600, created exclusively), is fsync'ed, renamed, and the
- *   directory is fsync'ed so the rename itself survives a crash.
+ *   temporary name (mode 0600, created exclusively, ahead of time), is fsync'ed, renamed,
+ *   and the directory is fsync'ed so the rename itself survives a crash.
  * - File names are generated here (`<ISO time, ':' → '-'>-<random hex>.<ext>`), never
  *   derived from user input; `writeOutboxFile` refuses any name that is not a plain
  *   file name, so nothing can be written outside the directory.
@@ -34,27 +34,16 @@ export async function writeOutboxFile(dir: string, name: string, data: Buffer | 
   if (!SAFE_NAME.test(name) || name.includes("..")) {
     throw new Error("outbox: refusing an unsafe file name");
   }
-  await ensureDir(dir);
   const finalPath = path.join(dir, name);
-  const tmpPath = path.join(dir, `.tmp-${randomBytes(12).toString("hex")}`);
-  // The calls that only touch the page cache and the dentry cache (open, fchmod, write, close,
-  // rename) are made synchronously — microseconds each, where a trip through the thread pool
-  // costs ~20 µs of latency and CPU apiece; the two that wait for the disk (fsync of the file,
-  // fsync of the directory) stay asynchronous.
-  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
-  let fd: number;
-  try {
-    fd = fs.openSync(tmpPath, flags, 0o600);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
-    ensured.delete(dir); // the directory went away after we made sure of it: make it again
-    await ensureDir(dir);
-    fd = fs.openSync(tmpPath, flags, 0o600);
-  }
+  // The calls that only touch the page cache and the dentry cache (write, close, rename) are made
+  // synchronously — microseconds each, where a trip through the thread pool costs ~20 µs of
+  // latency and CPU apiece; the two that wait for the disk (fsync of the file, fsync of the
+  // directory) stay asynchronous. Creating the file — slow on some file systems (~0.4 ms here) —
+  // was done ahead of time: see takeSpare.
+  const { fd, path: tmpPath } = await takeSpare(dir);
   let renamed = false;
   try {
     try {
-      fs.fchmodSync(fd, 0o600); // independent of the process umask
       const buf = typeof data === "string" ? Buffer.from(data) : data;
       for (let off = 0; off < buf.length; ) off += fs.writeSync(fd, buf, off, buf.length - off);
       await fsyncFd(fd);
@@ -65,9 +54,90 @@ export async function writeOutboxFile(dir: string, name: string, data: Buffer | 
     renamed = true;
     await syncDir(dir);
   } finally {
+    live.delete(tmpPath);
     if (!renamed) await unlink(tmpPath).catch(() => undefined);
   }
   return finalPath;
+}
+
+/**
+ * Spare files: each outbox directory keeps one empty, exclusively created 0600 temp file ready
+ * (`.spare-<pid>-<hex>`), made in the background after the previous one was taken, so a delivery
+ * does not wait for the file system to create an inode. Unused spares are removed when the process
+ * exits; a crashed process's empty spares are removed by the next process that writes there.
+ */
+interface Spare {
+  fd: number;
+  path: string;
+}
+const spares = new Map<string, Promise<Spare>>();
+const live = new Set<string>();
+const swept = new Set<string>();
+const SPARE_FLAGS = constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | (constants.O_NOFOLLOW ?? 0);
+
+function createSpare(dir: string): Promise<Spare> {
+  const file = path.join(dir, `.spare-${process.pid}-${randomBytes(8).toString("hex")}`);
+  return new Promise<Spare>((resolve, reject) =>
+    fs.open(file, SPARE_FLAGS, 0o600, (err, fd) => {
+      if (err) return reject(err);
+      live.add(file);
+      fs.fchmod(fd, 0o600, (e) => (e ? reject(e) : resolve({ fd, path: file }))); // independent of the umask
+    }),
+  );
+}
+
+async function takeSpare(dir: string): Promise<Spare> {
+  await ensureDir(dir);
+  const ready = spares.get(dir);
+  spares.delete(dir);
+  let spare = ready ? await ready.catch(() => undefined) : undefined;
+  if (!spare) {
+    try {
+      spare = await createSpare(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+      ensured.delete(dir); // the directory went away after we made sure of it: make it again
+      await ensureDir(dir);
+      spare = await createSpare(dir);
+    }
+  }
+  if (!spares.has(dir)) {
+    const next = createSpare(dir);
+    next.catch(() => spares.get(dir) === next && spares.delete(dir));
+    spares.set(dir, next);
+  }
+  return spare;
+}
+
+process.once("exit", () => {
+  for (const file of live) {
+    try {
+      fs.unlinkSync(file);
+    } catch {
+      /* already gone */
+    }
+  }
+});
+
+/** Removes empty spares left by processes that no longer run (a crash, SIGKILL). */
+function sweepDeadSpares(dir: string): void {
+  if (swept.has(dir)) return;
+  swept.add(dir);
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return;
+  }
+  for (const n of names) {
+    const m = /^\.spare-(\d+)-[0-9a-f]+$/.exec(n);
+    if (!m || Number(m[1]) === process.pid) continue;
+    try {
+      process.kill(Number(m[1]), 0);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ESRCH") fs.rmSync(path.join(dir, n), { force: true });
+    }
+  }
 }
 
 function fsyncFd(fd: number): Promise<void> {
@@ -81,6 +151,7 @@ async function ensureDir(dir: string): Promise<void> {
   if (ensured.has(dir)) return;
   const created = await mkdir(dir, { recursive: true, mode: 0o700 });
   ensured.add(dir);
+  sweepDeadSpares(dir);
   if (created !== undefined) {
     // mkdir's mode is filtered by the umask; only the outbox itself needs fixing,
     // parents it created are under the home the caller already created 0700.
