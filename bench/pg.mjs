@@ -21,7 +21,9 @@ import { fileURLToPath } from "node:url";
 import pg from "pg";
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
-import { startCluster, withDatabase } from "../test/support/pg-cluster.mjs";
+import { findPgBin, startCluster, withDatabase } from "../test/support/pg-cluster.mjs";
+
+export { findPgBin };
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const CLI = path.join(ROOT, "dist/cli.js");

@@ -5,7 +5,7 @@
  * baseline and whether the issue's targets hold. It measures; it asserts nothing (npm test has no
  * timing checks).
  *
- *   node bench/run.mjs [--json] [--quick] [--identities N] [--only cold,calls,verify,registry]
+ *   node bench/run.mjs [--json] [--quick] [--identities N] [--only cold,calls,verify,registry,pg]
  *   node bench/run.mjs --render results.json     (the table of a saved --json run)
  *
  * Both servers are driven the same way: the SDK Client over StdioClientTransport, spawned with the
@@ -36,7 +36,7 @@ const JSON_OUT = flag("--json");
 const QUICK = flag("--quick");
 const BIG = opt("--identities", 10_000);
 const onlyIdx = argv.indexOf("--only");
-const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // cold,calls,verify,registry
+const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // cold,calls,verify,registry,pg
 const want = (section) => !ONLY || ONLY.has(section);
 const N = {
   cold: QUICK ? 5 : 11,
@@ -316,6 +316,18 @@ async function main() {
       const big = await registry(BIG);
       results.registry = { small, big };
     }
+    if (want("pg")) {
+      // Governed send_sms with 1, 2 and 4 `sigil serve --http` instances on one PostgreSQL, and the
+      // card limit while they race (bench/pg.mjs). Skipped, and said so, without PostgreSQL.
+      const { benchPg, findPgBin } = await import("./pg.mjs");
+      if (!process.env.SIGIL_BENCH_PG_URL && !findPgBin()) {
+        log("PostgreSQL is not installed: the PostgreSQL rows are skipped");
+        results.pg = { skipped: "PostgreSQL is not installed" };
+      } else {
+        log("PostgreSQL: send_sms with 1, 2, 4 instances, card race…");
+        results.pg = await benchPg({ seconds: QUICK ? 2 : 4, instances: [1, 2, 4] });
+      }
+    }
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
@@ -395,6 +407,13 @@ function render(r) {
       `| \`sigil serve\` cold start (median, ms) | ${f(small.serveColdMs, 1)} | ${f(big.serveColdMs, 1)} | ${ratio(big.serveColdMs, small.serveColdMs)} |`,
       `| creating the identities (s, 64 at a time, in-process) | ${f(small.createMs / 1000)} | ${f(big.createMs / 1000)} | ${f(big.createMs / big.count, 3)} ms each |`,
     );
+  }
+  if (r.pg?.skipped) out.push("", `PostgreSQL rows skipped: ${r.pg.skipped}.`);
+  else if (r.pg) {
+    out.push("", "| PostgreSQL store (one database) | callers | send_sms ok/s | p50 ms | p95 ms | errors |", "|---|---|---|---|---|---|");
+    for (const x of r.pg.sendSms) out.push(`| ${x.instances} instance${x.instances > 1 ? "s" : ""} | ${x.callers} | ${f(x.perSecond, 1)} | ${f(x.p50ms, 2)} | ${f(x.p95ms, 2)} | ${x.errors} |`);
+    const c = r.pg.cardRace;
+    if (c) out.push("", `Card race: ${c.instances} instances × ${c.attempts / c.instances} concurrent $1.00 charges against a $${(c.limitCents / 100).toFixed(2)} limit: ${c.approved} approved, $${(c.chargedCents / 100).toFixed(2)} charged — limit ${c.limitHeld ? "held" : "**EXCEEDED**"}.`);
   }
   out.push("", "| target | value | limit | met |", "|---|---|---|---|");
   for (const t of r.targets) out.push(`| ${t.name} | ${f(t.value)} | ${t.limit} | ${t.ok ? "yes" : "**no**"} |`);
