@@ -59,7 +59,7 @@ export function buildCli(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (str) => process.stderr.write(str) })
     .showHelpAfterError("(add --help for usage)")
-    .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_STORE_URL, SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL. See the README.");
+    .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_STORE_URL, SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL, SIGIL_PUBLIC_URL. See the README.");
   // --store URL (any position) selects the PostgreSQL store, exactly like SIGIL_STORE_URL.
   program.option("--store <url>", "keep identities, secrets and audit chains in PostgreSQL (postgres://…) instead of the home; sets SIGIL_STORE_URL");
   program.hook("preAction", () => {

@@ -403,13 +403,14 @@ export class Sigil implements Keyring {
     await this.requireIdentity(id);
     return this.store.withIdentityLock(id, async () => {
       const current = await this.requireIdentity(id);
-      const version = current.policyVersion + 1;
-      await this.adminEvent(id, {
-        tool: "policy_updated",
-        phase: "event",
-        decision: "ok",
-        policyVersion: version,
-        policyHash: policyHash(parsed.policy),
+      // The next version after both the registry's and the log's: an update interrupted between
+      // its audit entry and the registry write never has its version number reused.
+      const { value: version } = await this.chains.commit(id, (state) => {
+        const next = Math.max(current.policyVersion, state.policyVersion) + 1;
+        return {
+          value: next,
+          draft: { session: "admin", tool: "policy_updated", phase: "event", decision: "ok", policyVersion: next, policyHash: policyHash(parsed.policy) },
+        };
       });
       const rec = await this.store.updateIdentity(id, (r) => ({
         ...r,

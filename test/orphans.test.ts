@@ -47,3 +47,27 @@ describe("an intent left without a result by a crashed process", () => {
     expect(v.identities[0].unresolvedIntents).toEqual([2]);
   });
 });
+
+describe("a policy update interrupted between its audit entry and the registry write", () => {
+  it("never has its version number reused by the next update", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "email", policy: { allowedDomains: ["example.com"] } });
+    const { Sigil } = await import("../dist/src/sigil.js");
+    const crashed = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    // What a process killed after the audit entry of version 2 and before the registry write leaves.
+    await crashed.chains.commit(a.id, () => ({ value: null, draft: { session: "admin", tool: "policy_updated", phase: "event", decision: "ok", policyVersion: 2 } }));
+    await crashed.close();
+    expect(home.json(["identity", "show", a.id]).policyVersion).toBe(1);
+    const admin = await stdioClient(home, home.adminToken);
+    const r = await admin.client.callTool({ name: "update_policy", arguments: { identityId: a.id, policies: { allowedDomains: ["example.org"] } } });
+    await admin.client.close();
+    expect((r.structuredContent as any).policyVersion).toBe(3);
+    const versions = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => JSON.parse(l))
+      .filter((e) => e.tool === "policy_updated")
+      .map((e) => e.policyVersion);
+    expect(versions).toEqual([2, 3]);
+  });
+});

@@ -66,6 +66,8 @@ export class ChainState {
   seq = 0;
   head = ZERO_HASH;
   activeKeyId?: string;
+  /** The highest policy version the log has recorded (a version is never reused). */
+  policyVersion = 0;
   cursor: ChainCursor = { position: 0 };
   private readonly rate = new Map<string, number[]>();
   private readonly spend = new Map<number, { t: number; amount: number }>();
@@ -84,6 +86,7 @@ export class ChainState {
     const t = Date.parse(e.ts);
     if (e.seq === 1 && !this.activeKeyId) this.activeKeyId = e.keyId;
     if (typeof e.newKeyId === "string") this.activeKeyId = e.newKeyId;
+    if (e.tool === "policy_updated" && typeof e.policyVersion === "number") this.policyVersion = Math.max(this.policyVersion, e.policyVersion);
     if ((e.phase === "intent" || e.phase === "call") && e.decision === "allow") {
       let times = this.rate.get(e.tool);
       if (!times) this.rate.set(e.tool, (times = []));
