@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ElicitRequestSchema, type ElicitResult } from "@modelcontextprotocol/sdk/types.js";
-import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
+import { type Home, cleanupHomes, httpClient, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
 import { readLedger } from "../src/card/embedded.js";
 
 afterAll(cleanupHomes);
@@ -97,5 +97,31 @@ describe("card charges above approvalAboveCents ask the human through MCP elicit
     expect((await readLedger(home.env.SIGIL_HOME!, a.id)).map((l) => l.amountCents)).toEqual([100, 100]);
     const denials = auditLog(home, a.id).filter((e) => e.reason === "approval_unavailable");
     expect(denials.map((e) => e.approval)).toEqual(["unsupported", "unsupported"]);
+  });
+
+  it("over Streamable HTTP too: the question reaches the session's own client mid-call, and accept charges while decline refuses", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "card", policy: POLICY });
+    const server = await startHttpServer(home);
+    try {
+      const { client } = await httpClient(server.url, a.token, { elicitation: {} });
+      const asked: string[] = [];
+      let answer: ElicitResult = { action: "accept", content: { approve: true } };
+      client.setRequestHandler(ElicitRequestSchema, async (req) => {
+        asked.push(req.params.message);
+        return answer;
+      });
+      const yes = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h1" } });
+      expect(yes.isError, text(yes)).toBeFalsy();
+      answer = { action: "decline" };
+      const no = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h2" } });
+      expect(text(no)).toMatch(/^denied: approval_declined: /);
+      expect(asked).toHaveLength(2);
+      expect(asked[0]).toContain("80.00 USD");
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+    expect((await readLedger(home.env.SIGIL_HOME!, a.id)).map((l) => [l.status, l.amountCents])).toEqual([["approved", 8000]]);
   });
 });
