@@ -28,17 +28,12 @@ import { type CardProcessor, type ChargeRequest, type ChargeResult, DECLINE_TEST
 
 const ID_RE = /^id_[0-9a-f]{20}$/;
 
-export interface LedgerLine {
+/** One line of the ledger: the charge as requested, and what the processor decided. */
+export interface LedgerLine extends Omit<ChargeRequest, "identityId"> {
   chargeId: string;
   ts: string;
   cardId: string;
   status: "approved" | "declined";
-  amountCents: number;
-  currency: string;
-  merchant: string;
-  merchantCategory?: string;
-  description?: string;
-  reference: string;
   declineReason?: string;
 }
 
