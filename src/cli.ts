@@ -230,6 +230,7 @@ export async function startHttp(sigil: Sigil, host: string, port: number): Promi
   const { url, close } = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(sigil) });
   process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
   const shutdown = (): void => {
+    setTimeout(() => process.exit(0), 5000).unref(); // a stuck connection never keeps a stopped server alive
     void close().finally(() => sigil.close().finally(() => process.exit(0)));
   };
   process.on("SIGTERM", shutdown);

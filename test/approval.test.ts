@@ -2,7 +2,9 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { ElicitRequestSchema, type ElicitResult } from "@modelcontextprotocol/sdk/types.js";
-import { type Home, cleanupHomes, httpClient, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
+import { Client } from "@modelcontextprotocol/sdk/client/index.js";
+import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
+import { type Home, cleanupHomes, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
 import { readLedger } from "../src/card/embedded.js";
 
 afterAll(cleanupHomes);
@@ -99,22 +101,29 @@ describe("card charges above approvalAboveCents ask the human through MCP elicit
     expect(denials.map((e) => e.approval)).toEqual(["unsupported", "unsupported"]);
   });
 
-  it("over Streamable HTTP too: the question reaches the session's own client mid-call, and accept charges while decline refuses", async () => {
+  it("over Streamable HTTP too: the question travels on the tool call's own stream (no standalone GET stream needed); accept charges, decline refuses", async () => {
     const home = makeHome();
     const a = home.createIdentity({ channels: "card", policy: POLICY });
     const server = await startHttpServer(home);
     try {
-      const { client } = await httpClient(server.url, a.token, { elicitation: {} });
+      // A client that never opens the optional standalone GET stream (its GET answered 405): a
+      // question sent there would be dropped and the call would hang.
+      const transport = new StreamableHTTPClientTransport(new URL(server.url), {
+        requestInit: { headers: { Authorization: `Bearer ${a.token}` } },
+        fetch: (url, init) => (init?.method === "GET" ? Promise.resolve(new Response(null, { status: 405 })) : fetch(url, init)),
+      });
+      const client = new Client({ name: "no-get-stream", version: "1" }, { capabilities: { elicitation: {} } });
+      await client.connect(transport);
       const asked: string[] = [];
       let answer: ElicitResult = { action: "accept", content: { approve: true } };
       client.setRequestHandler(ElicitRequestSchema, async (req) => {
         asked.push(req.params.message);
         return answer;
       });
-      const yes = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h1" } });
+      const yes = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h1" } }, undefined, { timeout: 15_000 });
       expect(yes.isError, text(yes)).toBeFalsy();
       answer = { action: "decline" };
-      const no = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h2" } });
+      const no = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h2" } }, undefined, { timeout: 15_000 });
       expect(text(no)).toMatch(/^denied: approval_declined: /);
       expect(asked).toHaveLength(2);
       expect(asked[0]).toContain("80.00 USD");

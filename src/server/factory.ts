@@ -76,12 +76,21 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       memory: { secretsRead: new Set() },
       providers: deps.providers,
     };
-    const elicit = (req: ElicitRequest): Promise<ElicitResponse> =>
-      mcp.server.elicitInput({ mode: "form", message: req.message, requestedSchema: req.requestedSchema as never }, { timeout: approvalTimeoutMs(deps.sigil.env) }) as Promise<ElicitResponse>;
-    mcp.server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> => {
+    // The question travels with the tool call it belongs to (relatedRequestId): over Streamable
+    // HTTP that is the call's own response stream, which is open, where a request without it would
+    // go to the optional standalone GET stream — and be dropped if the client has not opened one.
+    const elicitFor =
+      (callId: string | number) =>
+      (req: ElicitRequest): Promise<ElicitResponse> =>
+        mcp.server.elicitInput(
+          { mode: "form", message: req.message, requestedSchema: req.requestedSchema as never },
+          { timeout: approvalTimeoutMs(deps.sigil.env), relatedRequestId: callId },
+        ) as Promise<ElicitResponse>;
+    mcp.server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
       // Approval is asked with a form; a client that declared only URL elicitation cannot answer it.
       const canElicit = Boolean(mcp.server.getClientCapabilities()?.elicitation?.form);
-      return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, canElicit ? elicit : undefined));
+      const elicit = canElicit ? elicitFor(extra.requestId) : undefined;
+      return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, elicit));
     });
   } else {
     const byName = new Map(ADMIN_TOOLS.map((t) => [t.name, t]));

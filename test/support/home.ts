@@ -140,7 +140,11 @@ export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}): 
     stop: () =>
       new Promise<void>((resolve) => {
         if (proc.exitCode !== null) return resolve();
-        proc.once("exit", () => resolve());
+        const force = setTimeout(() => proc.kill("SIGKILL"), 10_000);
+        proc.once("exit", () => {
+          clearTimeout(force);
+          resolve();
+        });
         proc.kill("SIGTERM");
       }),
   };
