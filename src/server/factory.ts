@@ -14,7 +14,7 @@ import type { Providers } from "../providers/index.js";
 import type { Sigil } from "../sigil.js";
 import type { IdentityRecord } from "../../store/types.js";
 import { ADMIN_TOOLS, AGENT_TOOLS } from "../../tools/index.js";
-import { type AgentSession, callAgentTool, deniedResult } from "./pipeline.js";
+import { type AgentSession, callAgentTool, deniedResult, describeIssues } from "./pipeline.js";
 import { track } from "./inflight.js";
 import type { AdminTool, AgentTool, ElicitRequest, ElicitResponse } from "./tool.js";
 
@@ -113,11 +113,7 @@ async function callAdminTool(sigil: Sigil, hash: string, tool: AdminTool | undef
   }
   if (!tool) return deniedResult("tool_not_available", `there is no admin tool "${safeText(name, 64)}".`);
   const parsed = tool.input.safeParse(rawArgs ?? {});
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    const where = issue?.path.length ? issue.path.map(String).join(".") : "arguments";
-    return deniedResult("invalid_arguments", issue?.code === "unrecognized_keys" ? `unknown argument(s): ${(issue as { keys: string[] }).keys.join(", ")}.` : `${where}: ${issue?.message ?? "invalid"}`);
-  }
+  if (!parsed.success) return deniedResult("invalid_arguments", describeIssues(parsed.error as never));
   try {
     const result = await tool.run({ sigil }, parsed.data);
     return { content: [{ type: "text", text: JSON.stringify(result) }], structuredContent: result };

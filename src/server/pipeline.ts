@@ -52,7 +52,7 @@ function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
 }
 
 /** Validation errors without echoing values: which field, what was wrong. */
-function describeIssues(err: { issues: Array<{ path: PropertyKey[]; message: string; code?: string; keys?: string[] }> }): string {
+export function describeIssues(err: { issues: Array<{ path: PropertyKey[]; message: string; code?: string; keys?: string[] }> }): string {
   const first = err.issues[0];
   if (!first) return "the arguments are invalid.";
   const where = first.path.length ? first.path.map(String).join(".") : "arguments";
@@ -144,7 +144,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   type Step =
     | { kind: "denied"; reason: string; message: string }
     | { kind: "approve"; normalized: NormalizedAction }
-    | { kind: "go"; normalized: NormalizedAction; entry?: AuditEntry }
+    | { kind: "go"; normalized: NormalizedAction }
     | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
     | { kind: "wait" };
   let approved: "accept" | undefined;
@@ -154,22 +154,20 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
       const prior = state.idempotency(tool.name, idemKey, now);
       if (prior) {
         if (prior.argsHash !== argsHash) {
-          return deny(state, "idempotency_conflict", "this idempotencyKey was already used with different arguments.");
+          return deny("idempotency_conflict", "this idempotencyKey was already used with different arguments.");
         }
         if (prior.outcome === "ok" && prior.receipt) {
           return { value: { kind: "replay", result: prior.result ?? {}, receipt: prior.receipt }, draft: { ...base, phase: "call", decision: "replayed", intent: prior.intentSeq } };
         }
         if (prior.outcome === "unknown" || (await orphaned(state, prior.intentSeq))) {
-          return deny(state, "outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
+          return deny("outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
         }
         return { value: { kind: "wait" } };
       }
     }
     const d: Decision = evaluate(policy, action, state, now);
-    if (!d.allow) return deny(state, d.reason, d.message);
-    if (d.needsApproval && approved !== "accept") {
-      if (approved === undefined) return { value: { kind: "approve", normalized: d.normalized } };
-    }
+    if (!d.allow) return deny(d.reason, d.message);
+    if (d.needsApproval && approved === undefined) return { value: { kind: "approve", normalized: d.normalized } };
     const amount = d.normalized.kind === "card" ? d.normalized.amountCents : undefined;
     const draft: Draft = {
       ...base,
@@ -188,7 +186,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     if (!open?.instance || open.instance === sigil.instanceId) return false;
     return (await sigil.store.instanceAlive(open.instance)) === false;
   };
-  const deny = (_s: ChainState, reason: string, message: string): Built<Step> => ({
+  const deny = (reason: string, message: string): Built<Step> => ({
     value: { kind: "denied", reason, message },
     draft: { ...base, phase: "call", decision: "deny", reason },
   });
