@@ -5,7 +5,7 @@
 import { builtinModules } from "node:module";
 
 export default {
-  input: { cli: "dist/src/cli.js", "verify-worker": "dist/src/audit/verify-worker.js" },
+  input: { cli: "dist/src/cli/main.js", "verify-worker": "dist/src/audit/verify-worker.js" },
   platform: "node",
   external: [...builtinModules, ...builtinModules.map((m) => `node:${m}`)],
   output: { dir: "dist", format: "esm", entryFileNames: "[name].js", chunkFileNames: "chunks/[name]-[hash].js", banner: (chunk) => (chunk.name === "cli" ? "#!/usr/bin/env node" : "") },

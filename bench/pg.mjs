@@ -185,7 +185,7 @@ async function cardRace(adminUrl, { instances = 4, perInstance = 20, limitCents 
     const approved = results.filter((r) => !r.isError).length;
     const refusedByLimit = results.filter((r) => r.isError && /^denied: spending_limit: /.test(r.content?.[0]?.text ?? "")).length;
     // What the (embedded, per-instance) processors actually charged.
-    const { readLedger } = await import(path.join(ROOT, "dist/src/card/embedded.js"));
+    const { readLedger } = await import(path.join(ROOT, "dist/src/providers/card/embedded.js"));
     let charged = 0;
     for (const h of d.homes) charged += (await readLedger(h, d.ids[0].id).catch(() => [])).filter((l) => l.status === "approved").length;
     return {

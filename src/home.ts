@@ -2,7 +2,7 @@
 import os from "node:os";
 import path from "node:path";
 import { promises as fsp } from "node:fs";
-import { MasterKey } from "./crypto.js";
+import { MasterKey } from "./crypto/core.js";
 import { SigilError } from "./errors.js";
 
 export function resolveHome(env: NodeJS.ProcessEnv): string {

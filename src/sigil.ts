@@ -21,8 +21,8 @@ import {
   sign as edSign,
   fromB64,
   tokenHash,
-} from "./crypto.js";
-import type { Signer } from "./provenance/jwk.js";
+} from "./crypto/core.js";
+import type { Signer } from "./crypto/jwk.js";
 import { SigilError } from "./errors.js";
 import { jcs } from "./util/jcs.js";
 import { loadMasterKey, masterKeyFile } from "./home.js";

@@ -5,7 +5,7 @@ import { ElicitRequestSchema, type ElicitResult } from "@modelcontextprotocol/sd
 import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type Home, cleanupHomes, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
-import { readLedger } from "../src/card/embedded.js";
+import { readLedger } from "../src/providers/card/embedded.js";
 
 afterAll(cleanupHomes);
 

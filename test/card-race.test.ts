@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
-import { readLedger } from "../src/card/embedded.js";
+import { readLedger } from "../src/providers/card/embedded.js";
 
 afterAll(cleanupHomes);
 

@@ -5,10 +5,10 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
 import { Sigil } from "../src/sigil.js";
-import { tokenHash } from "../src/crypto.js";
-import { callAgentTool } from "../src/server/pipeline.js";
+import { tokenHash } from "../src/crypto/core.js";
+import { callAgentTool } from "../src/pipeline/agent-call.js";
 import { providersFromEnv } from "../src/providers/index.js";
-import { readLedger } from "../src/card/embedded.js";
+import { readLedger } from "../src/providers/card/embedded.js";
 import { AGENT_TOOLS } from "../tools/index.js";
 
 afterAll(cleanupHomes);

@@ -12,7 +12,7 @@ import path from "node:path";
 import { CLI, type Home, cleanupHomes, httpClient, makeHome, startHttpServer, text } from "./support/home.js";
 import { freshDatabaseUrl, pgBin, pgConnect, pgQuery, pgSkipNote, pgUrl, withDatabase } from "./support/backends.js";
 import { startCluster } from "./support/pg-cluster.mjs";
-import { readLedger } from "../src/card/embedded.js";
+import { readLedger } from "../src/providers/card/embedded.js";
 import { openStore } from "../dist/store/index.js";
 
 afterAll(cleanupHomes);

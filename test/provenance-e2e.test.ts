@@ -12,7 +12,7 @@ import { verifierFromJWK } from "web-bot-auth/crypto";
 import { verify as httpsigVerify } from "http-message-sig";
 import { httpbis, createVerifier } from "http-message-signatures";
 import { cleanupHomes, makeHome, startHttpServer, stdioClient, text, type Home, type HttpServer, type Identity } from "./support/home.js";
-import { jwkThumbprint, publicJwk, publicKeyObject } from "../src/provenance/jwk.js";
+import { jwkThumbprint, publicJwk, publicKeyObject } from "../src/crypto/jwk.js";
 
 afterAll(cleanupHomes);
 

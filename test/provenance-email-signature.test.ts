@@ -7,7 +7,7 @@ import {
   emailBodySha256,
   emailSignedBytes,
 } from "../src/provenance/email-signature.js";
-import { jwkThumbprint, verifyEd25519, type Signer } from "../src/provenance/jwk.js";
+import { jwkThumbprint, verifyEd25519, type Signer } from "../src/crypto/jwk.js";
 import { EMAIL } from "../src/provenance/domains.js";
 
 function randomSigner(): Signer {

@@ -18,7 +18,7 @@ import {
   DIRECTORY_TAG,
   type SignatureTag,
 } from "../src/provenance/http-signature.js";
-import { jwkThumbprint, publicJwk, publicKeyObject, type Signer } from "../src/provenance/jwk.js";
+import { jwkThumbprint, publicJwk, publicKeyObject, type Signer } from "../src/crypto/jwk.js";
 
 // RFC 9421 Appendix B.1.4 test key (also in web-bot-auth's README).
 const RFC9421_ED25519 = {

@@ -9,7 +9,7 @@ import {
   publicKeyObject,
   signChecked,
   type Signer,
-} from "../src/provenance/jwk.js";
+} from "../src/crypto/jwk.js";
 import { ALL_DOMAINS, DOMAIN_PREFIX_START } from "../src/provenance/domains.js";
 
 function randomSigner(): Signer {

@@ -9,7 +9,7 @@ import {
   checkpointBody,
   parseCheckpoint,
 } from "../src/provenance/note.js";
-import type { Signer } from "../src/provenance/jwk.js";
+import type { Signer } from "../src/crypto/jwk.js";
 
 /** A Signer from a raw 32-byte Ed25519 seed (PKCS#8 DER wrapper, RFC 8410). */
 function signerFromSeed(seed: Uint8Array): Signer {

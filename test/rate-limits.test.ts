@@ -10,8 +10,8 @@ import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity } f
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 import { outboxFiles, toolEntries } from "./support/channels.js";
 import { Sigil } from "../src/sigil.js";
-import { tokenHash } from "../src/crypto.js";
-import { callAgentTool, type AgentSession } from "../src/server/pipeline.js";
+import { tokenHash } from "../src/crypto/core.js";
+import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { providersFromEnv } from "../src/providers/index.js";
 import { sendSms } from "../tools/send-sms.js";
 

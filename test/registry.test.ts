@@ -30,7 +30,7 @@ describe("the home and its registry", () => {
   });
 
   it("a sealed private key moved to another identity does not open (identity and key id are associated data)", async () => {
-    const { MasterKey, cryptoReady, seal, open, generateSigningKey } = await import("../dist/src/crypto.js");
+    const { MasterKey, cryptoReady, seal, open, generateSigningKey } = await import("../dist/src/crypto/core.js");
     await cryptoReady();
     const mk = MasterKey.generate().subkey("signing-keys");
     const kp = generateSigningKey();

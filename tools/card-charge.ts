@@ -1,9 +1,9 @@
 import * as z from "zod";
 import { Denied } from "../src/errors.js";
-import { EXFILTRATION, carriesSecret } from "../src/server/exfiltration.js";
-import { defineTool } from "../src/server/tool.js";
+import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
+import { defineTool } from "../src/pipeline/tool.js";
 import { ProviderError } from "../src/providers/types.js";
-import type { CardProcessor } from "../src/card/processor.js";
+import type { CardProcessor } from "../src/providers/card/processor.js";
 import { ReceiptSchema } from "./outbound.js";
 
 /** Printable text without control or format characters (what a statement line can show). */

@@ -2,7 +2,7 @@
  * Every MCP tool sigil has. Nothing else registers tools: the server factory lists these, filtered
  * by what the caller may use, and routes every call through the governed pipeline.
  */
-import type { AdminTool, AgentTool } from "../src/server/tool.js";
+import type { AdminTool, AgentTool } from "../src/pipeline/tool.js";
 import { whoami } from "./whoami.js";
 import { signHttpRequest } from "./sign-http-request.js";
 import { sendEmail } from "./send-email.js";

@@ -8,8 +8,8 @@
  * only as a keyed hash.
  */
 import * as z from "zod";
-import { EXFILTRATION, carriesSecret } from "../src/server/exfiltration.js";
-import { defineTool } from "../src/server/tool.js";
+import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
+import { defineTool } from "../src/pipeline/tool.js";
 import { DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
 import { NO_PHONE } from "./send-sms.js";
 

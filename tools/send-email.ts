@@ -10,8 +10,8 @@
  */
 import { randomUUID } from "node:crypto";
 import * as z from "zod";
-import { EXFILTRATION, carriesSecret } from "../src/server/exfiltration.js";
-import { defineTool } from "../src/server/tool.js";
+import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
+import { defineTool } from "../src/pipeline/tool.js";
 import type { EmailMessage } from "../src/providers/types.js";
 import { EMAIL_SIGNATURE_HEADER, emailBodySha256, signEmail } from "../src/provenance/email-signature.js";
 import { CONTROL_EXCEPT_WHITESPACE, DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";

@@ -7,8 +7,8 @@
  * body reaches the audit log only as a keyed hash.
  */
 import * as z from "zod";
-import { EXFILTRATION, carriesSecret } from "../src/server/exfiltration.js";
-import { defineTool } from "../src/server/tool.js";
+import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
+import { defineTool } from "../src/pipeline/tool.js";
 import { DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
 
 /** Twilio's limit for one message body (it is split into segments by the carrier). */

@@ -17,7 +17,7 @@
  */
 import { randomBytes } from "node:crypto";
 import * as z from "zod";
-import { defineTool } from "../src/server/tool.js";
+import { defineTool } from "../src/pipeline/tool.js";
 import { Denied } from "../src/errors.js";
 import { NONCE_BYTES, SIGNATURE_TAGS, signRequest, type SignatureTag } from "../src/provenance/http-signature.js";
 import { publicOrigin } from "../src/provenance/receipt.js";

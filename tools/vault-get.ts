@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { Denied } from "../src/errors.js";
-import { defineTool } from "../src/server/tool.js";
+import { defineTool } from "../src/pipeline/tool.js";
 import { SECRET_NAME_MAX, secretNameProblem } from "../src/vault.js";
 import { ReceiptSchema } from "./outbound.js";
 

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { defineTool } from "../src/server/tool.js";
+import { defineTool } from "../src/pipeline/tool.js";
 
 export const whoami = defineTool({
   name: "whoami",

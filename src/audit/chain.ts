@@ -9,7 +9,7 @@
  * batched into one write and one fsync (group commit) — each build still sees the state left by
  * the one before it.
  */
-import { b64, sha256hex, sign as edSign } from "../crypto.js";
+import { b64, sha256hex, sign as edSign } from "../crypto/core.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
 import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
 

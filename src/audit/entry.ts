@@ -7,7 +7,7 @@
  * as a signature over anything else the same key signs (HTTP requests, checkpoints, emails).
  * A key rotation entry is signed by the old key (`sig`) and the new key (`sigNew`).
  */
-import { sha256hex } from "../crypto.js";
+import { sha256hex } from "../crypto/core.js";
 import { jcs } from "../util/jcs.js";
 
 export const ENTRY_VERSION = 1;

@@ -7,7 +7,7 @@
  * results exactly as if it had computed them itself.
  */
 import { parentPort } from "node:worker_threads";
-import { fromB64, verifySignature } from "../crypto.js";
+import { fromB64, verifySignature } from "../crypto/core.js";
 import { type AuditEntry, entryHash, signingStatement } from "./entry.js";
 
 export interface SliceRequest {

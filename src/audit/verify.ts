@@ -16,7 +16,7 @@ import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { fromB64, keyThumbprint, verifySignature } from "../crypto.js";
+import { fromB64, keyThumbprint, verifySignature } from "../crypto/core.js";
 import { type AuditEntry, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
 import type { SliceRequest, SliceResult } from "./verify-worker.js";
 

@@ -24,9 +24,9 @@ import { type AuditBundle, type Sigil, verifyBundle } from "../sigil.js";
 import type { VerifyResult } from "../audit/verify.js";
 import { SigilError } from "../errors.js";
 import type { AuditEntry } from "../audit/entry.js";
-import { fromB64, keyThumbprint } from "../crypto.js";
+import { fromB64, keyThumbprint } from "../crypto/core.js";
 import { checkpointBody, openNote, parseCheckpoint, signNote } from "./note.js";
-import { base64 } from "./jwk.js";
+import { base64 } from "../crypto/jwk.js";
 
 export const CHECKPOINT_FORMAT = "sigil-checkpoint/v1";
 

@@ -17,7 +17,7 @@
 import { randomBytes } from "node:crypto";
 import type { IdentityRecord } from "../../store/types.js";
 import type { Sigil } from "../sigil.js";
-import { decodeBase64Strict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "./jwk.js";
+import { decodeBase64Strict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "../crypto/jwk.js";
 import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
 
 export type IdentityJwks = { identity: string; revokedAt?: string; keys: JwksKey[] };

@@ -28,7 +28,7 @@
  */
 import { createHash } from "node:crypto";
 import { EMAIL } from "./domains.js";
-import { base64, decodeBase64Strict, jwkThumbprint, signChecked, verifyEd25519, type Signer } from "./jwk.js";
+import { base64, decodeBase64Strict, jwkThumbprint, signChecked, verifyEd25519, type Signer } from "../crypto/jwk.js";
 
 export const EMAIL_SIGNATURE_HEADER = "Sigil-Signature";
 const SIGNED_HEADERS = "from:to:cc:date:message-id";

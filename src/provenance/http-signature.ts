@@ -8,7 +8,7 @@
  * Signature bases are built exactly as RFC 9421 §2.5 says and carry no sigil prefix (domains.ts).
  * The `keyid` is the RFC 7638 JWK thumbprint of the Ed25519 key, `alg` is `ed25519`.
  */
-import { jwkThumbprint, signChecked, verifyEd25519, decodeBase64Strict, base64, type Signer } from "./jwk.js";
+import { jwkThumbprint, signChecked, verifyEd25519, decodeBase64Strict, base64, type Signer } from "../crypto/jwk.js";
 
 export type SignatureTag = "web-bot-auth" | "agent-browser-auth" | "agent-payer-auth";
 export const SIGNATURE_TAGS: readonly SignatureTag[] = ["web-bot-auth", "agent-browser-auth", "agent-payer-auth"];

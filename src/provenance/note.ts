@@ -16,7 +16,7 @@ import {
   signChecked,
   verifyEd25519,
   type Signer,
-} from "./jwk.js";
+} from "../crypto/jwk.js";
 
 /** C2SP signature type byte for Ed25519. */
 const ALG_ED25519 = 0x01;

@@ -16,12 +16,12 @@
  */
 import type { Sigil } from "../sigil.js";
 import { type AuditEntry, entryHash, signingStatement } from "../audit/entry.js";
-import { verifySignature } from "../crypto.js";
+import { verifySignature } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
 import { checkpointOrigin, inclusionProof, makeCheckpoint, merkleRoot, verifyInclusion } from "./checkpoint.js";
 import { identityJwks, keysFromJwks, type IdentityJwks } from "./directory.js";
 import { openNote, parseCheckpoint } from "./note.js";
-import { base64, decodeBase64Strict } from "./jwk.js";
+import { base64, decodeBase64Strict } from "../crypto/jwk.js";
 
 export const RECEIPT_FORMAT = "sigil-receipt/v1";
 

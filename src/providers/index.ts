@@ -6,12 +6,12 @@
  */
 import path from "node:path";
 import type { EmailProvider, TelephonyProvider } from "./types.js";
-import type { CardProcessor } from "../card/processor.js";
+import type { CardProcessor } from "./card/processor.js";
 
 export interface Providers {
   email(): Promise<EmailProvider>;
   telephony(): Promise<TelephonyProvider>;
-  /** The card processor: the embedded ledger in the home, or SIGIL_CARD_PROCESSOR_URL (src/card/). */
+  /** The card processor: the embedded ledger in the home, or SIGIL_CARD_PROCESSOR_URL (src/providers/card/). */
   card(): Promise<CardProcessor>;
 }
 
@@ -24,7 +24,7 @@ export function providersFromEnv(env: NodeJS.ProcessEnv, outboxDir: string): Pro
     telephony: () => (telephony ??= import("./telephony.js").then((m) => m.telephonyFromEnv(env, outboxDir))),
     card: () =>
       (card ??= env.SIGIL_CARD_PROCESSOR_URL
-        ? import("../card/http.js").then((m) => new m.HttpCardProcessor(env.SIGIL_CARD_PROCESSOR_URL!, env))
-        : import("../card/embedded.js").then((m) => new m.EmbeddedCardProcessor({ home: path.dirname(outboxDir), env }))),
+        ? import("./card/http.js").then((m) => new m.HttpCardProcessor(env.SIGIL_CARD_PROCESSOR_URL!, env))
+        : import("./card/embedded.js").then((m) => new m.EmbeddedCardProcessor({ home: path.dirname(outboxDir), env }))),
   };
 }

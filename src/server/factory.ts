@@ -8,15 +8,15 @@
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { CallToolRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { hashesEqual, tokenHash } from "../crypto.js";
+import { hashesEqual, tokenHash } from "../crypto/core.js";
 import { SigilError, logInternal, refId, safeText } from "../errors.js";
 import type { Providers } from "../providers/index.js";
 import type { Sigil } from "../sigil.js";
 import type { IdentityRecord } from "../../store/types.js";
 import { ADMIN_TOOLS, AGENT_TOOLS } from "../../tools/index.js";
-import { type AgentSession, callAgentTool, deniedResult, describeIssues } from "./pipeline.js";
+import { type AgentSession, callAgentTool, deniedResult, describeIssues } from "../pipeline/agent-call.js";
 import { track } from "./inflight.js";
-import type { AdminTool, AgentTool, ElicitRequest, ElicitResponse } from "./tool.js";
+import type { AdminTool, AgentTool, ElicitRequest, ElicitResponse } from "../pipeline/tool.js";
 
 export const SERVER_INFO = { name: "sigil", version: "0.1.0" };
 

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { defineAdminTool } from "../../src/server/tool.js";
+import { defineAdminTool } from "../../src/pipeline/tool.js";
 import { ADMIN, Channel } from "./schemas.js";
 
 export const createIdentity = defineAdminTool({

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { defineAdminTool } from "../../src/server/tool.js";
+import { defineAdminTool } from "../../src/pipeline/tool.js";
 import { SECRET_NAME_MAX, SECRET_VALUE_MAX_BYTES } from "../../src/vault.js";
 import { ADMIN, identityId } from "./schemas.js";
 

@@ -4,7 +4,7 @@
  * and in the encodings an agent could trivially apply (base64, base64url, hex, URL-encoding),
  * ignoring case for the case-insensitive ones. Secrets are held in memory only, for the session.
  */
-import type { SessionMemory } from "./tool.js";
+import type { SessionMemory } from "../pipeline/tool.js";
 
 const MIN_GUARDED_LENGTH = 4;
 

@@ -4,7 +4,7 @@
  * history; one trailing newline (as `echo` adds) is removed. Nothing prints the value back.
  */
 import { SigilError } from "../errors.js";
-import type { RegisterCommands } from "./index.js";
+import type { RegisterCommands } from "./commands.js";
 
 export function stripOneNewline(s: string): string {
   if (s.endsWith("\r\n")) return s.slice(0, -2);

@@ -4,8 +4,8 @@
  * mcp.json snippet), then serves Streamable HTTP. Providers are the offline outbox unless the
  * environment configures SMTP or Twilio.
  */
-import { Sigil } from "./sigil.js";
-import { SigilError } from "./errors.js";
+import { Sigil } from "../sigil.js";
+import { SigilError } from "../errors.js";
 
 const DEMO_POLICY = {
   allowedDomains: ["example.com"],

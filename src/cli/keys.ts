@@ -7,7 +7,7 @@
  * Both always print JSON (`--json` is accepted for uniformity).
  */
 import { directoryDocument, identityJwks } from "../provenance/directory.js";
-import type { RegisterCommands } from "./index.js";
+import type { RegisterCommands } from "./commands.js";
 
 export const registerKeysCommands: RegisterCommands = (program, kit) => {
   const keys = program.command("keys").description("export the public keys others verify this home's identities with");

@@ -5,7 +5,7 @@
  * transaction. The master key is not copied: keep the home's key file, or set SIGIL_MASTER_KEY on
  * every instance. Stop the instances using the home first.
  */
-import { cryptoReady, hashesEqual } from "../crypto.js";
+import { cryptoReady, hashesEqual } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
 import { loadMasterKey } from "../home.js";
 import { verifyChain, type PublicKeyInfo } from "../audit/verify.js";
@@ -14,7 +14,7 @@ import { PostgresStore } from "../../store/postgres/index.js";
 import { importStore } from "../../store/postgres/import.js";
 import { isPostgresUrl, redactUrl } from "../../store/postgres/db.js";
 import { type IdentityRecord, StoreError } from "../../store/types.js";
-import type { RegisterCommands } from "./index.js";
+import type { RegisterCommands } from "./commands.js";
 
 const keysOf = (rec: IdentityRecord): PublicKeyInfo[] =>
   rec.keys.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, status: k.status, notBefore: k.notBefore, notAfter: k.notAfter }));

@@ -19,11 +19,11 @@
  */
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { sha256hex } from "../crypto.js";
-import { ProviderError } from "../providers/types.js";
-import { type FileLayer, fsyncDir, realFiles, writeAll } from "../util/fsx.js";
-import { type Locks, createLocks } from "../util/lock.js";
-import { lockNamespace } from "../../store/index.js";
+import { sha256hex } from "../../crypto/core.js";
+import { ProviderError } from "../types.js";
+import { type FileLayer, fsyncDir, realFiles, writeAll } from "../../util/fsx.js";
+import { type Locks, createLocks } from "../../util/lock.js";
+import { lockNamespace } from "../../../store/index.js";
 import { type CardProcessor, type ChargeRequest, type ChargeResult, DECLINE_TEST_MERCHANT } from "./processor.js";
 
 const ID_RE = /^id_[0-9a-f]{20}$/;

@@ -19,7 +19,7 @@ import { identityJwks, keysFromJwks } from "../provenance/directory.js";
 import { parseEml } from "../provenance/eml.js";
 import { verifyEmailSignature } from "../provenance/email-signature.js";
 import { makeReceipt, verifyReceipt } from "../provenance/receipt.js";
-import type { RegisterCommands } from "./index.js";
+import type { RegisterCommands } from "./commands.js";
 
 function readJson(file: string, what: string): unknown {
   let text: string;

@@ -5,11 +5,11 @@
  */
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, Option } from "commander";
-import { SigilError } from "./errors.js";
-import { resolveHome } from "./home.js";
-import { Sigil, verifyBundle } from "./sigil.js";
-import { COMMANDS } from "./commands/index.js";
-import { type CheckpointCheck, readCheckpointFile, verifyCheckpointFile } from "./provenance/checkpoint.js";
+import { SigilError } from "../errors.js";
+import { resolveHome } from "../home.js";
+import { Sigil, verifyBundle } from "../sigil.js";
+import { COMMANDS } from "./commands.js";
+import { type CheckpointCheck, readCheckpointFile, verifyCheckpointFile } from "../provenance/checkpoint.js";
 
 const env = process.env;
 const home = (): string => resolveHome(env);
@@ -87,7 +87,7 @@ export function buildCli(): Command {
       if (o.http) {
         await startHttp(sigil, o.host, parsePort(o.port));
       } else {
-        const { serveStdio } = await import("./server/stdio.js");
+        const { serveStdio } = await import("../server/stdio.js");
         await serveStdio(sigil);
       }
     });
@@ -220,11 +220,11 @@ function parsePort(p: string): number {
 }
 
 export async function startHttp(sigil: Sigil, host: string, port: number): Promise<string> {
-  const { serveHttp } = await import("./server/http.js");
+  const { serveHttp } = await import("../server/http.js");
   const allowedHosts = (env.SIGIL_ALLOWED_HOSTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const allowedOrigins = (env.SIGIL_ALLOWED_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  const { publicRoutes } = await import("./server/public-routes.js");
-  const { publicOrigin } = await import("./provenance/receipt.js");
+  const { publicRoutes } = await import("../server/public-routes.js");
+  const { publicOrigin } = await import("../provenance/receipt.js");
   const publicUrl = publicOrigin(env); // SIGIL_PUBLIC_URL: where outside parties reach this server
   if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
   const { url, close } = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(sigil) });

@@ -10,7 +10,7 @@
  * `denied: <reason_code>: <sentence>`; provider failures with safe text and a reference id.
  */
 import { type CallToolResult, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
-import { hashesEqual } from "../crypto.js";
+import { hashesEqual } from "../crypto/core.js";
 import { Denied, SigilError, logInternal, refId, safeText, scrubberOf } from "../errors.js";
 import { type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
 import type { AuditEntry } from "../audit/entry.js";

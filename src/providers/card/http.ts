@@ -13,7 +13,7 @@
  *  - a timeout (`SIGIL_PROVIDER_TIMEOUT_MS`, default 15 s), another 5xx, or an unreadable 2xx →
  *    unknown (the reservation is kept; never retried automatically).
  */
-import { ProviderError, providerTimeoutFromEnv } from "../providers/types.js";
+import { ProviderError, providerTimeoutFromEnv } from "../types.js";
 import { cardIdFor } from "./embedded.js";
 import type { CardProcessor, ChargeRequest, ChargeResult } from "./processor.js";
 
