@@ -363,6 +363,9 @@ describe("verifyRequest (sigil's own verifier)", () => {
     ).toEqual({ ok: false, error: "Signature-Agent present but not covered" });
     expect((await v({ headers: { ...s.headers, Signature: "sig1=:AAAA:" } })).ok).toBe(false);
     expect((await v({ headers: { ...s.headers, "Signature-Input": "sig1=(" } })).ok).toBe(false);
+    // created/expires must be sf-integers: the structured-field parser reads 1.5 as a decimal.
+    const decimal = s.headers["Signature-Input"].replace(/;created=(\d+)/, ";created=$1.5");
+    expect(await v({ headers: { ...s.headers, "Signature-Input": decimal } })).toEqual({ ok: false, error: "created and expires are required integers" });
   });
 });
 
@@ -395,11 +398,11 @@ describe("signDirectoryResponse", () => {
       { created: new Date(1_700_000_000_000), expires: new Date(1_700_000_300_000) },
     );
     const ours = await signDirectoryResponse({ signers: [rfcSigner], authority: "sigil.example", now: new Date(1_700_000_000_000), nonce: nonce() });
-    const t = parseSfDictionary(theirs["Signature-Input"]).get("binding0") as { items: unknown; params: Array<[string, unknown]> };
-    const o = parseSfDictionary(ours.headers["Signature-Input"]).get("binding0") as { items: unknown; params: Array<[string, unknown]> };
-    expect(o.items).toEqual(t.items);
-    const theirParams = Object.fromEntries(t.params);
-    const ourParams = Object.fromEntries(o.params);
+    const [tItems, tParams] = parseSfDictionary(theirs["Signature-Input"]).get("binding0") as [unknown, Map<string, unknown>];
+    const [oItems, oParams] = parseSfDictionary(ours.headers["Signature-Input"]).get("binding0") as [unknown, Map<string, unknown>];
+    expect(oItems).toEqual(tItems);
+    const theirParams = Object.fromEntries(tParams);
+    const ourParams = Object.fromEntries(oParams);
     expect(ourParams).toMatchObject(theirParams); // ours adds a nonce
   });
 

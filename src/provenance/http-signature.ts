@@ -8,6 +8,16 @@
  * Signature bases are built exactly as RFC 9421 §2.5 says and carry no sigil prefix (domains.ts).
  * The `keyid` is the RFC 7638 JWK thumbprint of the Ed25519 key, `alg` is `ed25519`.
  */
+import {
+  type BareItem,
+  type Dictionary,
+  type InnerList,
+  type Item,
+  parseDictionary,
+  serializeInnerList,
+  serializeItem,
+  serializeString,
+} from "structured-headers";
 import { jwkThumbprint, signChecked, verifyEd25519, decodeBase64Strict, base64, type Signer } from "../crypto/jwk.js";
 
 export type SignatureTag = "web-bot-auth" | "agent-browser-auth" | "agent-payer-auth";
@@ -28,195 +38,25 @@ export const MAX_DIRECTORY_EXPIRES_SECONDS = 86_400;
 export const NONCE_BYTES = 64;
 
 // ---------------------------------------------------------------------------------------------
-// Structured field values (RFC 8941): the subset RFC 9421 needs, serialisation and parsing.
+// Structured field values (RFC 9651 / RFC 8941) through the `structured-headers` library: sigil
+// builds Signature-Input members and component identifiers as library values and lets it
+// serialise and parse them. Nothing of the grammar is written here.
 
-export type SfBareItem = string | number | boolean | SfToken | SfBytes;
-export class SfToken {
-  constructor(readonly value: string) {}
-}
-export class SfBytes {
-  constructor(readonly value: Uint8Array) {}
-}
-export type SfParams = Array<[string, SfBareItem]>;
-export type SfItem = { value: SfBareItem; params: SfParams };
-export type SfInnerList = { items: SfItem[]; params: SfParams };
-export type SfMember = SfItem | SfInnerList;
+export type SfParams = Array<[string, BareItem]>;
+export type SfMember = Item | InnerList;
 
-function isInnerList(m: SfMember): m is SfInnerList {
-  return (m as SfInnerList).items !== undefined;
+function isInnerList(m: SfMember): m is InnerList {
+  return Array.isArray(m[0]);
 }
 
-const KEY_RE = /^[a-z*][a-z0-9_\-.*]*$/;
-const TOKEN_RE = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*$/;
-
-/** An sf-string: printable ASCII only, `"` and `\` escaped. */
+/** An sf-string: printable ASCII only, `"` and `\\` escaped (throws otherwise). */
 export function sfString(s: string): string {
-  if (!/^[\x20-\x7E]*$/.test(s)) throw new Error("structured-field strings must be printable ASCII");
-  return `"${s.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
+  return serializeString(s);
 }
 
-function serializeBareItem(v: SfBareItem): string {
-  if (typeof v === "string") return sfString(v);
-  if (typeof v === "boolean") return v ? "?1" : "?0";
-  if (typeof v === "number") {
-    if (!Number.isInteger(v) || Math.abs(v) > 999_999_999_999_999) {
-      throw new Error("only sf-integers are supported");
-    }
-    return String(v);
-  }
-  if (v instanceof SfToken) {
-    if (!TOKEN_RE.test(v.value)) throw new Error("invalid sf-token");
-    return v.value;
-  }
-  return `:${base64(v.value)}:`;
-}
-
-function serializeParams(params: SfParams): string {
-  return params
-    .map(([k, v]) => {
-      if (!KEY_RE.test(k)) throw new Error(`invalid structured-field key ${k}`);
-      return v === true ? `;${k}` : `;${k}=${serializeBareItem(v)}`;
-    })
-    .join("");
-}
-
-function serializeItem(item: SfItem): string {
-  return serializeBareItem(item.value) + serializeParams(item.params);
-}
-
-function serializeInnerList(list: SfInnerList): string {
-  return `(${list.items.map(serializeItem).join(" ")})${serializeParams(list.params)}`;
-}
-
-function serializeMember(m: SfMember): string {
-  return isInnerList(m) ? serializeInnerList(m) : serializeItem(m);
-}
-
-/** Parses an RFC 8941 Dictionary (throws on malformed input). */
-export function parseSfDictionary(input: string): Map<string, SfMember> {
-  let pos = 0;
-  const s = input;
-  const fail = (why: string): never => {
-    throw new Error(`malformed structured field: ${why}`);
-  };
-  const skipSP = () => {
-    while (s[pos] === " ") pos++;
-  };
-  const skipOWS = () => {
-    while (s[pos] === " " || s[pos] === "\t") pos++;
-  };
-  const parseKey = (): string => {
-    const m = /^[a-z*][a-z0-9_\-.*]*/.exec(s.slice(pos));
-    if (!m) return fail("key");
-    pos += m[0].length;
-    return m[0];
-  };
-  const parseBare = (): SfBareItem => {
-    const c = s[pos];
-    if (c === undefined) return fail("unexpected end");
-    if (c === '"') {
-      pos++;
-      let out = "";
-      for (;;) {
-        const ch = s[pos++];
-        if (ch === undefined) return fail("unterminated string");
-        if (ch === "\\") {
-          const next = s[pos++];
-          if (next !== '"' && next !== "\\") return fail("bad escape");
-          out += next;
-        } else if (ch === '"') {
-          return out;
-        } else if (ch < " " || ch > "~") {
-          return fail("non-printable character in string");
-        } else {
-          out += ch;
-        }
-      }
-    }
-    if (c === ":") {
-      const end = s.indexOf(":", pos + 1);
-      if (end < 0) return fail("unterminated byte sequence");
-      const b64 = s.slice(pos + 1, end);
-      if (!/^[A-Za-z0-9+/]*={0,2}$/.test(b64)) return fail("byte sequence");
-      pos = end + 1;
-      return new SfBytes(new Uint8Array(Buffer.from(b64, "base64")));
-    }
-    if (c === "?") {
-      const v = s[pos + 1];
-      if (v !== "0" && v !== "1") return fail("boolean");
-      pos += 2;
-      return v === "1";
-    }
-    if (c === "-" || (c >= "0" && c <= "9")) {
-      const m = /^-?[0-9]{1,15}(?![0-9.])/.exec(s.slice(pos));
-      if (!m) return fail("only integers are supported");
-      pos += m[0].length;
-      return Number(m[0]);
-    }
-    if (/[A-Za-z*]/.test(c)) {
-      const m = /^[A-Za-z*][!#$%&'*+\-.^_`|~0-9A-Za-z:/]*/.exec(s.slice(pos));
-      pos += m![0].length;
-      return new SfToken(m![0]);
-    }
-    return fail("bare item");
-  };
-  const parseParams = (): SfParams => {
-    const params: SfParams = [];
-    while (s[pos] === ";") {
-      pos++;
-      skipSP();
-      const k = parseKey();
-      let v: SfBareItem = true;
-      if (s[pos] === "=") {
-        pos++;
-        v = parseBare();
-      }
-      const existing = params.findIndex(([pk]) => pk === k);
-      if (existing >= 0) params.splice(existing, 1);
-      params.push([k, v]);
-    }
-    return params;
-  };
-  const parseItemOrInner = (): SfMember => {
-    if (s[pos] === "(") {
-      pos++;
-      const items: SfItem[] = [];
-      for (;;) {
-        skipSP();
-        if (s[pos] === ")") {
-          pos++;
-          return { items, params: parseParams() };
-        }
-        const value = parseBare();
-        items.push({ value, params: parseParams() });
-        if (s[pos] !== " " && s[pos] !== ")") return fail("inner list");
-      }
-    }
-    const value = parseBare();
-    return { value, params: parseParams() };
-  };
-
-  const dict = new Map<string, SfMember>();
-  skipSP();
-  if (pos >= s.length) return dict;
-  for (;;) {
-    const k = parseKey();
-    let member: SfMember;
-    if (s[pos] === "=") {
-      pos++;
-      member = parseItemOrInner();
-    } else {
-      member = { value: true, params: parseParams() };
-    }
-    dict.delete(k);
-    dict.set(k, member);
-    skipOWS();
-    if (pos >= s.length) return dict;
-    if (s[pos] !== ",") return fail("expected comma");
-    pos++;
-    skipOWS();
-    if (pos >= s.length) return fail("trailing comma");
-  }
+/** Parses an RFC 9651 Dictionary (throws on malformed input). */
+export function parseSfDictionary(input: string): Dictionary {
+  return parseDictionary(input);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -225,8 +65,8 @@ export function parseSfDictionary(input: string): Map<string, SfMember> {
 /** A covered component: its identifier (name + parameters) and its value in this message. */
 export type CoveredComponent = { name: string; params?: SfParams; value: string };
 
-function componentIdentifier(c: { name: string; params?: SfParams }): SfItem {
-  return { value: c.name, params: c.params ?? [] };
+function componentIdentifier(c: { name: string; params?: SfParams }): Item {
+  return [c.name, new Map(c.params ?? [])];
 }
 
 /** The `@signature-params` value / Signature-Input member: `("@authority" …);created=…;…`. */
@@ -234,7 +74,7 @@ export function serializeSignatureParams(
   components: Array<{ name: string; params?: SfParams }>,
   params: SfParams,
 ): string {
-  return serializeInnerList({ items: components.map(componentIdentifier), params });
+  return serializeInnerList([components.map(componentIdentifier), new Map(params)]);
 }
 
 /** The signature base (RFC 9421 §2.5): one line per component, then `"@signature-params"`. */
@@ -541,9 +381,6 @@ export type VerifyRequestResult =
   | { ok: true; label: string; keyid: string; tag: string; created: number; expires: number; nonce?: string; components: string[] }
   | { ok: false; error: string };
 
-function paramValue(params: SfParams, name: string): SfBareItem | undefined {
-  return params.find(([k]) => k === name)?.[1];
-}
 
 export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRequestResult> {
   const fail = (error: string): VerifyRequestResult => ({ ok: false, error });
@@ -564,17 +401,19 @@ export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRe
   const member = inputs.get(label);
   const sigMember = signatures.get(label);
   if (!member || !isInnerList(member)) return fail(`no signature input ${label}`);
-  if (!sigMember || isInnerList(sigMember) || !(sigMember.value instanceof SfBytes)) {
+  if (!sigMember || isInnerList(sigMember) || !(sigMember[0] instanceof ArrayBuffer)) {
     return fail(`no signature ${label}`);
   }
-  const p = member.params;
-  const created = paramValue(p, "created");
-  const expires = paramValue(p, "expires");
-  const keyid = paramValue(p, "keyid");
-  const alg = paramValue(p, "alg");
-  const tag = paramValue(p, "tag");
-  const nonce = paramValue(p, "nonce");
-  if (typeof created !== "number" || typeof expires !== "number") return fail("created and expires are required");
+  const p = member[1];
+  const created = p.get("created");
+  const expires = p.get("expires");
+  const keyid = p.get("keyid");
+  const alg = p.get("alg");
+  const tag = p.get("tag");
+  const nonce = p.get("nonce");
+  if (typeof created !== "number" || typeof expires !== "number" || !Number.isSafeInteger(created) || !Number.isSafeInteger(expires)) {
+    return fail("created and expires are required integers");
+  }
   if (typeof keyid !== "string") return fail("keyid is required");
   if (alg !== undefined && alg !== "ed25519") return fail("unsupported alg");
   if (typeof tag !== "string" || !(input.tags ?? SIGNATURE_TAGS).includes(tag)) return fail("unacceptable tag");
@@ -584,7 +423,7 @@ export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRe
   if (expires < now) return fail("signature expired");
   if (expires < created || expires - created > MAX_EXPIRES_SECONDS) return fail("validity window too long");
 
-  const ids = member.items.map((i) => ({ name: i.value, params: i.params }));
+  const ids = member[0].map(([name, params]) => ({ name, params: [...params] as SfParams }));
   const names = ids.map((i) => i.name);
   if (ids.some((i) => typeof i.name !== "string")) return fail("malformed component");
   if (!names.includes("@authority")) return fail("@authority not covered");
@@ -611,7 +450,7 @@ export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRe
         const dict = parseSfDictionary(value);
         const m = dict.get(id.params[0]![1]);
         if (!m) return fail(`${name} has no member ${id.params[0]![1]}`);
-        components.push({ name, params: id.params, value: serializeMember(m) });
+        components.push({ name, params: id.params, value: isInnerList(m) ? serializeInnerList(m) : serializeItem(m) });
       } else {
         return fail(`unsupported parameters on ${name}`);
       }
@@ -635,7 +474,7 @@ export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRe
   } catch (e) {
     return fail(`malformed: ${(e as Error).message}`);
   }
-  if (!verifyEd25519(key.publicKey, new Uint8Array(Buffer.from(base, "utf8")), sigMember.value.value)) {
+  if (!verifyEd25519(key.publicKey, new Uint8Array(Buffer.from(base, "utf8")), new Uint8Array(sigMember[0]))) {
     return fail("bad signature");
   }
   return {
@@ -646,6 +485,6 @@ export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRe
     created,
     expires,
     ...(nonce !== undefined ? { nonce } : {}),
-    components: ids.map((i) => serializeItem({ value: i.name, params: i.params })),
+    components: ids.map((i) => serializeItem(i.name as BareItem, new Map(i.params))),
   };
 }
