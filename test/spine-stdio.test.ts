@@ -60,7 +60,36 @@ describe.each(backends)("stdio sessions are bound to their token (%s store)", (b
     home.json(["identity", "revoke", a.id]);
     const r = run(a.token);
     expect(r.status).not.toBe(0);
-    expect(r.stderr).toMatch(/wrong or revoked/);
+    expect(r.stderr).toMatch(new RegExp(`identity ${a.id} was revoked`));
+  });
+
+  it("a refused credential reaches the client: initialize is answered with an error naming the reason, then the process exits 1", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "sms" });
+    const b = home.createIdentity({ channels: "sms" });
+    home.json(["identity", "revoke", b.id]);
+    const cases: Array<[string, Record<string, string>, RegExp]> = [
+      ["missing", { SIGIL_TOKEN: "" }, /No session credential: set SIGIL_TOKEN \(or SIGIL_TOKEN_FILE\)/],
+      ["not a sigil token", { SIGIL_TOKEN: "hunter2" }, /not a sigil token \(agent tokens start with sigil_agent_\)/],
+      ["unknown", { SIGIL_TOKEN: a.token.slice(0, -2) + "xx" }, /does not know the session token.*sigil identity rotate-token ID/],
+      ["revoked", { SIGIL_TOKEN: b.token }, new RegExp(`identity ${b.id} was revoked.*sigil identity create`)],
+      ["unreadable token file", { SIGIL_TOKEN: "", SIGIL_TOKEN_FILE: path.join(home.dir, "absent") }, /SIGIL_TOKEN_FILE cannot be read/],
+    ];
+    for (const [name, env, reason] of cases) {
+      // The SDK client, as an MCP host would use it: connect() rejects with the server's reason.
+      await expect(stdioClient(home, "", { env }), name).rejects.toThrow(reason);
+      // On the wire: one JSON-RPC error answering initialize, then exit 1.
+      const init = { jsonrpc: "2.0", id: 7, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "t", version: "1" } } };
+      const r = spawnSync(process.execPath, [CLI, "serve"], { env: { ...home.env, ...env }, input: JSON.stringify(init) + "\n", encoding: "utf8", timeout: 10_000 });
+      expect(r.status, name).toBe(1);
+      const answer = JSON.parse(r.stdout);
+      expect(answer, name).toMatchObject({ jsonrpc: "2.0", id: 7, error: { code: -32001 } });
+      expect(answer.error.message, name).toMatch(reason);
+      expect(r.stderr.trim().split("\n"), name).toEqual([`sigil: ${answer.error.message}`]);
+    }
+    // A token's secret part never comes back in the refusal.
+    const r = spawnSync(process.execPath, [CLI, "serve"], { env: { ...home.env, SIGIL_TOKEN: a.token + "x" }, input: "", encoding: "utf8", timeout: 10_000 });
+    expect(r.stderr).not.toContain(a.token.slice(12));
   });
 
   it("SIGIL_TOKEN_FILE is read when SIGIL_TOKEN is absent", async () => {

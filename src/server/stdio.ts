@@ -1,12 +1,16 @@
 /**
  * `sigil serve` over stdio: one session, bound to the credential in SIGIL_TOKEN or the file named
- * by SIGIL_TOKEN_FILE. A missing, wrong or revoked credential ends the process before anything is
- * served. Nothing but MCP is ever written to stdout. Shuts down on stdin end, SIGTERM and SIGINT,
- * letting in-flight calls record their results first (briefly: clients kill after ~2 s).
+ * by SIGIL_TOKEN_FILE. A missing, wrong or revoked credential is never served: the process writes
+ * one line on stderr, answers the client's `initialize` with a JSON-RPC error carrying the same
+ * reason (so the client shows why, not just "connection closed"), and exits 1. Nothing but MCP is
+ * ever written to stdout. Shuts down on stdin end, SIGTERM and SIGINT, letting in-flight calls
+ * record their results first (briefly: clients kill after ~2 s).
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { isJSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
+import { tokenHash } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
 import { providersFromEnv } from "../providers/index.js";
 import type { Sigil } from "../sigil.js";
@@ -25,11 +29,61 @@ export function readSessionToken(env: NodeJS.ProcessEnv): string | undefined {
   return undefined;
 }
 
+/** JSON-RPC error code of a refused credential (in the range JSON-RPC leaves to servers). */
+export const UNAUTHENTICATED_CODE = -32001;
+
+/** Why a credential is refused, in one sentence that says what to do (no secrets, no paths). */
+async function whyRefused(sigil: Sigil, token: string | undefined): Promise<string> {
+  if (!token) {
+    return "No session credential: set SIGIL_TOKEN (or SIGIL_TOKEN_FILE) in this server's environment to the agent token `sigil identity create` printed; not serving.";
+  }
+  if (!token.startsWith("sigil_agent_") && !token.startsWith("sigil_admin_")) {
+    return "SIGIL_TOKEN is not a sigil token (agent tokens start with sigil_agent_): copy the token `sigil identity create` printed; not serving.";
+  }
+  if (token.startsWith("sigil_agent_")) {
+    const rec = await sigil.store.identityByTokenHash(tokenHash(token));
+    if (rec?.revokedAt) {
+      return `The identity ${rec.id} was revoked, so its token no longer works: issue a new identity with \`sigil identity create\`; not serving.`;
+    }
+    return "This sigil home does not know the session token (it was mistyped, replaced by `sigil identity rotate-token`, or issued by another home: check SIGIL_TOKEN and SIGIL_HOME); get a new one with `sigil identity rotate-token ID`; not serving.";
+  }
+  return "The admin token is not this home's (check SIGIL_TOKEN and SIGIL_HOME); not serving.";
+}
+
+/**
+ * Refuses the session: the reason on stderr at once, then as the answer to the client's
+ * `initialize` (and any other request), then exit 1. Exits as soon as stdin ends, or after 30 s.
+ */
+async function refuse(reason: string): Promise<never> {
+  process.stderr.write(`sigil: ${reason}\n`);
+  const transport = new StdioServerTransport();
+  await new Promise<void>((resolve) => {
+    const done = (): void => resolve();
+    setTimeout(done, 30_000).unref();
+    process.stdin.once("end", done);
+    process.stdin.once("close", done);
+    transport.onerror = done;
+    transport.onmessage = (msg) => {
+      if (!isJSONRPCRequest(msg)) return;
+      void transport
+        .send({ jsonrpc: "2.0", id: msg.id, error: { code: UNAUTHENTICATED_CODE, message: reason } })
+        .finally(() => (msg.method === "initialize" ? done() : undefined));
+    };
+    void transport.start();
+  });
+  process.exit(1);
+}
+
 export async function serveStdio(sigil: Sigil): Promise<void> {
-  const token = readSessionToken(sigil.env);
-  if (!token) throw new SigilError("unauthenticated", "No session credential: set SIGIL_TOKEN or SIGIL_TOKEN_FILE; not serving.");
-  const principal = await authenticate(sigil, token);
-  if (!principal) throw new SigilError("unauthenticated", "The session token is wrong or revoked; not serving.");
+  let token: string | undefined;
+  try {
+    token = readSessionToken(sigil.env);
+  } catch (err) {
+    if (err instanceof SigilError && err.code === "unauthenticated") return refuse(err.publicMessage);
+    throw err;
+  }
+  const principal = token ? await authenticate(sigil, token) : undefined;
+  if (!principal) return refuse(await whyRefused(sigil, token));
   const server = await createSessionServer(principal, {
     sigil,
     providers: providersFromEnv(sigil.env, sigil.outboxDir),
