@@ -82,6 +82,10 @@ export function buildCli(): Command {
     .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp (Authorization: Bearer <token>)")
     .option("--host <host>", "address to bind with --http", "127.0.0.1")
     .option("--port <port>", "port with --http", "7410")
+    .addHelpText(
+      "after",
+      "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS. See the README.",
+    )
     .action(async (o: { http?: boolean; host: string; port: string }) => {
       const sigil = await Sigil.open({ home: home(), env });
       if (o.http) {

@@ -163,3 +163,54 @@ export function text(result: any): string {
 }
 
 export { Client, spawnSync };
+
+/** An MCP `initialize` request body. */
+export const INITIALIZE = {
+  jsonrpc: "2.0",
+  id: 1,
+  method: "initialize",
+  params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "raw", version: "1" } },
+};
+
+/** One raw JSON-RPC POST to a Streamable HTTP endpoint (the response read to its end). */
+export async function rawPost(url: string, token: string, body: unknown, sessionId?: string): Promise<{ status: number; sessionId?: string; text: string }> {
+  const r = await fetch(url, {
+    method: "POST",
+    headers: {
+      "content-type": "application/json",
+      accept: "application/json, text/event-stream",
+      authorization: `Bearer ${token}`,
+      ...(sessionId ? { "mcp-session-id": sessionId, "mcp-protocol-version": "2025-06-18" } : {}),
+    },
+    body: JSON.stringify(body),
+  });
+  return { status: r.status, sessionId: r.headers.get("mcp-session-id") ?? undefined, text: await r.text() };
+}
+
+/**
+ * Opens a session the raw way and holds its standalone SSE stream (GET) open. `ended` resolves when
+ * the server closes the stream (the session was closed).
+ */
+export async function openHeldSession(url: string, token: string): Promise<{ sessionId: string; ended: Promise<void>; abort: () => void }> {
+  const init = await rawPost(url, token, INITIALIZE);
+  if (init.status !== 200 || !init.sessionId) throw new Error(`initialize: ${init.status} ${init.text}`);
+  const headers = { authorization: `Bearer ${token}`, "mcp-session-id": init.sessionId, "mcp-protocol-version": "2025-06-18" };
+  await fetch(url, { method: "POST", headers: { ...headers, "content-type": "application/json", accept: "application/json, text/event-stream" }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) }).then((r) => r.text());
+  const ac = new AbortController();
+  const res = await fetch(url, { method: "GET", headers: { ...headers, accept: "text/event-stream" }, signal: ac.signal });
+  if (res.status !== 200 || !res.body) throw new Error(`GET stream: ${res.status}`);
+  const reader = res.body.getReader();
+  const ended = (async () => {
+    try {
+      for (;;) if ((await reader.read()).done) return;
+    } catch {
+      /* aborted or reset: the stream is over either way */
+    }
+  })();
+  return { sessionId: init.sessionId, ended, abort: () => ac.abort() };
+}
+
+/** Resolves true when `p` settles within `ms`, false otherwise. */
+export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
+  return Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
+}
