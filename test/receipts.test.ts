@@ -7,8 +7,9 @@ import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { simpleParser } from "mailparser";
 import { afterAll, describe, expect, it } from "vitest";
-import { emailBodySha256, verifyEmailSignature } from "../src/provenance/email-signature.js";
+import { emailPartsSha256, verifyEmailSignature } from "../src/provenance/email-signature.js";
 import { keysFromJwks } from "../src/provenance/directory.js";
+import { parseEml } from "../src/provenance/eml.js";
 import { cleanupHomes, makeHome, startHttpServer, stdioClient, text, type Home } from "./support/home.js";
 import { startSmtpServer } from "./support/smtp.js";
 
@@ -129,7 +130,7 @@ describe("the Sigil-Signature header on outgoing email", () => {
     const eml = readdirSync(outbox).find((f) => f.endsWith(".eml"))!;
     const emlFile = path.join(outbox, eml);
     const raw = readFileSync(emlFile);
-    expect(raw.toString("latin1")).toMatch(/^Sigil-Signature: v=1; id=/m);
+    expect(raw.toString("latin1")).toMatch(/^Sigil-Signature: v=2; id=/m);
 
     const withHome = home.cli(["receipt", "verify-email", emlFile, "--json"]);
     expect(withHome.code, withHome.stderr).toBe(0);
@@ -149,24 +150,48 @@ describe("the Sigil-Signature header on outgoing email", () => {
 
     // An independent MIME parser (mailparser) extracts the same fields, and they verify.
     const parsed = await simpleParser(raw);
-    const addrs = (x: any) => (x ? (Array.isArray(x) ? x : [x]).flatMap((o: any) => o.value.map((v: any) => v.address)) : []);
-    const check = verifyEmailSignature(
+    const boxes = (x: any) => (x ? (Array.isArray(x) ? x : [x]).flatMap((o: any) => o.value.map((v: any) => ({ name: v.name, address: v.address }))) : []);
+    const independent = verifyEmailSignature(
       {
-        from: addrs(parsed.from)[0],
-        to: addrs(parsed.to),
-        cc: addrs(parsed.cc),
+        from: boxes(parsed.from)[0],
+        to: boxes(parsed.to),
+        cc: boxes(parsed.cc),
+        subject: parsed.subject ?? "",
         date: parsed.headers.get("date") instanceof Date ? (parsed.headers.get("date") as Date).toUTCString() : String(parsed.headers.get("date")),
         messageId: parsed.messageId!,
-        bodySha256: emailBodySha256(parsed.text ?? ""),
+        bodySha256: emailPartsSha256([
+          { type: "text/plain", content: parsed.text ?? "" },
+          { type: "text/html", content: typeof parsed.html === "string" ? parsed.html : "" },
+        ]),
         headerValue: String(parsed.headers.get("sigil-signature")),
       },
       keysFromJwks(JSON.parse(readFileSync(keysFile, "utf8"))),
     );
-    expect(check).toMatchObject({ ok: true, identityId: a.id });
+    expect(independent).toMatchObject({ ok: true, identityId: a.id });
 
-    // Tampering with what the header covers.
-    const tampered = (from: string | RegExp, to: string) => {
-      const f = write(home, "t.eml", raw.toString("latin1").replace(from, to));
+    // Tampering with what the header covers: the whole table through the modules the CLI uses
+    // (parseEml + verifyEmailSignature, in process: fast), a sample through the CLI itself.
+    const pubKeys = keysFromJwks(JSON.parse(readFileSync(keysFile, "utf8")));
+    const original = raw.toString("latin1");
+    const check = (eml: string): string => {
+      let p: ReturnType<typeof parseEml>;
+      try {
+        p = parseEml(eml);
+      } catch (err) {
+        return `the message cannot be read: ${(err as Error).message}`;
+      }
+      const results = p.headerValues.map((headerValue) => verifyEmailSignature({ ...p, headerValue }, pubKeys));
+      if (results.length === 0) return "no Sigil-Signature header";
+      return results.find((r) => r.ok) ? "ok" : (results.at(-1) as { error: string }).error;
+    };
+    expect(check(original)).toBe("ok");
+    const tampered = (from: string | RegExp, to: string): string => {
+      const changed = original.replace(from, to);
+      expect(changed).not.toBe(original);
+      return check(changed);
+    };
+    const viaCli = (from: string | RegExp, to: string): string => {
+      const f = write(home, "t.eml", original.replace(from, to));
       const res = offline(home, ["receipt", "verify-email", f, "--keys", keysFile, "--json"]);
       expect(res.code).toBe(1);
       return JSON.parse(res.stdout).error as string;
@@ -175,12 +200,33 @@ describe("the Sigil-Signature header on outgoing email", () => {
     expect(tampered(/^Cc: .*$/m, "Cc: eve@example.com")).toBe("bad_signature");
     expect(tampered(/^Date: .*$/m, "Date: Mon, 01 Jan 2024 00:00:00 +0000")).toBe("bad_signature");
     expect(tampered(/^From: .*$/m, "From: boss@sigil.example")).toBe("bad_signature");
+    expect(tampered(/^From: (.*)$/m, 'From: "PayPal Security" <$1>')).toBe("bad_signature");
+    expect(tampered(/^From: (.*)$/m, "From: =?utf-8?q?Your_Bank?= <$1>")).toBe("bad_signature");
+    expect(tampered(/^To: (.*)$/m, 'To: "Finance Team" <bob@example.com>, Alice@Example.com')).toBe("bad_signature");
+    expect(tampered(/^Subject: .*$/m, "Subject: Urgent: wire the money today")).toBe("bad_signature");
+    expect(tampered(/^Subject: .*\r\n/m, "")).toBe("bad_signature");
     expect(tampered(/^Sigil-Signature: .*$/m, "X-Nothing: 1")).toMatch(/no Sigil-Signature header/);
-    // The body: swap the text part for another one in plain 7bit.
-    const swapped = raw.toString("latin1").replace(/Content-Type: text\/plain[\s\S]*?\r\n\r\n[\s\S]*?(\r\n--)/, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\nyour order was cancelled.\r\n$1");
-    expect(swapped).not.toBe(raw.toString("latin1"));
-    const bf = write(home, "body.eml", swapped);
-    expect(JSON.parse(offline(home, ["receipt", "verify-email", bf, "--keys", keysFile, "--json"]).stdout).error).toBe("body_hash_mismatch");
+    // A second instance of any covered header fails, whichever one a reader would show.
+    for (const h of ["From", "To", "Cc", "Subject", "Date", "Message-ID"]) {
+      const line = new RegExp(`^${h}: .*\\r\\n`, "m").exec(original)![0];
+      expect(tampered(line, line + line), h).toMatch(new RegExp(`cannot be read: it has 2 ${h} headers`));
+      expect(tampered(line, line.replace(/: .*/, ": x@evil.example") + line), h).toMatch(/cannot be read: it has 2/);
+    }
+    // The HTML part replaced: in plain 7bit, or edited in the quoted-printable the composer wrote.
+    const htmlPart = /Content-Type: text\/html[\s\S]*?\r\n\r\n[\s\S]*?(\r\n--)/;
+    expect(tampered(htmlPart, "Content-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\n<p>Pay to IBAN XX00 now</p>\r\n$1")).toBe("body_hash_mismatch");
+    expect(tampered("<p>Gr=C3=BC=C3=9Fe</p>", '<p>Gr=C3=BC=C3=9Fe <a href=3D"https://evil.example">log in</a></p>')).toBe("body_hash_mismatch");
+    // The text part swapped for another one in plain 7bit.
+    const textPart = /Content-Type: text\/plain[\s\S]*?\r\n\r\n[\s\S]*?(\r\n--)/;
+    expect(tampered(textPart, "Content-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 7bit\r\n\r\nyour order was cancelled.\r\n$1")).toBe("body_hash_mismatch");
+
+    // The CLI on real tampered files: exit 1, the code with --json, one sentence for a person.
+    expect(viaCli(/^Subject: .*$/m, "Subject: Invoice")).toBe("bad_signature");
+    expect(viaCli(htmlPart, "Content-Type: text/html\r\n\r\n<p>Pay now</p>\r\n$1")).toBe("body_hash_mismatch");
+    expect(viaCli(/^(Subject: .*\r\n)/m, "$1Subject: Invoice\r\n")).toMatch(/cannot be read: it has 2 Subject headers/);
+    const human = offline(home, ["receipt", "verify-email", write(home, "s.eml", original.replace(/^Subject: .*$/m, "Subject: Invoice")), "--keys", keysFile]);
+    expect(human.code).toBe(1);
+    expect(human.stdout).toMatch(/^FAIL .*: the signature does not match the message: .*the Subject.*\.\n$/);
 
     // Keys of another identity, and no keys at all where there is no home.
     const b = home.createIdentity({ name: "other", channels: "", policy: {} });
@@ -189,7 +235,7 @@ describe("the Sigil-Signature header on outgoing email", () => {
     const none = offline(home, ["receipt", "verify-email", emlFile]);
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/--keys/);
-  }, 60_000);
+  }, 120_000);
 
   it("survives real SMTP delivery and key rotation: the received bytes verify against the published JWKS", async () => {
     const smtp = await startSmtpServer();
@@ -207,6 +253,33 @@ describe("the Sigil-Signature header on outgoing email", () => {
       const res = offline(home, ["receipt", "verify-email", f, "--keys", keysFile, "--json"]);
       expect(res.code, res.stdout + res.stderr).toBe(0);
       expect(JSON.parse(res.stdout)).toMatchObject({ ok: true, kid: rotated.keyId }); // signed by the ACTIVE key
+
+      // HTML-only mail through SMTP: signed over its HTML, so the received HTML cannot be replaced,
+      // nor the Subject, nor a covered header added twice.
+      const h = await stdioClient(home, a.token, { env: { SIGIL_SMTP_URL: smtp.url() } });
+      const r2 = await h.client.callTool({ name: "send_email", arguments: { to: ["bob@example.com"], subject: "Your invoice", html: "<p>Invoice <b>42</b>: 10 EUR</p>" } });
+      expect(r2.isError, text(r2)).toBeFalsy();
+      await h.client.close();
+      expect(smtp.messages).toHaveLength(2);
+      const rx = smtp.messages[1]!.raw.toString("latin1");
+      expect(rx).toMatch(/^Content-Type: text\/html/m);
+      expect(rx).not.toMatch(/text\/plain/);
+      const keys = keysFromJwks(JSON.parse(readFileSync(keysFile, "utf8")));
+      const verdict = (eml: string) => {
+        try {
+          const p = parseEml(eml);
+          return verifyEmailSignature({ ...p, headerValue: p.headerValues[0]! }, keys);
+        } catch (err) {
+          return { ok: false, error: (err as Error).message };
+        }
+      };
+      expect(verdict(rx)).toMatchObject({ ok: true, kid: rotated.keyId, version: 2 });
+      expect(verdict(rx.replace("Invoice <b>42</b>: 10 EUR", "Invoice <b>42</b>: 9000 EUR"))).toEqual({ ok: false, error: "body_hash_mismatch" });
+      expect(verdict(rx.replace(/^Subject: .*$/m, "Subject: Final notice"))).toEqual({ ok: false, error: "bad_signature" });
+      expect(verdict(rx.replace(/^(Date: .*\r\n)/m, "$1$1"))).toMatchObject({ ok: false, error: expect.stringMatching(/2 Date headers/) });
+      const cli = offline(home, ["receipt", "verify-email", write(home, "rx2.eml", rx.replace("10 EUR", "90 EUR")), "--keys", keysFile]);
+      expect(cli.code).toBe(1);
+      expect(cli.stdout).toMatch(/the body \(a text or HTML part, or their number or order\) is not what was signed/);
     } finally {
       await smtp.close();
     }

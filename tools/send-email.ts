@@ -13,7 +13,7 @@ import * as z from "zod";
 import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
 import { defineTool } from "../src/pipeline/tool.js";
 import type { EmailMessage } from "../src/providers/types.js";
-import { EMAIL_SIGNATURE_HEADER, emailBodySha256, signEmail } from "../src/provenance/email-signature.js";
+import { EMAIL_SIGNATURE_HEADER, composedParts, emailPartsSha256, signEmail } from "../src/provenance/email-signature.js";
 import { CONTROL_EXCEPT_WHITESPACE, DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
 
 export const MAX_EMAIL_RECIPIENTS_PER_LIST = 100;
@@ -91,17 +91,19 @@ export const sendEmail = defineTool({
     const from = ctx.identity.email;
     const messageId = `<${randomUUID()}@sigil.local>`;
     // Server-built headers only, never from the arguments: the Sigil-Signature header, by the
-    // identity's active key, over sender, recipients, Date, Message-ID and the text body
+    // identity's active key, over From, To, Cc, Subject, Date, Message-ID and every body part
     // (src/provenance/email-signature.ts; checked by `sigil receipt verify-email`).
     const date = new Date(ctx.sigil.now());
     const extraHeaders: Record<string, string> = {
       [EMAIL_SIGNATURE_HEADER]: await signEmail({
-        from,
-        to: normalized.to,
-        cc: normalized.cc,
+        // The composer writes bare addresses: no display names.
+        from: { name: "", address: from },
+        to: normalized.to.map((address) => ({ name: "", address })),
+        cc: normalized.cc.map((address) => ({ name: "", address })),
+        subject: a.subject,
         date: date.toUTCString(),
         messageId,
-        bodySha256: emailBodySha256(a.text ?? ""),
+        bodySha256: emailPartsSha256(composedParts({ ...(a.text !== undefined ? { text: a.text } : {}), ...(a.html !== undefined ? { html: a.html } : {}) })),
         identityId: ctx.identity.id,
         signer: await ctx.sigil.activeSigner(ctx.identity.id),
         now: date,

@@ -16,8 +16,7 @@ import { readFileSync } from "node:fs";
 import { SigilError } from "../errors.js";
 import { makeCheckpoint } from "../provenance/checkpoint.js";
 import { identityJwks, keysFromJwks } from "../provenance/directory.js";
-import { parseEml } from "../provenance/eml.js";
-import { verifyEmailSignature } from "../provenance/email-signature.js";
+import { EMAIL_SIGNATURE_ERRORS, verifyEmailSignature, type EmailSignatureError } from "../provenance/email-signature.js";
 import { makeReceipt, verifyReceipt } from "../provenance/receipt.js";
 import type { RegisterCommands } from "./commands.js";
 
@@ -40,12 +39,16 @@ export type EmailCheck = {
   identityId?: string;
   kid?: string;
   ts?: number;
+  /** The signature's format: 2, or 1 (accepted only with --accept-v1: Subject, display names and HTML unchecked). */
+  version?: 1 | 2;
   from?: string;
   to?: string[];
   cc?: string[];
   messageId?: string;
   keysSource: "supplied" | "home" | "none";
   error?: string;
+  /** The failure as one sentence. */
+  reason?: string;
 };
 
 export const registerReceiptCommands: RegisterCommands = (program, kit) => {
@@ -85,25 +88,26 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
 
   receipt
     .command("verify-email")
-    .description("check the Sigil-Signature header of a received message (.eml): sender, recipients, date, Message-ID and text body")
+    .description("check the Sigil-Signature header of a received message (.eml): From (display name included), To, Cc, Subject, Date, Message-ID, each exactly once, and every text and HTML part in order")
     .argument("<file>")
     .option("--keys <file>", "the sender identity's JWKS (sigil keys export ID, or GET /identities/<id>/keys); default: this home's registry")
+    .option("--accept-v1", "also accept format v1 signatures (older sigil), which do not cover the Subject, display names or the HTML part")
     .addOption(kit.jsonOpt())
-    .action(async (file: string, o: { keys?: string; json?: boolean }) => {
+    .action(async (file: string, o: { keys?: string; json?: boolean; acceptV1?: boolean }) => {
       let raw: string;
       try {
         raw = readFileSync(file, "latin1"); // bytes as they are; parts are decoded by their charset
       } catch {
         throw new SigilError("unreadable", `${file} cannot be read.`);
       }
-      const r = await checkEmail(raw, o.keys, kit);
+      const r = await checkEmail(raw, o.keys, kit, !!o.acceptV1);
       kit.out(!!o.json, r, () =>
         r.ok
-          ? `ok   ${r.messageId} from ${r.from} to ${[...r.to!, ...r.cc!].join(", ")}: signed by ${r.identityId} with key ${r.kid} at ${new Date(r.ts! * 1000).toISOString()}`
-          : `FAIL ${file}: ${r.error}`,
+          ? `ok   ${r.messageId} from ${r.from} to ${[...r.to!, ...r.cc!].join(", ")}: signed by ${r.identityId} with key ${r.kid} at ${new Date(r.ts! * 1000).toISOString()}${r.version === 1 ? " (format v1: Subject, display names and HTML not covered)" : ""}`
+          : `FAIL ${file}: ${r.reason ?? r.error}.`,
       );
       if (!r.ok) {
-        if (o.json) process.stderr.write(`sigil: ${r.error}\n`);
+        if (o.json) process.stderr.write(`sigil: ${r.reason ?? r.error}.\n`);
         process.exitCode = 1;
       }
     });
@@ -123,14 +127,16 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
   }
 };
 
-async function checkEmail(raw: string, keysFile: string | undefined, kit: Parameters<RegisterCommands>[1]): Promise<EmailCheck> {
-  let parsed: ReturnType<typeof parseEml>;
+async function checkEmail(raw: string, keysFile: string | undefined, kit: Parameters<RegisterCommands>[1], acceptV1: boolean): Promise<EmailCheck> {
+  // Loaded on use: the MIME reader (libmime and its charsets) is not needed to serve.
+  const { parseEml } = await import("../provenance/eml.js");
+  let parsed: Awaited<ReturnType<typeof parseEml>>;
   try {
     parsed = parseEml(raw);
   } catch (err) {
     return { ok: false, keysSource: "none", error: `the message cannot be read: ${(err as Error).message}` };
   }
-  const about = { from: parsed.from, to: parsed.to, cc: parsed.cc, messageId: parsed.messageId };
+  const about = { from: parsed.from.address, to: parsed.to.map((m) => m.address), cc: parsed.cc.map((m) => m.address), messageId: parsed.messageId };
   if (parsed.headerValues.length === 0) return { ok: false, keysSource: "none", ...about, error: "the message has no Sigil-Signature header" };
   const claimed = /(?:^|;)\s*id=([^;\s]+)/.exec(parsed.headerValues[0]!.replace(/\r?\n[ \t]+/g, " "))?.[1];
   if (!claimed) return { ok: false, keysSource: "none", ...about, error: "the Sigil-Signature header names no identity" };
@@ -161,11 +167,11 @@ async function checkEmail(raw: string, keysFile: string | undefined, kit: Parame
   } catch (err) {
     return { ok: false, keysSource, ...about, identityId: claimed, error: (err as Error).message };
   }
-  let last = "bad_signature";
+  let last: EmailSignatureError = "bad_signature";
   for (const headerValue of parsed.headerValues) {
-    const r = verifyEmailSignature({ ...parsed, headerValue }, keys);
-    if (r.ok) return { ok: true, keysSource, ...about, identityId: r.identityId, kid: r.kid, ts: r.ts };
+    const r = verifyEmailSignature({ ...parsed, headerValue }, keys, { acceptV1 });
+    if (r.ok) return { ok: true, keysSource, ...about, identityId: r.identityId, kid: r.kid, ts: r.ts, version: r.version };
     last = r.error;
   }
-  return { ok: false, keysSource, ...about, identityId: claimed, error: last };
+  return { ok: false, keysSource, ...about, identityId: claimed, error: last, reason: EMAIL_SIGNATURE_ERRORS[last] };
 }

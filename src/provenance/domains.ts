@@ -30,11 +30,14 @@ export const RECEIPT = "sigil-receipt-v1\n";
 /** A key-rotation statement (signed by the old key, carrying the new key's signature). */
 export const KEY_ROTATION = "sigil-key-rotation-v1\n";
 
-/** The `Sigil-Signature` e-mail header (src/provenance/email-signature.ts). */
+/** The `Sigil-Signature` e-mail header, format v1 (src/provenance/email-signature.ts; verified only on request). */
 export const EMAIL = "sigil-email-v1\n";
 
+/** The `Sigil-Signature` e-mail header, format v2 (also covers Subject, display names and every body part). */
+export const EMAIL_V2 = "sigil-email-v2\n";
+
 /** All prefixes, to check that none is a prefix of another (tested). */
-export const ALL_DOMAINS: readonly string[] = [AUDIT_ENTRY, RECEIPT, KEY_ROTATION, EMAIL];
+export const ALL_DOMAINS: readonly string[] = [AUDIT_ENTRY, RECEIPT, KEY_ROTATION, EMAIL, EMAIL_V2];
 
 /** What every prefix above starts with; formats without a prefix must never start with it. */
 export const DOMAIN_PREFIX_START = "sigil-";
