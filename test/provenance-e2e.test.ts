@@ -219,8 +219,14 @@ describe("sign_http_request through MCP over stdio", () => {
     expect(text(plainHttp)).toMatch(/^denied: origin_not_allowed: /);
     const extra = await client.callTool({ name: "sign_http_request", arguments: { method: "GET", url: `${SHOP}/`, expires: 9999 } });
     expect(text(extra)).toMatch(/^denied: invalid_arguments: /);
-    const ok = await client.callTool({ name: "sign_http_request", arguments: { method: "GET", url: `${SHOP}/cart?token=s3cret`, headers: { Authorization: "Bearer s3cret" } } });
+    // A URL that an RFC 3986 client reads as userinfo "shop.example\" at evil.example: refused, audited.
+    const trick = await client.callTool({ name: "sign_http_request", arguments: { method: "GET", url: "https://shop.example\\@evil.example/x" } });
+    expect(text(trick)).toMatch(/^denied: invalid_arguments: the URL contains a backslash/);
+    const userOnly = await client.callTool({ name: "sign_http_request", arguments: { method: "GET", url: "https://user@shop.example/x" } });
+    expect(text(userOnly)).toMatch(/^denied: invalid_arguments: the URL carries userinfo/);
+    const ok = await client.callTool({ name: "sign_http_request", arguments: { method: "GET", url: `HTTPS://Shop.Example:443/cart?token=s3cret#frag`, headers: { Authorization: "Bearer s3cret" } } });
     const s = ok.structuredContent as any;
+    expect(s.url).toBe(`${SHOP}/cart?token=s3cret`); // the normalised URL that was signed
     await client.close();
 
     const raw = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${signer.id}.jsonl`), "utf8");

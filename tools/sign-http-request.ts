@@ -33,7 +33,7 @@ const input = z.strictObject({
     .max(32)
     .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { error: "must be an HTTP method token such as GET or POST" })
     .describe("The HTTP method of the request to be sent, e.g. GET or POST"),
-  url: z.string().min(1).max(MAX_URL).describe("The absolute https URL the request goes to; its origin must be in the policy's allowedSigningOrigins"),
+  url: z.string().min(1).max(MAX_URL).describe("The absolute https URL the request goes to, in plain form (no user@, backslashes or escapes in the host); its origin must be in the policy's allowedSigningOrigins"),
   headers: z
     .record(z.string().max(256), z.string().max(8192))
     .refine((h) => Object.keys(h).length <= MAX_HEADERS, { error: `at most ${MAX_HEADERS} headers` })
@@ -51,6 +51,7 @@ const input = z.strictObject({
 });
 
 const output = z.object({
+  url: z.string().describe("The normalised URL that was signed: send the request to exactly this URL"),
   headers: z
     .object({ "Signature-Input": z.string(), Signature: z.string(), "Signature-Agent": z.string().optional() })
     .describe("Add these headers to the request as they are"),
@@ -113,6 +114,7 @@ export const signHttpRequest = defineTool({
       throw new Denied("invalid_arguments", `${(err as Error).message}.`);
     }
     const structured = {
+      url: signed.url,
       headers: signed.headers,
       keyid: signed.keyid,
       tag: signed.tag,

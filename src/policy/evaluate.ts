@@ -30,13 +30,16 @@
  *     `cardCurrency ?? "USD"`; per-charge limit; blocked MCC before allowed
  *     MCC; spent in (now-24h, now] + amount <= limit; needsApproval when
  *     amount > approvalAboveCents;
- *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; https only
- *     (http only for loopback hosts), no credentials in the URL; the origin
+ *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; the URL read
+ *     alike by WHATWG and RFC 3986 parsers (`checkSigningUrl`: no userinfo,
+ *     backslash, host escape, control character or rewritten path); https only
+ *     (http only for loopback hosts); normalized.url is the URL signed; the origin
  *     must be listed or `"*"` must be listed.
  */
 import { domainAllowed, validateAddress } from "./email-address.js";
 import { parsePhone } from "./phone.js";
 import { isLoopbackHost, safeEcho, type Policy } from "./schema.js";
+import { checkSigningUrl } from "../provenance/url.js";
 
 export type Action =
   | { kind: "none"; tool: string }
@@ -267,15 +270,12 @@ function evalSign(policy: Policy, url: unknown): Decision {
   if (typeof url !== "string" || url.length === 0 || url.length > MAX_URL) {
     return deny("invalid_arguments", `url must be a string of 1 to ${MAX_URL} characters.`);
   }
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    return deny("invalid_arguments", `url ${q(url)} is not an absolute URL.`);
-  }
-  if (u.username !== "" || u.password !== "") {
-    return deny("invalid_arguments", "url must not contain credentials.");
-  }
+  // Only URLs that WHATWG and RFC 3986 parsers read alike (src/provenance/url.ts): no userinfo,
+  // backslashes, escapes in the host, control characters, or anything the parser would rewrite.
+  const checked = checkSigningUrl(url);
+  if (!checked.ok && checked.scheme) return deny("origin_not_allowed", "Only https URLs (or http to loopback) may be signed.");
+  if (!checked.ok) return deny("invalid_arguments", `${checked.problem}.`);
+  const u = checked.url;
   if (!(u.protocol === "https:" || (u.protocol === "http:" && isLoopbackHost(u.hostname)))) {
     return deny("origin_not_allowed", "Only https URLs (or http to loopback) may be signed.");
   }
@@ -283,7 +283,7 @@ function evalSign(policy: Policy, url: unknown): Decision {
   if (!origins.includes("*") && !origins.includes(origin)) {
     return deny("origin_not_allowed", `Origin ${q(origin)} is not in allowedSigningOrigins.`);
   }
-  return allow({ kind: "sign", url: u.href, origin });
+  return allow({ kind: "sign", url: checked.normalized, origin });
 }
 
 export function evaluate(policy: Policy, action: Action, usage: Usage, nowMs: number): Decision {

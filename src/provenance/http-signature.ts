@@ -18,6 +18,7 @@ import {
   serializeItem,
   serializeString,
 } from "structured-headers";
+import { checkSigningUrl } from "./url.js";
 import { jwkThumbprint, signChecked, verifyEd25519, decodeBase64Strict, base64, type Signer } from "../crypto/jwk.js";
 
 export type SignatureTag = "web-bot-auth" | "agent-browser-auth" | "agent-payer-auth";
@@ -202,6 +203,8 @@ export type SignRequestInput = {
 
 export type SignedRequest = {
   headers: { "Signature-Input": string; Signature: string; "Signature-Agent"?: string };
+  /** The normalised URL signed (WHATWG serialisation, no fragment). */
+  url: string;
   /** RFC 7638 thumbprint of the signing key. */
   keyid: string;
   label: string;
@@ -218,7 +221,9 @@ export async function signRequest(input: SignRequestInput): Promise<SignedReques
   const { tag, signer, now, nonce } = input;
   if (!SIGNATURE_TAGS.includes(tag)) throw new Error("unknown signature tag");
   if (!METHOD_RE.test(input.method)) throw new Error("invalid HTTP method");
-  const u = parseHttpUrl(input.url);
+  const checked = checkSigningUrl(input.url);
+  if (!checked.ok) throw new Error(checked.problem);
+  const u = parseHttpUrl(checked.normalized);
   assertNonce(nonce);
   const lifetime = input.expiresInSeconds ?? DEFAULT_EXPIRES_SECONDS;
   if (!Number.isInteger(lifetime) || lifetime <= 0 || lifetime > MAX_EXPIRES_SECONDS) {
@@ -277,6 +282,7 @@ export async function signRequest(input: SignRequestInput): Promise<SignedReques
   if (signatureAgentHeader !== undefined) out["Signature-Agent"] = signatureAgentHeader;
   return {
     headers: out,
+    url: checked.normalized,
     keyid,
     label: REQUEST_LABEL,
     tag,
