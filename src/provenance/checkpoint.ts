@@ -12,9 +12,11 @@
  * disclosing any other entry, and any tlog tool can check it.
  *
  * "Periodic": checkpoints are computed on demand — whenever the HTTP server is asked
- * (`GET /identities/<id>/checkpoint`) or the CLI (`sigil audit checkpoint ID`) — over the log as it
- * stands, under the identity's chain lock (a consistent size and head). Nothing is written to the
- * log. Ed25519 is deterministic, so two checkpoints of the same size by the same key are
+ * (`GET /identities/<id>/checkpoint`, which reuses one for up to a second) or the CLI (`sigil audit
+ * checkpoint ID`) — over the log as it stands, under the identity's chain lock (a consistent size
+ * and head). The tree is kept incrementally (MerkleFrontier): a process reads each entry once, and
+ * a later checkpoint costs the entries appended since the last one plus O(log n) hashes — never a
+ * re-read of the log. Nothing is written to the log. Ed25519 is deterministic, so two checkpoints of the same size by the same key are
  * byte-identical; and since the log is append-only, sigil never signs two checkpoints that disagree
  * unless its log was rewritten — which is what holders of checkpoints then detect.
  */
@@ -24,7 +26,9 @@ import { type AuditBundle, type Sigil, verifyBundle } from "../sigil.js";
 import type { VerifyResult } from "../audit/verify.js";
 import { SigilError } from "../errors.js";
 import type { AuditEntry } from "../audit/entry.js";
-import { fromB64, keyThumbprint } from "../crypto/core.js";
+import { fromB64, keyThumbprint, sign as edSign } from "../crypto/core.js";
+import { ZERO_HASH } from "../audit/entry.js";
+import type { ChainCursor } from "../../store/types.js";
 import { checkpointBody, openNote, parseCheckpoint, signNote } from "./note.js";
 import { base64 } from "../crypto/jwk.js";
 
@@ -95,21 +99,39 @@ export function verifyInclusion(leaf: Buffer, index: number, size: number, proof
   return sn === 0 && r.equals(root);
 }
 
-// ---- reading a log ----------------------------------------------------------------------------
+/**
+ * RFC 9162 Merkle tree hash kept incrementally: the roots of the perfect subtrees the leaves so far
+ * decompose into (largest first), so appending a leaf costs O(1) amortised and the root O(log n).
+ */
+export class MerkleFrontier {
+  private readonly stack: Array<{ size: number; hash: Buffer }> = [];
+  size = 0;
+  /** Node hashes computed so far (for tests that show the cost of a checkpoint). */
+  hashes = 0;
 
-/** Leaf hashes of the first `size` entries of an identity's log (from its stored lines). */
-export async function leafHashes(sigil: Sigil, identityId: string, size: number): Promise<Buffer[]> {
-  const leaves: Buffer[] = [];
-  if (size === 0) return leaves;
-  for await (const line of sigil.store.audit.readLines(identityId)) {
-    const e = JSON.parse(line) as AuditEntry;
-    if (e.seq !== leaves.length + 1 || !/^[0-9a-f]{64}$/.test(e.hash)) throw new Error(`audit log of ${identityId} is malformed at entry ${leaves.length + 1}`);
-    leaves.push(Buffer.from(e.hash, "hex"));
-    if (leaves.length === size) break;
+  push(leaf: Buffer): void {
+    let top = { size: 1, hash: leaf };
+    while (this.stack.length > 0 && this.stack[this.stack.length - 1]!.size === top.size) {
+      const left = this.stack.pop()!;
+      top = { size: left.size * 2, hash: node(left.hash, top.hash) };
+      this.hashes++;
+    }
+    this.stack.push(top);
+    this.size++;
   }
-  if (leaves.length !== size) throw new Error(`audit log of ${identityId} is shorter than ${size}`);
-  return leaves;
+
+  root(): Buffer {
+    if (this.stack.length === 0) return createHash("sha256").digest();
+    let r = this.stack[this.stack.length - 1]!.hash;
+    for (let i = this.stack.length - 2; i >= 0; i--) {
+      r = node(this.stack[i]!.hash, r);
+      this.hashes++;
+    }
+    return r;
+  }
 }
+
+// ---- reading a log ----------------------------------------------------------------------------
 
 export type CheckpointView = {
   format: typeof CHECKPOINT_FORMAT;
@@ -124,24 +146,76 @@ export type CheckpointView = {
   note: string;
 };
 
-const cache = new Map<string, { size: number; keyId: string; view: CheckpointView }>();
+/** What this process has read of one identity's log, for its checkpoints. */
+interface Tracked {
+  cursor: ChainCursor;
+  tree: MerkleFrontier;
+  head: string;
+  /** The key the log has handed signing to (the genesis entry's, then each rotation's new key). */
+  keyId?: string;
+  view?: CheckpointView;
+  /** Checkpoints of one identity are made one at a time (each continues from the last). */
+  queue: Promise<unknown>;
+}
+
+const tracked = new WeakMap<Sigil, Map<string, Tracked>>();
+
+function trackedOf(sigil: Sigil, identityId: string): Tracked {
+  let m = tracked.get(sigil);
+  if (!m) tracked.set(sigil, (m = new Map()));
+  let t = m.get(identityId);
+  if (!t) m.set(identityId, (t = { cursor: { position: 0 }, tree: new MerkleFrontier(), head: ZERO_HASH, queue: Promise.resolve() }));
+  return t;
+}
+
+/** Node hashes this process has computed for `identityId`'s checkpoints (tests: the cost of one). */
+export function checkpointHashCount(sigil: Sigil, identityId: string): number {
+  return tracked.get(sigil)?.get(identityId)?.tree.hashes ?? 0;
+}
 
 /** A checkpoint of the identity's log as it stands, signed by its active key. */
-export async function makeCheckpoint(sigil: Sigil, identityId: string): Promise<CheckpointView> {
-  const state = await sigil.chains.state(identityId);
-  const size = state.seq;
-  const headHash = state.head;
-  const signer = await sigil.activeSigner(identityId);
-  const hit = cache.get(identityId);
-  if (hit && hit.size === size && hit.keyId === signer.keyId && hit.view.headHash === headHash) return hit.view;
-  const leaves = await leafHashes(sigil, identityId, size);
-  if (size > 0 && leaves[size - 1]!.toString("hex") !== headHash) throw new Error(`audit log of ${identityId} changed under its checkpoint`);
-  const root = merkleRoot(leaves);
+export function makeCheckpoint(sigil: Sigil, identityId: string): Promise<CheckpointView> {
+  const t = trackedOf(sigil, identityId);
+  const run = t.queue.then(() => catchUp(sigil, identityId, t));
+  t.queue = run.catch(() => {});
+  return run;
+}
+
+async function catchUp(sigil: Sigil, identityId: string, t: Tracked): Promise<CheckpointView> {
+  const rec = await sigil.requireIdentity(identityId);
+  try {
+    // Under the chain lock: only the entries appended since this process last looked.
+    const { cursor } = await sigil.store.audit.withChain(identityId, t.cursor, async (view) => {
+      for (const line of view.lines) {
+        const e = JSON.parse(line) as AuditEntry;
+        if (e.seq !== t.tree.size + 1 || e.prev !== t.head || !/^[0-9a-f]{64}$/.test(e.hash)) {
+          throw new Error(`audit log of ${identityId} is malformed at entry ${t.tree.size + 1}`);
+        }
+        t.tree.push(Buffer.from(e.hash, "hex"));
+        t.head = e.hash;
+        if (e.seq === 1) t.keyId = e.keyId;
+        if (typeof e.newKeyId === "string") t.keyId = e.newKeyId;
+      }
+      return { lines: [], value: null };
+    });
+    t.cursor = cursor;
+  } catch (err) {
+    // The log is not what this process read before (or not readable): start again next time.
+    Object.assign(t, { cursor: { position: 0 }, tree: new MerkleFrontier(), head: ZERO_HASH, keyId: undefined, view: undefined });
+    throw err;
+  }
+  const size = t.tree.size;
+  if (t.view && t.view.size === size && t.view.keyId === t.keyId) return t.view;
+  const keyId = t.keyId;
+  const key = keyId ? rec.keys.find((k) => k.keyId === keyId) : undefined;
+  if (!keyId || !key) throw new SigilError("key_missing", `the audit log of ${identityId} names no active key in the registry`);
+  const { secretKey } = await sigil.signer(identityId, keyId);
+  const signer = { keyId, publicKey: new Uint8Array(fromB64(key.publicKey)), sign: (m: Uint8Array) => edSign(secretKey, m) };
+  const root = t.tree.root();
   const origin = checkpointOrigin(identityId);
   const note = await signNote(checkpointBody(origin, size, root), [{ name: origin, signer }]);
-  const view: CheckpointView = { format: CHECKPOINT_FORMAT, origin, size, rootHash: base64(root), headHash, keyId: signer.keyId, note };
-  cache.set(identityId, { size, keyId: signer.keyId, view });
-  return view;
+  t.view = { format: CHECKPOINT_FORMAT, origin, size, rootHash: base64(root), headHash: t.head, keyId, note };
+  return t.view;
 }
 
 // ---- verifying a kept checkpoint against a log -------------------------------------------------

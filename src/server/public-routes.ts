@@ -8,6 +8,13 @@
  *
  * They disclose which identity ids exist and how many entries each log has; nothing else (no
  * names, policies, addresses or entries).
+ *
+ * Anyone can call them as often as they like, so they answer from cached state: each response is
+ * kept and served as is for up to a second (REFRESH_MS), then rebuilt once — by one request, while
+ * the others wait for it — from what changed (a checkpoint reads only the entries appended since
+ * the last one; see provenance/checkpoint.ts). A request costs a map lookup, never a read or a
+ * re-hash of a log, and anonymous traffic takes an identity's chain lock at most once a second.
+ * An unknown identity id costs one registry lookup and is not cached.
  */
 import type http from "node:http";
 import type { Sigil } from "../sigil.js";
@@ -17,38 +24,83 @@ import { makeCheckpoint } from "../provenance/checkpoint.js";
 import { publicOrigin } from "../provenance/receipt.js";
 
 const IDENTITY_ROUTE = /^\/identities\/([A-Za-z0-9_-]{1,64})\/(keys|checkpoint)$/;
+/** How long a public response is reused before it is rebuilt. */
+export const REFRESH_MS = 1000;
 
-function send(res: http.ServerResponse, status: number, type: string, body: string, extra: Record<string, string> = {}): void {
-  res.writeHead(status, { "content-type": type, "x-content-type-options": "nosniff", ...extra });
-  res.end(body);
+interface Response {
+  status: number;
+  type: string;
+  body: string;
+  headers: Record<string, string>;
+}
+
+interface Slot {
+  value?: Response;
+  at: number;
+  pending?: Promise<Response>;
+}
+
+function send(res: http.ServerResponse, r: Response): void {
+  res.writeHead(r.status, { "content-type": r.type, "x-content-type-options": "nosniff", ...r.headers });
+  res.end(r.body);
 }
 
 export function publicRoutes(sigil: Sigil): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
   const publicUrl = publicOrigin(sigil.env);
   const publicHost = publicUrl ? new URL(publicUrl).host : undefined;
+  // One slot per directory authority (Host was checked against the allow-list, so few) and per
+  // route of each existing identity.
+  const slots = new Map<string, Slot>();
+
+  /** The cached response for `key`, rebuilt by `load` when it is older than REFRESH_MS (one load at a time). */
+  const cached = (key: string, load: () => Promise<Response | undefined>): Promise<Response | undefined> => {
+    const now = sigil.now();
+    const slot = slots.get(key);
+    if (slot?.value && now >= slot.at && now - slot.at < REFRESH_MS) return Promise.resolve(slot.value);
+    if (slot?.pending) return slot.pending;
+    const s: Slot = slot ?? { at: now };
+    const pending = load().then(
+      (value) => {
+        if (value === undefined) slots.delete(key);
+        else Object.assign(s, { value, at: now, pending: undefined });
+        return value;
+      },
+      (err: unknown) => {
+        s.pending = undefined;
+        if (!s.value) slots.delete(key);
+        throw err;
+      },
+    );
+    s.pending = pending as Promise<Response>;
+    slots.set(key, s);
+    return pending;
+  };
+
   return async (req, url, res) => {
     if (url.pathname === DIRECTORY_PATH) {
       const host = (req.headers.host ?? "").toLowerCase();
       // The response signature covers the authority the directory was fetched at; the scheme only
       // decides which default port is dropped. Host was already checked against the allow-list.
       const scheme = publicHost !== undefined && host === publicHost ? "https" : "http";
-      const d = await signedDirectory(sigil, host, scheme);
-      send(res, 200, d.headers["content-type"]!, d.body, d.headers);
+      const r = await cached(`directory\n${scheme}://${host}`, async () => {
+        const d = await signedDirectory(sigil, host, scheme);
+        return { status: 200, type: d.headers["content-type"]!, body: d.body, headers: d.headers };
+      });
+      send(res, r!);
       return true;
     }
     const m = IDENTITY_ROUTE.exec(url.pathname);
     if (!m) return false;
-    const rec = await sigil.store.getIdentity(m[1]!);
-    if (!rec) {
-      send(res, 404, "application/json", JSON.stringify({ error: "not_found", message: "No such identity." }));
-      return true;
-    }
-    if (m[2] === "keys") {
-      send(res, 200, "application/jwk-set+json", JSON.stringify(identityJwks(rec)), { "cache-control": "max-age=60" });
-    } else {
+    const id = m[1]!;
+    const route = m[2]!;
+    const r = await cached(`${route}\n${id}`, async () => {
+      const rec = await sigil.store.getIdentity(id);
+      if (!rec) return undefined;
+      if (route === "keys") return { status: 200, type: "application/jwk-set+json", body: JSON.stringify(identityJwks(rec)), headers: { "cache-control": "max-age=60" } };
       const cp = await makeCheckpoint(sigil, rec.id);
-      send(res, 200, "text/plain; charset=utf-8", cp.note, { "cache-control": "no-store" });
-    }
+      return { status: 200, type: "text/plain; charset=utf-8", body: cp.note, headers: { "cache-control": "no-store" } };
+    });
+    send(res, r ?? { status: 404, type: "application/json", body: JSON.stringify({ error: "not_found", message: "No such identity." }), headers: {} });
     return true;
   };
 }
