@@ -135,7 +135,8 @@ export class Vault {
     return this.store.deleteSecret(identityId, name);
   }
 
+  /** The names of the identity's secrets (records the name rule cannot produce, such as the exfiltration guard's, are not secrets). */
   async names(identityId: string): Promise<string[]> {
-    return this.store.listSecretNames(identityId);
+    return (await this.store.listSecretNames(identityId)).filter((n) => secretNameProblem(n) === undefined);
   }
 }
