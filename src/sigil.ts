@@ -97,6 +97,7 @@ export class Sigil implements Keyring {
       now: this.now,
       instanceId: this.instanceId,
       instanceAlive: (id) => store.instanceAlive(id),
+      snapshotKey: master.subkey("chain-snapshot"),
     });
   }
 
@@ -188,6 +189,7 @@ export class Sigil implements Keyring {
   }
 
   async close(): Promise<void> {
+    await this.chains.close().catch(() => {}); // state snapshots: an optimisation, never a reason to fail
     await this.store.close();
   }
 

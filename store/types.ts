@@ -79,6 +79,16 @@ export interface AuditBackend {
   ): Promise<{ value: T; cursor: ChainCursor }>;
   /** Every line of the identity's log, in order (a torn last line included as it is). */
   readLines(identityId: string): AsyncIterable<string>;
+  /**
+   * State snapshots (see src/audit/chain.ts): opaque text the chain authenticates itself, so a
+   * backend only stores it. Reading returns the last one written (undefined when there is none);
+   * a write replaces it atomically (a crash leaves the old one or the new one, never a mix) and
+   * may be lost in a crash — it is an optimisation, the log stays the source of truth.
+   */
+  readSnapshot?(identityId: string): Promise<string | undefined>;
+  writeSnapshot?(identityId: string, seq: number, text: string): Promise<void>;
+  /** The complete line that ends exactly at `cursor` (the entry just before it), if there is one. */
+  lineBefore?(identityId: string, cursor: ChainCursor): Promise<string | undefined>;
 }
 
 export class StoreError extends Error {

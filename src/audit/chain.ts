@@ -9,7 +9,8 @@
  * batched into one write and one fsync (group commit) — each build still sees the state left by
  * the one before it.
  */
-import { b64, sha256hex, sign as edSign } from "../crypto/core.js";
+import { createHmac } from "node:crypto";
+import { b64, hashesEqual, sha256hex, sign as edSign } from "../crypto/core.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
 import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
 
@@ -61,6 +62,78 @@ export function receiptOf(e: AuditEntry): Receipt {
 
 export class ChainCorruptError extends Error {}
 
+/**
+ * A chain state snapshot: everything `ChainState` derives from the log up to `seq`, so that a new
+ * process can read it plus the entries after `cursor` instead of replaying the whole log.
+ * Records older than two days before the last entry are left out (no decision looks further back
+ * than a day; the second day is slack for a clock that moved back), open intents never are.
+ */
+export interface SnapshotBody {
+  identity: string;
+  seq: number;
+  head: string;
+  cursor: number;
+  /** Time (ms) of the entry at `seq`. */
+  lastT: number;
+  activeKeyId?: string;
+  policyVersion: number;
+  rate: Array<[string, number[]]>;
+  spend: Array<[number, number, number]>;
+  idem: Array<[string, IdemRecord]>;
+  idemByIntent: Array<[number, string]>;
+  open: Array<[number, OpenIntent]>;
+}
+
+interface OpenIntent {
+  tool: string;
+  t: number;
+  instance?: string;
+  session?: string;
+}
+
+export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v1";
+const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
+
+function snapshotMac(key: Buffer, identityId: string, body: string): string {
+  return createHmac("sha256", key).update(`${SNAPSHOT_FORMAT}\n${identityId}\n`).update(body).digest("base64url");
+}
+
+/** `<format>\n<HMAC-SHA256 under a master-key subkey>\n<body JSON>`. */
+export function encodeSnapshot(key: Buffer, body: SnapshotBody): string {
+  const json = JSON.stringify(body);
+  return `${SNAPSHOT_FORMAT}\n${snapshotMac(key, body.identity, json)}\n${json}`;
+}
+
+/**
+ * The body of a snapshot if it is one of ours, of this format, for this identity, and its MAC
+ * checks out; undefined otherwise (it is then ignored and the log replayed). Whether it matches
+ * the log is checked by the caller (the entry before its cursor must be its seq and head).
+ */
+export function decodeSnapshot(key: Buffer, identityId: string, text: string): SnapshotBody | undefined {
+  const a = text.indexOf("\n");
+  const b = a < 0 ? -1 : text.indexOf("\n", a + 1);
+  if (b < 0 || text.slice(0, a) !== SNAPSHOT_FORMAT) return undefined;
+  const json = text.slice(b + 1);
+  if (!hashesEqual(text.slice(a + 1, b), snapshotMac(key, identityId, json))) return undefined;
+  let body: SnapshotBody;
+  try {
+    body = JSON.parse(json) as SnapshotBody;
+  } catch {
+    return undefined;
+  }
+  const ok =
+    body !== null &&
+    typeof body === "object" &&
+    body.identity === identityId &&
+    Number.isSafeInteger(body.seq) &&
+    body.seq > 0 &&
+    typeof body.head === "string" &&
+    Number.isSafeInteger(body.cursor) &&
+    body.cursor > 0 &&
+    [body.rate, body.spend, body.idem, body.idemByIntent, body.open].every(Array.isArray);
+  return ok ? body : undefined;
+}
+
 /** What one identity's log says, kept current by replaying entries. */
 export class ChainState {
   seq = 0;
@@ -69,13 +142,68 @@ export class ChainState {
   /** The highest policy version the log has recorded (a version is never reused). */
   policyVersion = 0;
   cursor: ChainCursor = { position: 0 };
+  /** Time (ms) of the last entry applied. */
+  lastT = 0;
   private readonly rate = new Map<string, number[]>();
   private readonly spend = new Map<number, { t: number; amount: number }>();
   private readonly idem = new Map<string, IdemRecord>();
   private readonly idemByIntent = new Map<number, string>();
-  private readonly open = new Map<number, { tool: string; t: number; instance?: string; session?: string }>();
+  private readonly open = new Map<number, OpenIntent>();
 
   constructor(readonly identityId: string) {}
+
+  /** The state as a snapshot body (a deep copy: later entries do not change it). */
+  toSnapshot(): SnapshotBody {
+    const cutoff = this.lastT - SNAPSHOT_KEEP_MS;
+    const rate: Array<[string, number[]]> = [];
+    for (const [tool, times] of this.rate) {
+      // The suffix after the last time older than the cutoff: countSince walks back from the end
+      // and stops at the first time before its window, so nothing before that is ever counted.
+      let i = times.length;
+      while (i > 0 && times[i - 1]! >= cutoff) i--;
+      if (i < times.length) rate.push([tool, times.slice(i)]);
+    }
+    const spend: Array<[number, number, number]> = [];
+    for (const [seq, s] of this.spend) if (s.t >= cutoff) spend.push([seq, s.t, s.amount]);
+    const referenced = new Set(this.idemByIntent.values());
+    const idem: Array<[string, IdemRecord]> = [];
+    for (const [k, r] of this.idem) if (r.t >= cutoff || referenced.has(k)) idem.push([k, structuredClone(r)]);
+    // Sorted: the same state gives the same snapshot whatever order the maps were filled in.
+    const byKey = <K extends string | number>(x: [K, ...unknown[]], y: [K, ...unknown[]]): number => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0);
+    rate.sort(byKey);
+    spend.sort(byKey);
+    idem.sort(byKey);
+    return {
+      identity: this.identityId,
+      seq: this.seq,
+      head: this.head,
+      cursor: this.cursor.position,
+      lastT: this.lastT,
+      ...(this.activeKeyId !== undefined ? { activeKeyId: this.activeKeyId } : {}),
+      policyVersion: this.policyVersion,
+      rate,
+      spend,
+      idem,
+      idemByIntent: [...this.idemByIntent].sort(byKey),
+      open: [...this.open].map(([seq, o]): [number, OpenIntent] => [seq, { ...o }]).sort(byKey),
+    };
+  }
+
+  static fromSnapshot(b: SnapshotBody): ChainState {
+    const s = new ChainState(b.identity);
+    s.seq = b.seq;
+    s.head = b.head;
+    s.cursor = { position: b.cursor };
+    s.lastT = b.lastT;
+    if (b.activeKeyId !== undefined) s.activeKeyId = b.activeKeyId;
+    s.policyVersion = b.policyVersion;
+    for (const [tool, times] of b.rate) s.rate.set(tool, [...times]);
+    for (const [seq, t, amount] of b.spend) s.spend.set(seq, { t, amount });
+    for (const [k, r] of b.idem) s.idem.set(k, { ...r });
+    for (const [seq, k] of b.idemByIntent) s.idemByIntent.set(seq, k);
+    for (const [seq, o] of b.open) s.open.set(seq, { ...o });
+    return s;
+  }
 
   apply(e: AuditEntry): void {
     if (e.seq !== this.seq + 1 || e.prev !== this.head) {
@@ -84,6 +212,7 @@ export class ChainState {
     this.seq = e.seq;
     this.head = e.hash;
     const t = Date.parse(e.ts);
+    this.lastT = t;
     if (e.seq === 1 && !this.activeKeyId) this.activeKeyId = e.keyId;
     if (typeof e.newKeyId === "string") this.activeKeyId = e.newKeyId;
     if (e.tool === "policy_updated" && typeof e.policyVersion === "number") this.policyVersion = Math.max(this.policyVersion, e.policyVersion);
@@ -157,16 +286,83 @@ export interface ChainOptions {
   /** This process's instance id, and a way to tell whether another instance is still alive. */
   instanceId?: string;
   instanceAlive?: (instanceId: string) => Promise<boolean | undefined>;
+  /**
+   * Key (derived from the master key) that authenticates state snapshots; without it no snapshot
+   * is written or read and every new process replays the whole log.
+   */
+  snapshotKey?: Buffer;
+  /** A snapshot is written (off the hot path) once this many entries follow the last one. */
+  snapshotEvery?: number;
 }
+
+export const SNAPSHOT_EVERY = 1000;
 
 export class AuditChains {
   private readonly states = new Map<string, ChainState>();
   private readonly queues = new Map<string, Pending[]>();
   private readonly flushing = new Set<string>();
   private readonly now: () => number;
+  /** Per identity: the seq of the last snapshot read or written by this process. */
+  private readonly snapshotSeq = new Map<string, number>();
+  /** Snapshot writes under way (at most one per identity). */
+  private readonly snapshotting = new Map<string, Promise<void>>();
 
   constructor(private readonly opts: ChainOptions) {
     this.now = opts.now ?? Date.now;
+  }
+
+  /**
+   * The state a snapshot holds, if there is one that is authentic (MAC under the master-key
+   * subkey, this identity, this format) and matches the log (the entry that ends at its cursor is
+   * its seq and head). Anything else is ignored: the caller replays the log from the start.
+   */
+  private async loadSnapshot(identityId: string): Promise<ChainState | undefined> {
+    const { backend, snapshotKey } = this.opts;
+    if (!snapshotKey || !backend.readSnapshot || !backend.lineBefore) return undefined;
+    try {
+      const text = await backend.readSnapshot(identityId);
+      const body = text === undefined ? undefined : decodeSnapshot(snapshotKey, identityId, text);
+      if (!body) return undefined;
+      const line = await backend.lineBefore(identityId, { position: body.cursor });
+      if (line === undefined) return undefined;
+      const anchor = parseLine(line, identityId);
+      if (anchor.seq !== body.seq || anchor.hash !== body.head || anchor.identity !== identityId) return undefined;
+      const state = ChainState.fromSnapshot(body);
+      this.snapshotSeq.set(identityId, body.seq);
+      return state;
+    } catch {
+      return undefined; // unreadable or malformed: replay
+    }
+  }
+
+  /** Writes a snapshot of `state` in the background when enough entries followed the last one. */
+  private maybeSnapshot(identityId: string, state: ChainState, force = false): Promise<void> | undefined {
+    const { backend, snapshotKey } = this.opts;
+    if (!snapshotKey || !backend.writeSnapshot) return undefined;
+    const last = this.snapshotSeq.get(identityId) ?? 0;
+    const every = this.opts.snapshotEvery ?? SNAPSHOT_EVERY;
+    if (state.seq <= last || (!force && state.seq - last < every)) return undefined;
+    if (this.snapshotting.has(identityId) || !Number.isFinite(state.lastT) || state.cursor.position <= 0) return undefined;
+    // Taken now (synchronously), so later entries cannot change what is written.
+    const body = state.toSnapshot();
+    this.snapshotSeq.set(identityId, body.seq);
+    const text = encodeSnapshot(snapshotKey, body);
+    const p = backend
+      .writeSnapshot(identityId, body.seq, text)
+      .catch(() => {
+        // A snapshot is an optimisation: a failed write costs the next process a longer replay.
+        if (this.snapshotSeq.get(identityId) === body.seq) this.snapshotSeq.set(identityId, last);
+      })
+      .finally(() => this.snapshotting.delete(identityId));
+    this.snapshotting.set(identityId, p);
+    return p;
+  }
+
+  /** Writes a snapshot of every identity with entries since its last one, and waits for them. */
+  async close(): Promise<void> {
+    await Promise.all([...this.snapshotting.values()]);
+    for (const [id, state] of this.states) this.maybeSnapshot(id, state, true);
+    await Promise.all([...this.snapshotting.values()]);
   }
 
   /**
@@ -222,7 +418,7 @@ export class AuditChains {
 
   private async runBatch(identityId: string, batch: Pending[]): Promise<void> {
     const firstLoad = !this.states.has(identityId);
-    let state = this.states.get(identityId) ?? new ChainState(identityId);
+    let state = this.states.get(identityId) ?? (await this.loadSnapshot(identityId)) ?? new ChainState(identityId);
     const outcomes: Array<{ ok: true; value: unknown; entry?: AuditEntry } | { ok: false; err: unknown }> = [];
     try {
       const { cursor } = await this.opts.backend.withChain(identityId, state.cursor, async (view) => {
@@ -265,6 +461,7 @@ export class AuditChains {
       });
       state.cursor = cursor;
       this.states.set(identityId, state);
+      this.maybeSnapshot(identityId, state);
     } catch (err) {
       // Our view may now disagree with the disk: rebuild from scratch next time.
       this.states.delete(identityId);

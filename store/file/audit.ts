@@ -7,7 +7,7 @@
  * reported; nothing is acknowledged that is not on disk.
  */
 import path from "node:path";
-import { type FileHandleLike, type FileLayer, fsyncDir, writeAll } from "../../src/util/fsx.js";
+import { type FileHandleLike, type FileLayer, fsyncDir, writeAll, writeFileDurable } from "../../src/util/fsx.js";
 import type { Locks } from "../../src/util/lock.js";
 import { type AuditBackend, type ChainCursor, type ChainView, StoreError } from "../types.js";
 
@@ -113,6 +113,55 @@ export class FileAuditBackend implements AuditBackend {
     const parts = text.split("\n");
     if (parts[parts.length - 1] === "") parts.pop();
     for (const p of parts) yield p;
+  }
+
+  snapshotFile(identityId: string): string {
+    return path.join(this.dir, `${identityId}.snapshot`);
+  }
+
+  async readSnapshot(identityId: string): Promise<string | undefined> {
+    try {
+      return (await this.files.readFile(this.snapshotFile(identityId))).toString("utf8");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+  }
+
+  /** Temp file, fsync, rename over the old snapshot (see writeFileDurable). */
+  async writeSnapshot(identityId: string, _seq: number, text: string): Promise<void> {
+    await writeFileDurable(this.files, this.snapshotFile(identityId), text);
+  }
+
+  async lineBefore(identityId: string, cursor: ChainCursor): Promise<string | undefined> {
+    const end = cursor.position;
+    if (!Number.isSafeInteger(end) || end <= 0) return undefined;
+    let fh: FileHandleLike;
+    try {
+      fh = await this.files.open(this.file(identityId), "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    }
+    try {
+      if ((await fh.stat()).size < end) return undefined;
+      // Read backwards from the cursor until the newline before the line (or the file's start).
+      for (let span = Math.min(end, 4096); ; span = Math.min(end, span * 4)) {
+        const buf = Buffer.alloc(span);
+        let got = 0;
+        while (got < span) {
+          const { bytesRead } = await fh.read(buf, got, span - got, end - span + got);
+          if (bytesRead === 0) return undefined;
+          got += bytesRead;
+        }
+        if (buf[span - 1] !== 0x0a) return undefined; // the cursor is not at the end of a line
+        const nl = span >= 2 ? buf.lastIndexOf(0x0a, span - 2) : -1;
+        if (nl >= 0) return buf.subarray(nl + 1, span - 1).toString("utf8");
+        if (span === end) return buf.subarray(0, span - 1).toString("utf8");
+      }
+    } finally {
+      await fh.close().catch(() => {});
+    }
   }
 
   async close(): Promise<void> {

@@ -191,6 +191,31 @@ export class PgAuditBackend implements AuditBackend {
     );
   }
 
+  async readSnapshot(identityId: string): Promise<string | undefined> {
+    await this.ready();
+    const r = await this.db.query<{ snapshot: string }>("SELECT snapshot FROM sigil_chain_snapshots WHERE identity_id = $1", [identityId]);
+    return r.rows[0]?.snapshot;
+  }
+
+  /** One upsert; an older snapshot never replaces a newer one another instance wrote. */
+  async writeSnapshot(identityId: string, seq: number, text: string): Promise<void> {
+    await this.ready();
+    await this.db.query(
+      `INSERT INTO sigil_chain_snapshots (identity_id, seq, snapshot) VALUES ($1, $2, $3)
+       ON CONFLICT (identity_id) DO UPDATE SET seq = EXCLUDED.seq, snapshot = EXCLUDED.snapshot
+       WHERE sigil_chain_snapshots.seq < EXCLUDED.seq`,
+      [identityId, seq, text],
+    );
+  }
+
+  /** The cursor is the last seq seen: the entry with that seq. */
+  async lineBefore(identityId: string, cursor: ChainCursor): Promise<string | undefined> {
+    await this.ready();
+    if (!Number.isSafeInteger(cursor.position) || cursor.position <= 0) return undefined;
+    const r = await this.db.query<{ line: string }>("SELECT line FROM sigil_audit_entries WHERE identity_id = $1 AND seq = $2", [identityId, cursor.position]);
+    return r.rows[0]?.line;
+  }
+
   async *readLines(identityId: string): AsyncIterable<string> {
     await this.ready();
     let after = 0;

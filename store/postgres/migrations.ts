@@ -56,6 +56,20 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 2,
+    description: "audit chain state snapshots",
+    sql: `
+      -- One authenticated state snapshot per chain (see src/audit/chain.ts): a new instance reads
+      -- it plus the entries after its seq instead of replaying the whole chain. Never trusted
+      -- blindly: its MAC and its seq/hash against sigil_audit_entries are checked on every read.
+      CREATE TABLE sigil_chain_snapshots (
+        identity_id text PRIMARY KEY,
+        seq bigint NOT NULL,
+        snapshot text NOT NULL
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;
