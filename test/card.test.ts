@@ -234,7 +234,7 @@ describe("card_charge: an HTTP card processor (SIGIL_CARD_PROCESSOR_URL)", () =>
       expect(proc.requests[0].headers.authorization).toBe("Bearer proc-token");
 
       expect(text(await call({ amountCents: 900, merchant: "Nope" }))).toMatch(/^denied: card_declined: /);
-      expect(text(await call({ amountCents: 900, merchant: "Busy" }))).toMatch(/^error: provider_unavailable: .*nothing was sent/);
+      expect(text(await call({ amountCents: 900, merchant: "Busy" }))).toMatch(/^error: provider_unavailable: .*nothing was charged/);
       // Both released: 900 still fits. Now a charge whose outcome is unknown keeps its 900 reserved.
       expect(text(await call({ amountCents: 900, merchant: "Hang", idempotencyKey: "h4" }))).toMatch(/^error: provider_unknown: /);
       expect(text(await call({ amountCents: 1, merchant: "Fine" }))).toMatch(/^denied: spending_limit: /);

@@ -1,10 +1,22 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import { createServer, type AddressInfo } from "node:net";
 import { CLI, cleanupHomes, makeHome } from "./support/home.js";
 
 afterAll(cleanupHomes);
 
 const run = (args: string[], env: NodeJS.ProcessEnv = process.env) => spawnSync(process.execPath, [CLI, ...args], { env, encoding: "utf8", input: "" });
+
+/** As `run`, without blocking this process's event loop (a server of the test must keep answering). */
+const runAsync = (args: string[], env: NodeJS.ProcessEnv): Promise<{ status: number | null; stdout: string; stderr: string }> =>
+  new Promise((resolve) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("close", (status) => resolve({ status, stdout, stderr }));
+  });
 
 const COMMANDS = [
   [],
@@ -53,5 +65,26 @@ describe("the command line", () => {
   it("usage errors exit 2", () => {
     expect(run(["frobnicate"]).status).toBe(2);
     expect(run(["identity", "create", "--name", "x"]).status).toBe(2); // --channels missing
+    for (const cmd of [["serve", "--http"], ["start"]]) {
+      for (const port of ["99999", "-1", "7x", "1e3"]) {
+        const r = run([...cmd, "--port", port]);
+        expect(r.status, `${cmd.join(" ")} --port ${port}`).toBe(2);
+        expect(r.stderr).toMatch(new RegExp(`argument '${port}' is invalid\\. A port is a whole number from 0 to 65535`));
+      }
+    }
+  });
+
+  it("a port in use is named, with what to do (not a raw EADDRINUSE)", async () => {
+    const home = makeHome();
+    const busy = createServer();
+    await new Promise<void>((r) => busy.listen(0, "127.0.0.1", r));
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const r = await runAsync(["serve", "--http", "--port", String(port)], home.env);
+      expect(r.status).toBe(1);
+      expect(r.stderr).toBe(`sigil: port ${port} on 127.0.0.1 is already in use (another sigil or another program listens there); stop it, or choose another port with --port (e.g. --port ${port + 1}).\n`);
+    } finally {
+      busy.close();
+    }
   });
 });

@@ -210,3 +210,62 @@ describe("card processor faults through card_charge", () => {
     expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
   });
 });
+
+/** A loopback port nothing listens on (bound, then closed). */
+async function closedPort(): Promise<number> {
+  const s = createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as AddressInfo).port;
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
+describe("unreachable providers", () => {
+  it("a card processor that cannot be reached (refused, or a host that does not resolve): provider_unavailable, reservation released, retry allowed, the log names the cause", { timeout: 60_000 }, async () => {
+    const LIMIT = 5000;
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: LIMIT } });
+    const port = await closedPort();
+    const targets = [
+      { url: `http://127.0.0.1:${port}/charges`, cause: new RegExp(`cause: POST http://127\\.0\\.0\\.1:${port}: connect ECONNREFUSED 127\\.0\\.0\\.1:${port}`) },
+      { url: "http://nonexistent.invalid/charges", cause: /cause: POST http:\/\/nonexistent\.invalid: getaddrinfo (ENOTFOUND|EAI_AGAIN) nonexistent\.invalid/ },
+    ];
+    const args = { amountCents: LIMIT, currency: "USD", merchant: "Far away", idempotencyKey: "unreachable" };
+    for (const t of targets) {
+      const { client, stderr } = await stdioClient(home, a.token, { env: { SIGIL_CARD_PROCESSOR_URL: t.url } });
+      closers.push(() => client.close());
+      for (const attempt of ["first", "retry with the same key"]) {
+        const r: any = await client.callTool({ name: "card_charge", arguments: args });
+        expect(text(r), `${t.url} ${attempt}`).toMatch(/^error: provider_unavailable: the card processor could not be reached; nothing was charged \(ref_[0-9a-f]+\)\.$/);
+        const last = auditOf(home, a.id).at(-1);
+        expect([last.phase, last.decision, last.reason], t.url).toEqual(["result", "failed", "provider_unavailable"]);
+        const ref = /\((ref_[0-9a-f]+)\)/.exec(text(r))![1]!;
+        expect(stderr(), t.url).toMatch(new RegExp(`${ref} card_charge failed: .*could not be reached.*${t.cause.source}`));
+      }
+    }
+    // Nothing stayed reserved: the whole limit can be charged now, under the same key.
+    const { client } = await stdioClient(home, a.token);
+    closers.push(() => client.close());
+    const ok: any = await client.callTool({ name: "card_charge", arguments: args });
+    expect(ok.isError, text(ok)).toBeFalsy();
+    expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
+  });
+
+  it("email, SMS and calls to a provider that cannot be reached: one sentence that says once that nothing was sent", { timeout: 60_000 }, async () => {
+    const port = await closedPort();
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "email,sms,voice", phone: OWN, policy: { allowedDomains: ["example.com"], allowedPhoneCountries: ["US"] } });
+    const env = { SIGIL_SMTP_URL: `smtp://127.0.0.1:${port}`, TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TWILIO_TOKEN, SIGIL_TWILIO_API_URL: `http://127.0.0.1:${port}` };
+    const { client } = await stdioClient(home, a.token, { env });
+    closers.push(() => client.close());
+    const cases = [
+      { tool: "send_email", args: { to: ["bob@example.com"], subject: "hi", text: "x" }, says: "the mail server could not be reached; nothing was sent" },
+      { tool: "send_sms", args: { to: "+14155550123", body: "x" }, says: "the telephony provider could not be reached; the SMS was not sent" },
+      { tool: "place_call", args: { to: "+14155550123", message: "x" }, says: "the telephony provider could not be reached; the call was not sent" },
+    ];
+    for (const c of cases) {
+      const r: any = await client.callTool({ name: c.tool, arguments: c.args });
+      expect(text(r), c.tool).toMatch(new RegExp(`^error: provider_unavailable: ${c.says} \\(ref_[0-9a-f]+\\)\\.$`));
+    }
+  });
+});

@@ -356,7 +356,7 @@ describe("SMTP email provider", () => {
   it("550 to RCPT TO → rejected", async () => {
     const server = await smtp({ behaviour: { rejectRcpt: true } });
     const err = await expectProviderError(createEmailProvider({ outboxDir, smtpUrl: server.url(), timeoutMs: FAST }).send(message()), "rejected");
-    expect(err.publicMessage).toBe("the mail server refused the message (550)");
+    expect(err.publicMessage).toBe("the mail server refused the message (550); nothing was sent");
     expect(server.messages).toHaveLength(0);
   });
 

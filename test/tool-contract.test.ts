@@ -40,6 +40,24 @@ describe("what each surface lists", () => {
     await expect(JSON.stringify({ agent: agentTools, admin: adminTools }, null, 2) + "\n").toMatchFileSnapshot("__snapshots__/tools.json");
   });
 
+  it("the README's tool table states each agent tool's annotations as the tool declares them", async () => {
+    const { readFileSync } = await import("node:fs");
+    const { AGENT_TOOLS } = await import("../dist/tools/index.js");
+    const readme = readFileSync(new URL("../README.md", import.meta.url), "utf8");
+    const rows = new Map<string, string>();
+    for (const line of readme.split("\n")) {
+      const m = /^\| `([a-z_]+)` \| [^|]+ \| .* \| ([a-z ,-]+) \| [^|]+ \|$/.exec(line);
+      if (m) rows.set(m[1]!, m[2]!.trim());
+    }
+    for (const t of AGENT_TOOLS as Array<{ name: string; annotations: Record<string, boolean> }>) {
+      const a = t.annotations;
+      const stated = [a.readOnlyHint && "read-only", a.destructiveHint && "destructive", a.idempotentHint && "idempotent", a.openWorldHint && "open world"].filter(Boolean).join(", ");
+      expect(rows.get(t.name), t.name).toBe(stated);
+    }
+    // sign_http_request signs requests the agent sends to the open web.
+    expect(rows.get("sign_http_request")).toBe("open world");
+  });
+
   it("the tools a policy's rateLimits may name are exactly the agent tools", async () => {
     const { AGENT_TOOL_NAMES } = await import("../dist/src/policy/schema.js");
     const { AGENT_TOOLS } = await import("../dist/tools/index.js");

@@ -102,7 +102,7 @@ export const cardCharge = defineTool({
     try {
       processor = await ctx.providers.card();
     } catch (err) {
-      throw new ProviderError("unavailable", "the card processor is not configured correctly", { cause: err });
+      throw new ProviderError("unavailable", "the card processor is not configured correctly; nothing was charged", { cause: err });
     }
     let res;
     try {

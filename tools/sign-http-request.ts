@@ -79,7 +79,8 @@ export const signHttpRequest = defineTool({
   description:
     "Signs an HTTP request you are about to send, so the website can verify it comes from this identity (RFC 9421 HTTP message signatures: Web Bot Auth, or Visa Trusted Agent Protocol with tag agent-browser-auth / agent-payer-auth). Give the method and absolute URL (its origin must be allowed by the policy's allowedSigningOrigins), optionally a bodyDigest (Content-Digest value) to bind the body. Returns the Signature-Input, Signature and (when the server has a public URL) Signature-Agent headers to add to the request, unchanged; they cover the host and path, expire after 60 seconds and carry a single-use nonce, so sign right before sending and sign again for every request. A refusal reads `denied: <reason_code>: <sentence>`.",
   channel: "sign",
-  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: false },
+  // Open world: the signature is for a request the agent then sends to an outside website.
+  annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input,
   output,
   effect: "act",

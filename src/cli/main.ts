@@ -4,7 +4,7 @@
  * The local CLI acts with the authority of whoever can read the home; it needs no token.
  */
 import { readFileSync } from "node:fs";
-import { Command, CommanderError, Option } from "commander";
+import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SigilError } from "../errors.js";
 import { resolveHome } from "../home.js";
 import { Sigil, verifyBundle } from "../sigil.js";
@@ -81,15 +81,15 @@ export function buildCli(): Command {
     .description("serve MCP over stdio for SIGIL_TOKEN (or SIGIL_TOKEN_FILE), or over Streamable HTTP with --http")
     .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp (Authorization: Bearer <token>)")
     .option("--host <host>", "address to bind with --http", "127.0.0.1")
-    .option("--port <port>", "port with --http", "7410")
+    .option("--port <port>", "port with --http (0: any free port)", parsePort, 7410)
     .addHelpText(
       "after",
       "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS. See the README.",
     )
-    .action(async (o: { http?: boolean; host: string; port: string }) => {
+    .action(async (o: { http?: boolean; host: string; port: number }) => {
       const sigil = await Sigil.open({ home: home(), env });
       if (o.http) {
-        await startHttp(sigil, o.host, parsePort(o.port));
+        await startHttp(sigil, o.host, o.port);
       } else {
         const { serveStdio } = await import("../server/stdio.js");
         await serveStdio(sigil);
@@ -100,10 +100,10 @@ export function buildCli(): Command {
     .command("start")
     .description("the quick start (npm start): initialise a home if there is none, create a demo identity, serve HTTP on 127.0.0.1:7410")
     .option("--host <host>", "address to bind", "127.0.0.1")
-    .option("--port <port>", "port", "7410")
-    .action(async (o: { host: string; port: string }) => {
+    .option("--port <port>", "port (0: any free port)", parsePort, 7410)
+    .action(async (o: { host: string; port: number }) => {
       const { quickStart } = await import("./start.js");
-      await quickStart(home(), env, o.host, parsePort(o.port), startHttp);
+      await quickStart(home(), env, o.host, o.port, startHttp);
     });
 
   const identity = program.command("identity").description("issue and manage agent identities");
@@ -217,10 +217,22 @@ export function buildCli(): Command {
   return program;
 }
 
+/** `--port`: a usage error (exit 2) unless a whole number 0..65535. */
 function parsePort(p: string): number {
   const n = Number(p);
-  if (!Number.isInteger(n) || n < 0 || n > 65535) throw new SigilError("invalid_arguments", `--port must be a port number, not "${p.slice(0, 20)}".`);
+  if (!/^\d{1,5}$/.test(p) || n > 65535) throw new InvalidArgumentError("A port is a whole number from 0 to 65535 (0 picks a free one).");
   return n;
+}
+
+/** A listen error as one sentence that says what to do (EADDRINUSE used to be printed raw). */
+export function listenError(err: unknown, host: string, port: number): unknown {
+  const code = (err as { code?: string }).code;
+  if (code === "EADDRINUSE") {
+    return new SigilError("port_in_use", `port ${port} on ${host} is already in use (another sigil or another program listens there); stop it, or choose another port with --port (e.g. --port ${port === 65535 ? port - 1 : port + 1}).`, { cause: err });
+  }
+  if (code === "EACCES") return new SigilError("port_denied", `this user may not listen on port ${port} on ${host}; choose a port above 1023 with --port.`, { cause: err });
+  if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") return new SigilError("bad_host", `${host} is not an address of this machine; choose another with --host (e.g. 127.0.0.1).`, { cause: err });
+  return err;
 }
 
 export async function startHttp(sigil: Sigil, host: string, port: number): Promise<string> {
@@ -231,7 +243,13 @@ export async function startHttp(sigil: Sigil, host: string, port: number): Promi
   const { publicOrigin } = await import("../provenance/receipt.js");
   const publicUrl = publicOrigin(env); // SIGIL_PUBLIC_URL: where outside parties reach this server
   if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
-  const { url, close } = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(sigil) });
+  let served: Awaited<ReturnType<typeof serveHttp>>;
+  try {
+    served = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(sigil) });
+  } catch (err) {
+    throw listenError(err, host, port);
+  }
+  const { url, close } = served;
   process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
   const shutdown = (): void => {
     setTimeout(() => process.exit(0), 5000).unref(); // a stuck connection never keeps a stopped server alive

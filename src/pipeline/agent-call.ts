@@ -301,11 +301,12 @@ function mapFailure(toolName: string, err: unknown, scrub?: (s: string) => strin
       return {
         decision: "unknown",
         reason: "provider_unknown",
-        result: errorResult("provider_unknown", `${err.publicMessage}; it may or may not have happened and will not be retried automatically (${ref}).`),
+        result: errorResult("provider_unknown", `${err.publicMessage}; it will not be retried automatically (${ref}).`),
       };
     }
     const code = err.kind === "rejected" ? "provider_rejected" : "provider_unavailable";
-    return { decision: "failed", reason: code, result: errorResult(code, `${err.publicMessage}; nothing was sent (${ref}).`) };
+    // The provider's message already says what happened (nothing was sent, nothing was charged).
+    return { decision: "failed", reason: code, result: errorResult(code, `${err.publicMessage} (${ref}).`) };
   }
   if (err instanceof SigilError) return { decision: "failed", reason: err.code, result: errorResult(err.code, `${err.publicMessage} (${ref})`) };
   return { decision: "unknown", reason: "internal_error", result: errorResult("internal_error", `the action failed unexpectedly (${ref}).`) };

@@ -150,7 +150,7 @@ async function compose(msg: EmailMessage, dkim: DkimConfig | undefined): Promise
     return raw;
   } catch (err) {
     if (err instanceof ProviderError) throw err;
-    throw new ProviderError("rejected", "the message could not be composed", { cause: err });
+    throw new ProviderError("rejected", "the message could not be composed; nothing was sent", { cause: err });
   } finally {
     composer.close();
   }
@@ -203,7 +203,7 @@ export function classifySmtpError(err: unknown, phase: SmtpPhase): ProviderError
   const aboutMessage = code === "EENVELOPE" || code === "EMESSAGE" || MESSAGE_COMMANDS.has(e.command ?? "");
   if (responseCode !== undefined && responseCode >= 500 && responseCode < 600) {
     return aboutMessage
-      ? new ProviderError("rejected", `the mail server refused the message (${responseCode})`, { cause: err })
+      ? new ProviderError("rejected", `the mail server refused the message (${responseCode}); nothing was sent`, { cause: err })
       : new ProviderError("unavailable", `the mail server refused the connection (${responseCode}); nothing was sent`, { cause: err });
   }
   if (responseCode !== undefined && responseCode >= 400 && responseCode < 500) {
@@ -211,7 +211,7 @@ export function classifySmtpError(err: unknown, phase: SmtpPhase): ProviderError
   }
   if (code === "EMESSAGE" && !phase.dataCommandSent) {
     // refused locally against the server's advertised SIZE limit
-    return new ProviderError("rejected", "the message is larger than the mail server accepts", { cause: err });
+    return new ProviderError("rejected", "the message is larger than the mail server accepts; nothing was sent", { cause: err });
   }
   const original = typeof e.originalCode === "string" ? e.originalCode : undefined;
   if ((code && NETWORK_CODES.has(code)) || (original && NETWORK_CODES.has(original))) {

@@ -155,7 +155,7 @@ export function classifyTwilioError(err: unknown, channel: Channel): ProviderErr
       return new ProviderError("unavailable", `the telephony provider is busy (${detail}); ${noun} was not sent`, { cause: err });
     }
     if (status >= 400 && status < 500) {
-      return new ProviderError("rejected", `the telephony provider refused ${noun} (${detail})`, { cause: err });
+      return new ProviderError("rejected", `the telephony provider refused ${noun} (${detail}); nothing was sent`, { cause: err });
     }
     if (status >= 500) {
       return new ProviderError("unknown", `the telephony provider failed (${detail}); ${noun} may or may not have been sent`, { cause: err });

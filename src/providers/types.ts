@@ -9,6 +9,8 @@
  *     "unknown"     the request may have left: the outcome is unknown, never retry blindly.
  * - `publicMessage` is safe to show to an AI model: no stack, no hostnames, paths,
  *   response bodies or credentials. The underlying error (for operators' logs) is `cause`.
+ *   It says both what went wrong and what that means for the outside world ("…; nothing was
+ *   sent", "…; the charge may or may not have gone through"): callers show it as it is.
  * - `providerTimeoutFromEnv` is the one reading of `SIGIL_PROVIDER_TIMEOUT_MS` both
  *   providers share (kept here so neither provider module loads the other's library).
  */

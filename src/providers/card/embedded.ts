@@ -101,7 +101,7 @@ export class EmbeddedCardProcessor implements CardProcessor {
       await this.append(req.identityId, line);
     } catch (err) {
       // Nothing is approved unless it is in the ledger; a failed append charged nothing.
-      throw new ProviderError("unavailable", "the card ledger cannot be written", { cause: err });
+      throw new ProviderError("unavailable", "the card ledger cannot be written; nothing was charged", { cause: err });
     }
     if (declineReason) throw new ProviderError("rejected", "the card issuer declined the charge");
     return { chargeId: line.chargeId, status: "approved", cardId: line.cardId };

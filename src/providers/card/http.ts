@@ -9,9 +9,11 @@
  * Response → outcome:
  *  - 2xx with `{"chargeId": "...", "status": "approved"}` → approved;
  *  - 402, or any 4xx, or 2xx with `status` other than "approved" → declined (rejected: released);
- *  - connection refused, or 503 → unavailable (nothing charged: released);
- *  - a timeout (`SIGIL_PROVIDER_TIMEOUT_MS`, default 15 s), another 5xx, or an unreadable 2xx →
- *    unknown (the reservation is kept; never retried automatically).
+ *  - no connection was ever made (the host does not resolve, the connection is refused or
+ *    unroutable, the TLS handshake fails), or 503 → unavailable (nothing charged: released);
+ *  - a timeout (`SIGIL_PROVIDER_TIMEOUT_MS`, default 15 s), a connection lost after it was made,
+ *    another 5xx, or an unreadable 2xx → unknown (the reservation is kept; never retried
+ *    automatically).
  */
 import { ProviderError, providerTimeoutFromEnv } from "../types.js";
 import { cardIdFor } from "./embedded.js";
@@ -53,9 +55,16 @@ export class HttpCardProcessor implements CardProcessor {
         signal: AbortSignal.timeout(this.timeoutMs),
       });
     } catch (err) {
-      const code = (err as { cause?: { code?: string } }).cause?.code;
-      if (code === "ECONNREFUSED") throw new ProviderError("unavailable", "the card processor could not be reached", { cause: err });
-      throw new ProviderError("unknown", "the card processor did not answer in time", { cause: err });
+      const unreached = connectionNeverMade(err);
+      if (unreached) {
+        // The operator's log names the cause (e.g. "getaddrinfo ENOTFOUND host"); the model sees none of it.
+        const cause = new Error(`POST ${this.url.origin}: ${unreached}`, { cause: err });
+        throw new ProviderError("unavailable", "the card processor could not be reached; nothing was charged", { cause });
+      }
+      if ((err as Error)?.name === "TimeoutError") {
+        throw new ProviderError("unknown", "the card processor did not answer in time; the charge may or may not have gone through", { cause: err });
+      }
+      throw new ProviderError("unknown", "the connection to the card processor failed while charging; the charge may or may not have gone through", { cause: err });
     }
     let data: { chargeId?: unknown; status?: unknown } | undefined;
     try {
@@ -63,14 +72,38 @@ export class HttpCardProcessor implements CardProcessor {
     } catch {
       data = undefined;
     }
-    if (res.status === 503) throw new ProviderError("unavailable", "the card processor is unavailable");
-    if (res.status >= 500) throw new ProviderError("unknown", "the card processor failed while charging");
+    if (res.status === 503) throw new ProviderError("unavailable", "the card processor is unavailable; nothing was charged");
+    if (res.status >= 500) throw new ProviderError("unknown", "the card processor failed while charging; the charge may or may not have gone through");
     if (res.status >= 400) throw new ProviderError("rejected", "the card issuer declined the charge");
-    if (!data || typeof data !== "object") throw new ProviderError("unknown", "the card processor's answer could not be read");
+    if (!data || typeof data !== "object") throw new ProviderError("unknown", "the card processor's answer could not be read; the charge may or may not have gone through");
     if (data.status !== "approved") throw new ProviderError("rejected", "the card issuer declined the charge");
     if (typeof data.chargeId !== "string" || data.chargeId.length === 0 || data.chargeId.length > 200) {
-      throw new ProviderError("unknown", "the card processor's answer could not be read");
+      throw new ProviderError("unknown", "the card processor's answer could not be read; the charge may or may not have gone through");
     }
     return { chargeId: data.chargeId, status: "approved", cardId };
   }
+}
+
+/**
+ * Errors that happen before a connection exists, so the charge request cannot have left: DNS
+ * failures, refused or unroutable connections, a connect timeout, a failed TLS handshake.
+ */
+const NEVER_CONNECTED = new Set([
+  "ENOTFOUND", "EAI_AGAIN", "EAI_FAIL", "EAI_NONAME", "EAI_NODATA",
+  "ECONNREFUSED", "EHOSTUNREACH", "ENETUNREACH", "EHOSTDOWN", "ENETDOWN", "EADDRNOTAVAIL",
+  "UND_ERR_CONNECT_TIMEOUT",
+  "CERT_HAS_EXPIRED", "DEPTH_ZERO_SELF_SIGNED_CERT", "SELF_SIGNED_CERT_IN_CHAIN", "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
+  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY", "ERR_TLS_CERT_ALTNAME_INVALID", "CERT_NOT_YET_VALID",
+]);
+
+/** fetch's error when no connection was made: the cause's code and message (e.g. "ENOTFOUND: getaddrinfo ENOTFOUND host"); else undefined. */
+export function connectionNeverMade(err: unknown): string | undefined {
+  const cause = (err as { cause?: unknown })?.cause as { code?: unknown; message?: unknown; errors?: unknown } | undefined;
+  if (!cause || typeof cause !== "object") return undefined;
+  // Several addresses tried (happy eyeballs): an AggregateError of one refusal per address.
+  const first = Array.isArray(cause.errors) ? (cause.errors[0] as { code?: unknown } | undefined) : undefined;
+  const code = typeof cause.code === "string" ? cause.code : typeof first?.code === "string" ? first.code : undefined;
+  if (code === undefined || !NEVER_CONNECTED.has(code)) return undefined;
+  const message = typeof cause.message === "string" && cause.message !== "" ? cause.message : code;
+  return message.includes(code) ? message : `${code}: ${message}`;
 }
