@@ -140,10 +140,12 @@ function checkRateLimit(policy: Policy, tool: string, usage: Usage, nowMs: numbe
   if (!limits || !Object.hasOwn(limits, tool)) return undefined;
   const rl = limits[tool];
   if (!rl) return undefined;
-  if (rl.perMinute !== undefined && !(usage.countSince(tool, nowMs - MINUTE_MS + 1) < rl.perMinute)) {
+  // A count that is not a non-negative number (NaN, negative) would raise the allowance: refuse.
+  const under = (count: number, limit: number): boolean => count >= 0 && count < limit;
+  if (rl.perMinute !== undefined && !under(usage.countSince(tool, nowMs - MINUTE_MS + 1), rl.perMinute)) {
     return deny("rate_limited", `${q(tool)} may be used at most ${rl.perMinute} times per minute.`);
   }
-  if (rl.perDay !== undefined && !(usage.countSince(tool, nowMs - DAY_MS + 1) < rl.perDay)) {
+  if (rl.perDay !== undefined && !under(usage.countSince(tool, nowMs - DAY_MS + 1), rl.perDay)) {
     return deny("rate_limited", `${q(tool)} may be used at most ${rl.perDay} times per day.`);
   }
   return undefined;

@@ -1,0 +1,4 @@
+// Mutation runs execute the suite once per mutant: fewer fast-check cases keep that affordable.
+import fc from "fast-check";
+
+fc.configureGlobal({ numRuns: Number(process.env.SIGIL_MUTATION_NUM_RUNS ?? 60) });
