@@ -3,6 +3,7 @@
  * a reference id) and an internal cause for the operator's log on stderr.
  */
 import { randomBytes } from "node:crypto";
+import { shown } from "./util/printable.js";
 
 export class SigilError extends Error {
   constructor(
@@ -30,7 +31,8 @@ export function refId(): string {
  */
 export function logInternal(ref: string, context: string, err: unknown, scrub?: (s: string) => string): void {
   const detail = err instanceof Error ? `${err.name}: ${err.message}${err.cause ? ` (cause: ${String((err.cause as Error)?.message ?? err.cause)})` : ""}` : String(err);
-  process.stderr.write(`sigil: ${ref} ${context}: ${scrub ? scrub(detail) : detail}\n`);
+  // One line, whatever the error text carries (control characters and terminal sequences escaped).
+  process.stderr.write(`sigil: ${shown(`${ref} ${context}: ${scrub ? scrub(detail) : detail}`)}\n`);
 }
 
 /**

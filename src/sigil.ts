@@ -27,6 +27,7 @@ import { SigilError } from "./errors.js";
 import { jcs } from "./util/jcs.js";
 import { loadMasterKey, masterKeyFile } from "./home.js";
 import { AuditChains, type Draft, type Keyring, type SigningKey } from "./audit/chain.js";
+import type { AuditBundle } from "./audit/anchor.js";
 import { type PublicKeyInfo, type VerifyResult, verifyChain } from "./audit/verify.js";
 import { parsePolicy, type Policy } from "./policy/schema.js";
 import { validateAddress } from "./policy/email-address.js";
@@ -61,13 +62,8 @@ export interface CreateIdentityInput {
   phone?: string;
 }
 
-export interface AuditBundle {
-  format: "sigil-audit-bundle/v1";
-  exportedAt: string;
-  identity: { id: string; name: string; createdAt: string };
-  keys: PublicKeyInfo[];
-  entries: unknown[];
-}
+export type { AuditBundle } from "./audit/anchor.js";
+export { verifyBundle } from "./audit/anchor.js";
 
 const NAME_RE = /^[\p{L}\p{N}][\p{L}\p{N} ._-]{0,63}$/u;
 const signingAd = (identityId: string, keyId: string): string => `sigil-signing-key-v1\n${identityId}\n${keyId}`;
@@ -520,15 +516,6 @@ export class Sigil implements Keyring {
     }
     return opts.since !== undefined ? out : out.slice(-limit);
   }
-}
-
-export async function verifyBundle(bundle: unknown): Promise<{ ok: boolean; identities: VerifyResult[] }> {
-  const b = bundle as Partial<AuditBundle>;
-  if (!b || b.format !== "sigil-audit-bundle/v1" || !b.identity || !Array.isArray(b.keys) || !Array.isArray(b.entries)) {
-    throw new SigilError("invalid_bundle", "The file is not a sigil audit bundle.");
-  }
-  const r = await verifyChain(b.identity.id, b.entries as Iterable<string>, b.keys);
-  return { ok: r.ok, identities: [r] };
 }
 
 export function parseChannels(input: unknown): Channel[] {

@@ -97,12 +97,14 @@ describe("sigil audit verify finds tampering and names the first bad seq", () =>
     const file = path.join(home.dir, "bundle.json");
     writeFileSync(file, JSON.stringify(bundle));
     const noHome = { SIGIL_HOME: path.join(home.dir, "does-not-exist"), SIGIL_MASTER_KEY: "" };
-    const ok = home.cli(["audit", "verify", "--bundle", file, "--json"], { env: noHome });
+    const keysFile = path.join(home.dir, "keys.json");
+    writeFileSync(keysFile, home.cli(["keys", "export", a.id]).stdout);
+    const ok = home.cli(["audit", "verify", "--bundle", file, "--keys", keysFile, "--json"], { env: noHome });
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, identities: [{ id: a.id, entries: 9, ok: true }] });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, verdict: "ok", anchored: true, anchor: "keys", identities: [{ id: a.id, entries: 9, ok: true }] });
     bundle.entries[4].tool = "send_email";
     writeFileSync(file, JSON.stringify(bundle));
-    const bad = home.cli(["audit", "verify", "--bundle", file, "--json"], { env: noHome });
+    const bad = home.cli(["audit", "verify", "--bundle", file, "--keys", keysFile, "--json"], { env: noHome });
     expect(bad.code).toBe(1);
     expect(JSON.parse(bad.stdout).identities[0].firstBadSeq).toBe(5);
     // A bundle whose published key was swapped for another fails too.
@@ -111,6 +113,8 @@ describe("sigil audit verify finds tampering and names the first bad seq", () =>
     swapped.keys[0] = { ...swapped.keys[0], keyId: other.keyId, publicKey: other.publicKey };
     writeFileSync(file, JSON.stringify(swapped));
     expect(home.cli(["audit", "verify", "--bundle", file], { env: noHome }).code).toBe(1);
+    // Given the real keys, the bundle's own key list is not even read.
+    expect(home.cli(["audit", "verify", "--bundle", file, "--keys", keysFile], { env: noHome }).code).toBe(0);
   });
 
   it("a torn final line is reported", () => {

@@ -12,7 +12,7 @@
 import { createHmac } from "node:crypto";
 import { b64, hashesEqual, sha256hex, sign as edSign } from "../crypto/core.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
-import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
+import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, canonicalLine, entryHash, signingStatement } from "./entry.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -427,7 +427,7 @@ export class AuditChains {
         const append = async (draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> => {
           const entry = await this.seal(state, identityId, draft, keyId, cosign);
           state.apply(entry);
-          lines.push(JSON.stringify(entry));
+          lines.push(canonicalLine(entry));
           return entry;
         };
         if (state.seq === 0) {

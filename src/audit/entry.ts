@@ -6,6 +6,11 @@
  * signature is Ed25519 over a domain-separated statement of that hash, so it can never be replayed
  * as a signature over anything else the same key signs (HTTP requests, checkpoints, emails).
  * A key rotation entry is signed by the old key (`sig`) and the new key (`sigNew`).
+ *
+ * A log line is exactly the RFC 8785 canonical form of the whole entry (signatures included), so
+ * every byte of a line is either covered by the hash or is a signature whose encoding is strict
+ * (canonical base64 of 64 bytes): a line reformatted, re-ordered or carrying a repeated key is
+ * not an entry.
  */
 import { sha256hex } from "../crypto/core.js";
 import { jcs } from "../util/jcs.js";
@@ -48,14 +53,41 @@ export type EntryBody = Omit<AuditEntry, "hash" | "sig">;
 
 const SIG_FIELDS = new Set(["hash", "sig", "sigNew"]);
 
+/**
+ * The two canonical forms of an entry, built in one pass over its members: `body` (everything but
+ * the hash and the signatures: what the hash covers) and `line` (the whole entry: what a log line
+ * must be, byte for byte). JCS orders members by their names' UTF-16 code units, which is what
+ * the default string sort does.
+ */
+export function canonicalForms(entry: Record<string, unknown>): { body: string; line: string } {
+  const body: string[] = [];
+  const line: string[] = [];
+  for (const k of Object.keys(entry).sort()) {
+    const v = entry[k];
+    if (v === undefined) continue;
+    const member = `${JSON.stringify(k)}:${jcs(v)}`;
+    line.push(member);
+    if (!SIG_FIELDS.has(k)) body.push(member);
+  }
+  return { body: `{${body.join(",")}}`, line: `{${line.join(",")}}` };
+}
+
 export function canonicalBody(entry: Record<string, unknown>): string {
-  const body: Record<string, unknown> = {};
-  for (const [k, v] of Object.entries(entry)) if (!SIG_FIELDS.has(k) && v !== undefined) body[k] = v;
-  return jcs(body);
+  return canonicalForms(entry).body;
+}
+
+/** The line to write for an entry: its RFC 8785 canonical form. */
+export function canonicalLine(entry: AuditEntry | Record<string, unknown>): string {
+  return canonicalForms(entry as Record<string, unknown>).line;
+}
+
+/** The entry hash of a canonical body (RFC 6962 leaf hash, hex). */
+export function bodyHash(body: string): string {
+  return sha256hex(Buffer.concat([Buffer.from([0]), Buffer.from(body, "utf8")]));
 }
 
 export function entryHash(entry: Record<string, unknown>): string {
-  return sha256hex(Buffer.concat([Buffer.from([0]), Buffer.from(canonicalBody(entry), "utf8")]));
+  return bodyHash(canonicalBody(entry));
 }
 
 export function signingStatement(hash: string): string {

@@ -1,30 +1,41 @@
 /**
  * Offline verification of an identity's audit log: a streaming pass that checks, for every entry,
- * its place (gap-free `seq`, `prev` linking to the previous entry's hash), its content (the hash
- * recomputed over the canonical form), and its signature by the key that was active at that point
- * of the chain (the first key, then each key a signed rotation entry hands over to). It needs only
- * the public keys, so a bundle exported with `sigil audit export` verifies with no home at all.
+ * its bytes (the line is exactly the RFC 8785 canonical form of its content), its place (gap-free
+ * `seq`, `prev` linking to the previous entry's hash), its content (the hash recomputed over the
+ * canonical body) and its signature by the key that was active at that point of the chain.
+ *
+ * Keys are anchored: the log itself says which key is active where — the first key is the one the
+ * creation entry (seq 1) carries, and only a rotation entry signed by the outgoing key, naming the
+ * incoming one and co-signed by it hands signing over. The caller says which keys it trusts (the
+ * identity's published JWKS, a home's registry, or — unanchored — a bundle's own list): an entry
+ * verifies only if the key active at its position is one of those, with the entry's time inside
+ * that key's validity window. So a log re-signed with a foreign key fails against the real keys,
+ * and a retired key cannot sign history dated after its retirement. Verifying needs public keys
+ * only.
  *
  * A long log is verified on every core: the per-entry work that needs nothing from the rest of the
- * chain (parse, hash, Ed25519 signature against the published key the entry names — nearly all of
- * the time) runs in worker threads over slices of the log, and the sequential pass below uses
- * those results in place of computing them itself. Any result a worker could not give (a key that
- * is not published, an entry it could not read) is computed inline, so the verdict, the first bad
- * seq and its message are the same with or without workers.
+ * chain (parse, canonical form, hash, Ed25519 signatures — verify-entry.ts, nearly all of the time)
+ * runs in worker threads over slices of the log, and the sequential pass below uses those results
+ * in place of computing them itself. Both compute them with the same function and the same trusted
+ * keys, so the verdict, the first bad seq and its message are the same with or without workers.
  */
 import { existsSync } from "node:fs";
 import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
-import { fromB64, keyThumbprint, verifySignature } from "../crypto/core.js";
-import { type AuditEntry, ZERO_HASH, entryHash, signingStatement } from "./entry.js";
+import { keyThumbprint } from "../crypto/core.js";
+import { type AuditEntry, ENTRY_VERSION, ZERO_HASH } from "./entry.js";
+import { DEFECT_MESSAGE, type EntryDefect, type Examined, examineEntry, isKeyIdOf, strictPublicKey } from "./verify-entry.js";
 import type { SliceRequest, SliceResult } from "./verify-worker.js";
 
 export interface PublicKeyInfo {
   keyId: string;
   publicKey: string; // base64
+  /** From when the key signs (ISO 8601); absent: from the beginning. */
   notBefore?: string;
+  /** Until when the key signs (ISO 8601), for a retired key; absent: still active. */
   notAfter?: string;
+  /** A "pending" key has not been handed signing by the log and is never trusted. */
   status?: string;
 }
 
@@ -39,20 +50,48 @@ export interface VerifyResult {
   unresolvedIntents?: number[];
 }
 
+interface TrustedKey {
+  publicKey: Uint8Array;
+  /** The validity window in whole seconds (JWKS NumericDates are seconds), inclusive. */
+  from: number;
+  to: number;
+}
+
+const seconds = (iso: string | undefined, fallback: number): number => {
+  if (iso === undefined) return fallback;
+  const ms = Date.parse(iso);
+  return Number.isFinite(ms) ? Math.floor(ms / 1000) : Number.NaN;
+};
+
+/** The keys a caller trusts, checked: each id must be its key's thumbprint, each window readable. */
+function trustedKeys(keys: PublicKeyInfo[]): Map<string, TrustedKey> | string {
+  const out = new Map<string, TrustedKey>();
+  for (const k of keys) {
+    if (!k || k.status === "pending") continue;
+    const pk = strictPublicKey(k.publicKey);
+    if (!pk || !isKeyIdOf(k.keyId, pk)) return `key ${String(k?.keyId)} does not match its public key`;
+    const from = seconds(k.notBefore, -Infinity);
+    const to = seconds(k.notAfter, Infinity);
+    if (Number.isNaN(from) || Number.isNaN(to) || to < from) return `key ${k.keyId} has an unreadable validity window`;
+    out.set(k.keyId, { publicKey: pk, from, to });
+  }
+  return out;
+}
+
+/** How many signatures the sequential pass checked itself (the rest came from worker threads). */
+let inlineSignatureChecks = 0;
+export function verifierCounters(): { inlineSignatureChecks: number } {
+  return { inlineSignatureChecks };
+}
+
 export async function verifyChain(
   identityId: string,
   lines: AsyncIterable<string> | Iterable<string | AuditEntry>,
   keys: PublicKeyInfo[],
 ): Promise<VerifyResult> {
-  const known = new Map<string, Uint8Array>();
-  for (const k of keys) {
-    const pk = fromB64(k.publicKey);
-    if (keyThumbprint(pk) !== k.keyId) {
-      return { id: identityId, entries: 0, ok: false, firstBadSeq: 1, error: `key ${k.keyId} does not match its public key` };
-    }
-    known.set(k.keyId, pk);
-  }
-  const published = new Map(known);
+  const trust = trustedKeys(keys);
+  if (typeof trust === "string") return { id: identityId, entries: 0, ok: false, firstBadSeq: 1, error: trust };
+  const keyFor = (keyId: string): Uint8Array | undefined => trust.get(keyId)?.publicKey;
   let items: AsyncIterable<string | AuditEntry> | Iterable<string | AuditEntry> = lines;
   let pre: Precomputed | undefined;
   if (workerCount() > 1) {
@@ -70,62 +109,73 @@ export async function verifyChain(
 
   for await (const raw of items as AsyncIterable<string | AuditEntry>) {
     index++;
-    let e: AuditEntry;
-    if (typeof raw === "string") {
-      try {
-        e = JSON.parse(raw) as AuditEntry;
-      } catch {
-        return bad(`entry ${expected} is not valid JSON (a torn or edited line)`);
-      }
-    } else e = raw;
-    if (typeof e !== "object" || e === null || Array.isArray(e)) return bad(`entry ${expected} is not a JSON object`);
+    let x: Examined;
+    if (pre && pre.done[index] === 1) {
+      const defect = pre.defects[index] as EntryDefect | null;
+      let entry: AuditEntry | undefined;
+      if (defect !== "json") entry = (typeof raw === "string" ? JSON.parse(raw) : raw) as AuditEntry;
+      x = { entry, ...(defect ? { defect } : {}), hash: pre.hashes[index] ?? undefined, sig: pre.sig[index] as Examined["sig"], sigNew: pre.sigNew[index] as Examined["sigNew"] };
+    } else {
+      x = examineEntry(raw, keyFor);
+      if (x.sig !== -1) inlineSignatureChecks++;
+      if (x.sigNew !== -1) inlineSignatureChecks++;
+    }
+    if (x.defect) return bad(`entry ${expected} ${DEFECT_MESSAGE[x.defect]}`);
+    const e = x.entry!;
     if (e.seq !== expected) {
       if (typeof e.seq === "number" && e.seq < expected) return bad(`found seq ${e.seq} where ${expected} was expected (a duplicated or reordered entry)`);
       return bad(`found seq ${String(e.seq)} where ${expected} was expected (entries missing, inserted or reordered)`);
     }
     if (e.identity !== identityId) return bad(`entry ${expected} belongs to another identity`);
-    if (e.prev !== prev) return bad(`entry ${expected} does not link to the previous entry (inserted, deleted or reordered)`);
-    let hash: string;
-    const preHash = pre?.hashes[index];
-    if (typeof preHash === "string") hash = preHash;
-    else {
-      try {
-        hash = entryHash(e as unknown as Record<string, unknown>);
-      } catch {
-        return bad(`entry ${expected} cannot be canonicalised`);
-      }
+    if (e.prev !== prev) return bad(`entry ${expected} does not link to the previous entry (inserted, deleted, reordered or from another copy of the log)`);
+    if (e.v !== ENTRY_VERSION) return bad(`entry ${expected} has format version ${String(e.v)}, which this verifier does not know`);
+    if (x.hash !== e.hash) return bad(`entry ${expected} does not match its hash (its content was changed)`);
+    const at = typeof e.ts === "string" ? Date.parse(e.ts) : Number.NaN;
+    if (!Number.isFinite(at) || new Date(at).toISOString() !== e.ts) return bad(`entry ${expected} has no valid time`);
+    if (expected === 1) {
+      // The first key is fixed by the creation entry, which carries it.
+      const first = e.tool === "identity_created" ? strictPublicKey(e.publicKey) : undefined;
+      if (!first) return bad("entry 1 is not the identity's creation entry carrying its first key");
+      if (!isKeyIdOf(e.keyId, first)) return bad(`entry 1 is signed by key ${String(e.keyId)} but carries the first key ${keyIdOf(first)}`);
+      active = e.keyId;
     }
-    if (hash !== e.hash) return bad(`entry ${expected} does not match its hash (its content was changed)`);
-    if (expected === 1) active = e.keyId;
     if (e.keyId !== active) return bad(`entry ${expected} is signed by key ${String(e.keyId)} but key ${active} was active`);
-    const pk = known.get(active!);
-    if (!pk) return bad(`entry ${expected} is signed by key ${active}, which is not among the identity's published keys`);
-    const statement = signingStatement(hash);
-    // A worker's verdict counts only if it checked with this very key (the published one).
-    const preSig = pre && pk === published.get(active!) ? pre.sig[index] : -1;
-    if (typeof e.sig !== "string" || (preSig === -1 ? !verifySignature(pk, statement, fromB64(e.sig)) : preSig !== 1)) {
-      return bad(`entry ${expected} has an invalid signature`);
+    const key = trust.get(active!);
+    if (!key) return bad(`entry ${expected} is signed by key ${active}, which is not among the trusted keys`);
+    const second = Math.floor(at / 1000);
+    if (second < key.from || second > key.to) {
+      return bad(`entry ${expected} is dated ${e.ts}, outside the validity of key ${active} (${windowText(key)})`);
     }
-    if (typeof e.newKeyId === "string") {
-      const newPk = typeof e.newPublicKey === "string" ? fromB64(e.newPublicKey) : undefined;
-      if (!newPk || keyThumbprint(newPk) !== e.newKeyId) return bad(`key rotation entry ${expected} names a key that does not match its public key`);
-      const listed = known.get(e.newKeyId);
-      if (listed && !Buffer.from(listed).equals(newPk)) return bad(`key rotation entry ${expected} disagrees with the published key ${e.newKeyId}`);
-      const preNew = pre ? pre.sigNew[index] : -1;
-      if (typeof e.sigNew !== "string" || (preNew === -1 ? !verifySignature(newPk, statement, fromB64(e.sigNew)) : preNew !== 1)) {
-        return bad(`key rotation entry ${expected} is not signed by the new key`);
-      }
-      known.set(e.newKeyId, newPk);
-      active = e.newKeyId;
+    if (x.sig !== 1) return bad(`entry ${expected} has an invalid signature`);
+    const rotation = e.newKeyId !== undefined || e.newPublicKey !== undefined || e.tool === "key_rotated";
+    if (!rotation) {
+      if (e.sigNew !== undefined) return bad(`entry ${expected} carries a second signature but is not a key rotation`);
+    } else {
+      const newPk = strictPublicKey(e.newPublicKey);
+      if (e.tool !== "key_rotated" || e.previousKeyId !== active) return bad(`key rotation entry ${expected} does not name the outgoing key ${active}`);
+      if (!newPk || !isKeyIdOf(e.newKeyId, newPk)) return bad(`key rotation entry ${expected} names a key that does not match its public key`);
+      if (e.newKeyId === active) return bad(`key rotation entry ${expected} hands signing to the key that is already active`);
+      if (x.sigNew !== 1) return bad(`key rotation entry ${expected} is not signed by the new key`);
+      if (!trust.has(e.newKeyId as string)) return bad(`key rotation entry ${expected} hands signing to key ${String(e.newKeyId)}, which is not among the trusted keys`);
+      active = e.newKeyId as string;
     }
     if (e.phase === "intent" && e.decision === "allow") open.add(e.seq);
     if (e.phase === "result" && typeof e.intent === "number") open.delete(e.intent);
-    prev = hash;
+    prev = e.hash;
     expected++;
   }
   const result: VerifyResult = { id: identityId, entries: expected - 1, ok: true, head: prev };
   if (open.size) result.unresolvedIntents = [...open];
   return result;
+}
+
+function keyIdOf(publicKey: Uint8Array): string {
+  return keyThumbprint(publicKey);
+}
+
+function windowText(k: TrustedKey): string {
+  const t = (s: number): string => (Number.isFinite(s) ? new Date(s * 1000).toISOString().replace(".000Z", "Z") : "…");
+  return `${t(k.from)} to ${t(k.to)}`;
 }
 
 // ---- the worker pool ---------------------------------------------------------------------------
@@ -135,6 +185,9 @@ const PARALLEL_MIN_ENTRIES = 1000;
 const SLICE = 512;
 
 interface Precomputed {
+  /** 1 where a worker examined the entry. */
+  done: Int8Array;
+  defects: Array<string | null>;
   hashes: Array<string | null>;
   sig: Int8Array;
   sigNew: Int8Array;
@@ -213,8 +266,9 @@ function run(w: PoolWorker, req: SliceRequest): Promise<SliceResult> {
 
 async function precompute(items: Array<string | AuditEntry>, keys: PublicKeyInfo[]): Promise<Precomputed> {
   const keyMap: Record<string, string> = {};
-  for (const k of keys) keyMap[k.keyId] = k.publicKey;
-  const out: Precomputed = { hashes: new Array(items.length), sig: new Int8Array(items.length), sigNew: new Int8Array(items.length) };
+  for (const k of keys) if (k.status !== "pending") keyMap[k.keyId] = k.publicKey;
+  const n = items.length;
+  const out: Precomputed = { done: new Int8Array(n), defects: new Array(n), hashes: new Array(n), sig: new Int8Array(n), sigNew: new Int8Array(n) };
   let next = 0;
   try {
     await Promise.all(
@@ -223,7 +277,11 @@ async function precompute(items: Array<string | AuditEntry>, keys: PublicKeyInfo
           const start = next;
           next = Math.min(items.length, next + SLICE);
           const res = await run(w, { id: nextSliceId++, items: items.slice(start, next), keys: keyMap });
-          for (let i = 0; i < res.hashes.length; i++) out.hashes[start + i] = res.hashes[i]!;
+          for (let i = 0; i < res.hashes.length; i++) {
+            out.hashes[start + i] = res.hashes[i]!;
+            out.defects[start + i] = res.defects[i]!;
+          }
+          out.done.fill(1, start, start + res.hashes.length);
           out.sig.set(res.sig, start);
           out.sigNew.set(res.sigNew, start);
         }

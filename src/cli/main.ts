@@ -7,15 +7,20 @@ import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SigilError } from "../errors.js";
 import { resolveHome } from "../home.js";
-import { Sigil, verifyBundle } from "../sigil.js";
+import { Sigil } from "../sigil.js";
 import { COMMANDS } from "./commands.js";
-import { type CheckpointCheck, readCheckpointFile, verifyCheckpointFile } from "../provenance/checkpoint.js";
+import { type CheckpointCheck, type LogReader, readCheckpointFile, verifyCheckpointFile } from "../provenance/checkpoint.js";
+import { type Anchor, type VerifyReport, keysFor, loadKeySource, report, verifyBundle } from "../audit/anchor.js";
+import { PublicHome } from "../audit/verify-home.js";
+import type { VerifyResult } from "../audit/verify.js";
+import { printableJson, printableText, shown } from "../util/printable.js";
 
 const env = process.env;
 const home = (): string => resolveHome(env);
 
+/** Prints a command's result; nothing derived from input reaches the terminal unescaped (util/printable.ts). */
 function out(json: boolean, data: unknown, human: () => string): void {
-  process.stdout.write(json ? JSON.stringify(data, null, 2) + "\n" : human() + "\n");
+  process.stdout.write(json ? printableJson(JSON.stringify(data, null, 2)) + "\n" : printableText(human()) + "\n");
 }
 
 async function withSigil<T>(fn: (s: Sigil) => Promise<T>): Promise<T> {
@@ -57,7 +62,7 @@ export function buildCli(): Command {
     .description("An MCP server that gives every AI agent its own identity, policy and signed audit log.")
     .version("0.1.0")
     .exitOverride()
-    .configureOutput({ writeErr: (str) => process.stderr.write(str) })
+    .configureOutput({ writeErr: (str) => process.stderr.write(printableText(str)) })
     .showHelpAfterError("(add --help for usage)")
     .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_STORE_URL, SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL, SIGIL_PUBLIC_URL. See the README.");
   // --store URL (any position) selects the PostgreSQL store, exactly like SIGIL_STORE_URL.
@@ -128,7 +133,7 @@ export function buildCli(): Command {
     .action(async (o: { json?: boolean }) => {
       const list = await withSigil((s) => s.listIdentities());
       out(!!o.json, list, () =>
-        list.length === 0 ? "No identities." : list.map((i) => `${i.id}  ${i.name}  [${i.channels.join(",")}]${i.revokedAt ? "  revoked" : ""}`).join("\n"),
+        list.length === 0 ? "No identities." : list.map((i) => `${shown(i.id)}  ${shown(i.name)}  [${i.channels.join(",")}]${i.revokedAt ? "  revoked" : ""}`).join("\n"),
       );
     });
   identity
@@ -171,14 +176,20 @@ export function buildCli(): Command {
   const audit = program.command("audit").description("verify and export the signed audit logs");
   audit
     .command("verify")
-    .description("verify every entry of one identity's log, or of all logs (exit 1 and the first bad seq when not)")
+    .description(
+      "verify every entry of one identity's log, or of all logs (needs public data only, never the master key); exit 0 when all verify, 1 and the first bad seq when not, 3 when a bundle is only self-consistent (unanchored: give --keys or --checkpoint)",
+    )
     .argument("[id]")
     .option("--bundle <file>", "verify an exported bundle offline, without the home")
+    .option("--keys <source>", "trust only these keys: a JWKS or key-directory JSON file, or an http(s) URL serving one (e.g. the server's /identities/<id>/keys)")
     .option("--checkpoint <file>", "also check that the log still holds what a kept checkpoint (or receipt) commits to: detects truncation and rollback")
     .addOption(jsonOpt())
-    .action(async (id: string | undefined, o: { bundle?: string; checkpoint?: string; json?: boolean }) => {
-      let report: Awaited<ReturnType<typeof verifyBundle>> & { checkpoint?: CheckpointCheck };
+    .action(async (id: string | undefined, o: { bundle?: string; keys?: string; checkpoint?: string; json?: boolean }) => {
       const note = o.checkpoint !== undefined ? readCheckpointFile(o.checkpoint) : undefined;
+      const trusted = o.keys !== undefined ? await loadKeySource(o.keys) : undefined;
+      let chains: { identities: VerifyResult[] };
+      let cp: CheckpointCheck | undefined;
+      let anchor: Anchor | undefined = trusted ? "keys" : undefined;
       if (o.bundle) {
         let bundle: unknown;
         try {
@@ -186,21 +197,49 @@ export function buildCli(): Command {
         } catch {
           throw new SigilError("invalid_bundle", `${o.bundle} cannot be read as a JSON bundle.`);
         }
-        report = note !== undefined ? await verifyCheckpointFile(note, { bundle }) : await verifyBundle(bundle);
+        if (note !== undefined) {
+          const r = await verifyCheckpointFile(note, { bundle, trusted });
+          chains = r;
+          cp = r.checkpoint;
+        } else chains = await verifyBundle(bundle, trusted);
       } else {
-        report = await withSigil((s) => (note !== undefined ? verifyCheckpointFile(note, { sigil: s, id }) : s.verify(id)));
+        anchor ??= "home";
+        const pub = await PublicHome.open({ home: home(), env });
+        try {
+          if (note !== undefined) {
+            const reader: LogReader = trusted
+              ? { store: pub.store, requireIdentity: (x) => pub.requireIdentity(x), publicKeys: (r) => keysFor(r.id, trusted), verify: (x) => pub.verify(x, trusted) }
+              : pub;
+            const r = await verifyCheckpointFile(note, { sigil: reader, id });
+            chains = r;
+            cp = r.checkpoint;
+          } else chains = await pub.verify(id, trusted);
+        } finally {
+          await pub.close();
+        }
       }
-      const cp = report.checkpoint;
-      out(!!o.json, report, () =>
-        (report.identities
-          .map((r) => (r.ok ? `ok   ${r.id}: ${r.entries} entries verify` : `FAIL ${r.id}: seq ${r.firstBadSeq}: ${r.error}`))
+      if (cp?.ok) anchor ??= "checkpoint";
+      const rep: VerifyReport & { checkpoint?: CheckpointCheck } = { ...report(chains.identities, anchor), ...(cp ? { checkpoint: cp } : {}) };
+      if (cp && !cp.ok) Object.assign(rep, { ok: false, verdict: "failed" });
+      out(!!o.json, rep, () =>
+        (rep.identities
+          .map((r) =>
+            !r.ok
+              ? `FAIL ${shown(r.id)}: seq ${r.firstBadSeq}: ${shown(r.error ?? "")}`
+              : rep.verdict === "unanchored"
+                ? `unanchored ${shown(r.id)}: ${r.entries} entries are self-consistent, but nothing anchors their keys (give --keys with the identity's published keys, or --checkpoint)`
+                : `ok   ${shown(r.id)}: ${r.entries} entries verify`,
+          )
           .join("\n") || "No identities.") +
-        (cp ? (cp.ok ? `\nok   checkpoint ${cp.origin} size ${cp.size}: the log still holds it` : `\nFAIL checkpoint ${cp.origin}: ${cp.error}`) : ""),
+        (cp ? (cp.ok ? `\nok   checkpoint ${shown(cp.origin)} size ${cp.size}: the log still holds it` : `\nFAIL checkpoint ${shown(cp.origin)}: ${shown(cp.error ?? "")}`) : ""),
       );
-      if (!report.ok) {
-        const bad = report.identities.find((r) => !r.ok);
-        if (o.json) process.stderr.write(bad ? `sigil: ${bad.id}: seq ${bad.firstBadSeq}: ${bad.error}\n` : `sigil: checkpoint ${cp?.origin}: ${cp?.error}\n`);
+      if (rep.verdict === "failed") {
+        const bad = rep.identities.find((r) => !r.ok);
+        if (o.json) process.stderr.write(bad ? `sigil: ${shown(bad.id)}: seq ${bad.firstBadSeq}: ${shown(bad.error ?? "")}\n` : `sigil: checkpoint ${shown(cp?.origin ?? "")}: ${shown(cp?.error ?? "")}\n`);
         process.exitCode = 1;
+      } else if (rep.verdict === "unanchored") {
+        if (o.json) process.stderr.write("sigil: unanchored: the bundle is self-consistent, but nothing anchors its keys; give --keys SOURCE or --checkpoint FILE\n");
+        process.exitCode = 3;
       }
     });
   audit
@@ -210,7 +249,7 @@ export function buildCli(): Command {
     .addOption(jsonOpt())
     .action(async (id: string) => {
       const b = await withSigil((s) => s.exportBundle(id));
-      process.stdout.write(JSON.stringify(b, null, 2) + "\n");
+      process.stdout.write(printableJson(JSON.stringify(b, null, 2)) + "\n");
     });
 
   for (const register of COMMANDS) register(program, { home, env, out, withSigil, jsonOpt, readStdin });
@@ -269,10 +308,10 @@ export async function main(argv: string[]): Promise<void> {
       process.exit(err.exitCode === 0 ? 0 : 2);
     }
     if (err instanceof SigilError) {
-      process.stderr.write(`sigil: ${err.publicMessage}\n`);
+      process.stderr.write(`sigil: ${shown(err.publicMessage)}\n`);
       process.exit(1);
     }
-    process.stderr.write(`sigil: ${err instanceof Error ? err.message : String(err)}\n`);
+    process.stderr.write(`sigil: ${shown(err instanceof Error ? err.message : String(err))}\n`);
     process.exit(1);
   }
 }

@@ -19,6 +19,7 @@ import { identityJwks, keysFromJwks } from "../provenance/directory.js";
 import { EMAIL_SIGNATURE_ERRORS, verifyEmailSignature, type EmailSignatureError } from "../provenance/email-signature.js";
 import { makeReceipt, verifyReceipt } from "../provenance/receipt.js";
 import type { RegisterCommands } from "./commands.js";
+import { shown } from "../util/printable.js";
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -77,11 +78,11 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
       const r = verifyReceipt(doc, keys);
       kit.out(!!o.json, r, () =>
         r.ok
-          ? `ok   ${r.identityId}#${r.seq}: ${r.tool} ${r.decision} at ${r.ts}, signed by key ${r.keyId} (${r.keysSource} keys), in the log's checkpoint of size ${r.checkpoint!.size}`
-          : `FAIL ${r.identityId ?? "receipt"}${r.seq !== undefined ? `#${r.seq}` : ""}: ${r.error}`,
+          ? `ok   ${shown(r.identityId)}#${r.seq}: ${shown(r.tool)} ${shown(r.decision)} at ${shown(r.ts)}, signed by key ${shown(r.keyId)} (${r.keysSource} keys), in the log's checkpoint of size ${r.checkpoint!.size}`
+          : `FAIL ${shown(r.identityId ?? "receipt")}${r.seq !== undefined ? `#${shown(r.seq)}` : ""}: ${shown(r.error)}`,
       );
       if (!r.ok) {
-        if (o.json) process.stderr.write(`sigil: ${r.error}\n`);
+        if (o.json) process.stderr.write(`sigil: ${shown(r.error)}\n`);
         process.exitCode = 1;
       }
     });
@@ -103,11 +104,11 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
       const r = await checkEmail(raw, o.keys, kit, !!o.acceptV1);
       kit.out(!!o.json, r, () =>
         r.ok
-          ? `ok   ${r.messageId} from ${r.from} to ${[...r.to!, ...r.cc!].join(", ")}: signed by ${r.identityId} with key ${r.kid} at ${new Date(r.ts! * 1000).toISOString()}${r.version === 1 ? " (format v1: Subject, display names and HTML not covered)" : ""}`
-          : `FAIL ${file}: ${r.reason ?? r.error}.`,
+          ? `ok   ${shown(r.messageId)} from ${shown(r.from)} to ${[...r.to!, ...r.cc!].map(shown).join(", ")}: signed by ${shown(r.identityId)} with key ${shown(r.kid)} at ${new Date(r.ts! * 1000).toISOString()}${r.version === 1 ? " (format v1: Subject, display names and HTML not covered)" : ""}`
+          : `FAIL ${shown(file)}: ${shown(r.reason ?? r.error)}.`,
       );
       if (!r.ok) {
-        if (o.json) process.stderr.write(`sigil: ${r.reason ?? r.error}.\n`);
+        if (o.json) process.stderr.write(`sigil: ${shown(r.reason ?? r.error)}.\n`);
         process.exitCode = 1;
       }
     });

@@ -22,8 +22,10 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { type AuditBundle, type Sigil, verifyBundle } from "../sigil.js";
-import type { VerifyResult } from "../audit/verify.js";
+import type { Sigil } from "../sigil.js";
+import type { PublicKeyInfo, VerifyResult } from "../audit/verify.js";
+import { type AuditBundle, type KeySource, keysFor, verifyBundle } from "../audit/anchor.js";
+import type { IdentityRecord } from "../../store/types.js";
 import { SigilError } from "../errors.js";
 import type { AuditEntry } from "../audit/entry.js";
 import { fromB64, keyThumbprint, sign as edSign } from "../crypto/core.js";
@@ -299,6 +301,14 @@ export function checkCheckpoint(
 
 export type CheckpointReport = { ok: boolean; identities: VerifyResult[]; checkpoint: CheckpointCheck };
 
+/** What checking a home's log needs: public data only (a Sigil, or the master-key-free PublicHome). */
+export type LogReader = {
+  requireIdentity(id: string): Promise<IdentityRecord>;
+  publicKeys(rec: IdentityRecord): PublicKeyInfo[];
+  verify(id: string): Promise<{ identities: VerifyResult[] }>;
+  store: { audit: { readLines(id: string): AsyncIterable<string> } };
+};
+
 /** Reads a checkpoint file for the CLI (a note, `--json` output, or a receipt). */
 export function readCheckpointFile(file: string): string {
   try {
@@ -315,7 +325,7 @@ export function readCheckpointFile(file: string): string {
  */
 export async function verifyCheckpointFile(
   note: string,
-  source: { sigil: Sigil; id?: string } | { bundle: unknown },
+  source: { sigil: LogReader; id?: string } | { bundle: unknown; trusted?: KeySource },
 ): Promise<CheckpointReport> {
   const cpId = checkpointIdentity(note);
   if (!cpId) throw new SigilError("invalid_checkpoint", "The file is not a sigil checkpoint (its first line is not sigil/<identity id>).");
@@ -338,10 +348,10 @@ export async function verifyCheckpointFile(
     for await (const line of source.sigil.store.audit.readLines(cpId)) if (!collect(line)) break;
   } else {
     const b = source.bundle as Partial<AuditBundle>;
-    const r = await verifyBundle(b);
+    const r = await verifyBundle(b, source.trusted);
     if (b.identity?.id !== cpId) throw new SigilError("invalid_arguments", `The checkpoint is about ${cpId.slice(0, 64)}, but the bundle is the log of ${String(b.identity?.id).slice(0, 64)}.`);
     chain = r.identities[0]!;
-    keys = b.keys ?? [];
+    keys = source.trusted ? keysFor(cpId, source.trusted) : (b.keys ?? []);
     for (const e of b.entries ?? []) if (!collect(e)) break;
   }
   // Only entries that verified count: a log whose chain breaks cannot vouch for what follows.
