@@ -14,6 +14,7 @@ import { type Anchor, type VerifyReport, keysFor, loadKeySource, report, verifyB
 import { PublicHome } from "../audit/verify-home.js";
 import type { VerifyResult } from "../audit/verify.js";
 import { printableJson, printableText, shown } from "../util/printable.js";
+import { listenError } from "./listen.js";
 
 const env = process.env;
 const home = (): string => resolveHome(env);
@@ -263,16 +264,6 @@ function parsePort(p: string): number {
   return n;
 }
 
-/** A listen error as one sentence that says what to do (EADDRINUSE used to be printed raw). */
-export function listenError(err: unknown, host: string, port: number): unknown {
-  const code = (err as { code?: string }).code;
-  if (code === "EADDRINUSE") {
-    return new SigilError("port_in_use", `port ${port} on ${host} is already in use (another sigil or another program listens there); stop it, or choose another port with --port (e.g. --port ${port === 65535 ? port - 1 : port + 1}).`, { cause: err });
-  }
-  if (code === "EACCES") return new SigilError("port_denied", `this user may not listen on port ${port} on ${host}; choose a port above 1023 with --port.`, { cause: err });
-  if (code === "EADDRNOTAVAIL" || code === "ENOTFOUND") return new SigilError("bad_host", `${host} is not an address of this machine; choose another with --host (e.g. 127.0.0.1).`, { cause: err });
-  return err;
-}
 
 export async function startHttp(sigil: Sigil, host: string, port: number): Promise<string> {
   const { serveHttp } = await import("../server/http.js");
