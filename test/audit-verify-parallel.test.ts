@@ -9,7 +9,8 @@ import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { Sigil } from "../dist/src/sigil.js";
-import { verifierThreads, verifyChain, type PublicKeyInfo } from "../dist/src/audit/verify.js";
+import { verifierCounters, verifierThreads, verifyChain, type PublicKeyInfo } from "../dist/src/audit/verify.js";
+import { ForgedLog } from "./support/audit-forge.js";
 import { entryHash } from "../dist/src/audit/entry.js";
 
 const ENTRIES = 1600; // above the threshold (1000) where verification goes parallel
@@ -109,3 +110,28 @@ function editRehash(seq: number): string[] {
     e.hash = entryHash(e);
   });
 }
+
+describe("long logs on worker threads", () => {
+  it("after a rotation, the sequential pass uses every worker result: no signature is checked twice", async () => {
+    const log = await ForgedLog.create();
+    log.call(600);
+    await log.rotate();
+    log.call(600);
+    await log.rotate();
+    log.call(100);
+    const saved = process.env.SIGIL_VERIFY_THREADS;
+    try {
+      process.env.SIGIL_VERIFY_THREADS = "2";
+      const before = verifierCounters().inlineSignatureChecks;
+      expect(await verifyChain(log.identity, log.lines(), log.keys)).toMatchObject({ ok: true, entries: 1303 });
+      expect(verifierCounters().inlineSignatureChecks - before).toBe(0);
+      process.env.SIGIL_VERIFY_THREADS = "0";
+      const single = verifierCounters().inlineSignatureChecks;
+      await verifyChain(log.identity, log.lines(), log.keys);
+      expect(verifierCounters().inlineSignatureChecks - single).toBe(1303 + 2); // one per entry, plus each co-signature
+    } finally {
+      if (saved === undefined) delete process.env.SIGIL_VERIFY_THREADS;
+      else process.env.SIGIL_VERIFY_THREADS = saved;
+    }
+  });
+});

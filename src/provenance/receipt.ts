@@ -15,8 +15,8 @@
  * checks against the keys the identity publishes (`--keys` with `GET /identities/<id>/keys`).
  */
 import type { Sigil } from "../sigil.js";
-import { type AuditEntry, entryHash, signingStatement } from "../audit/entry.js";
-import { verifySignature } from "../crypto/core.js";
+import { type AuditEntry, ENTRY_VERSION } from "../audit/entry.js";
+import { examineEntry } from "../audit/verify-entry.js";
 import { SigilError } from "../errors.js";
 import { checkpointOrigin, inclusionProof, makeCheckpoint, merkleRoot, verifyInclusion } from "./checkpoint.js";
 import { identityJwks, keysFromJwks, type IdentityJwks } from "./directory.js";
@@ -108,13 +108,7 @@ export function verifyReceipt(doc: unknown, publishedKeys?: unknown): ReceiptChe
   const about = { identityId: r.identity, seq: e.seq, tool: e.tool, decision: e.decision, ts: e.ts, keyId: e.keyId };
   if (e.identity !== r.identity) return fail("the entry belongs to another identity", about);
   if (!Number.isSafeInteger(e.seq) || e.seq < 1) return fail("the entry has no valid seq", about);
-  let hash: string;
-  try {
-    hash = entryHash(e as unknown as Record<string, unknown>);
-  } catch {
-    return fail("the entry cannot be canonicalised", about);
-  }
-  if (hash !== e.hash) return fail("the entry does not match its hash (its content was changed)", about);
+  if (e.v !== ENTRY_VERSION) return fail(`the entry has format version ${String(e.v)}, which this verifier does not know`, about);
 
   const jwksDoc = publishedKeys ?? r.keys;
   const named = (jwksDoc as { identity?: unknown })?.identity;
@@ -125,7 +119,13 @@ export function verifyReceipt(doc: unknown, publishedKeys?: unknown): ReceiptChe
   } catch (err) {
     return fail(`the keys cannot be read: ${(err as Error).message}`, about);
   }
+  // The same per-entry checks as the log verifier (audit/verify-entry.ts): hash over the canonical
+  // body, strictly encoded signature(s).
   const key = keys.find((k) => k.kid === e.keyId);
+  const x = examineEntry(e, () => key?.publicKey);
+  if (x.defect) return fail("the entry cannot be canonicalised", about);
+  const hash = x.hash!;
+  if (hash !== e.hash) return fail("the entry does not match its hash (its content was changed)", about);
   if (!key) return fail(`the entry is signed by key ${String(e.keyId)}, which is not among the identity's keys`, about);
   const t = Math.floor(Date.parse(String(e.ts)) / 1000);
   const nbf = key.notBefore === undefined ? undefined : Math.floor(Date.parse(key.notBefore) / 1000);
@@ -133,8 +133,10 @@ export function verifyReceipt(doc: unknown, publishedKeys?: unknown): ReceiptChe
   if (!Number.isFinite(t) || (nbf !== undefined && !(t >= nbf)) || (exp !== undefined && !(t <= exp))) {
     return fail(`key ${e.keyId} was not valid at the entry's time ${String(e.ts)}`, about);
   }
-  const sig = typeof e.sig === "string" ? decodeBase64Strict(e.sig) : undefined;
-  if (!sig || !verifySignature(key.publicKey, signingStatement(hash), sig)) return fail("the entry's signature does not verify", about);
+  if (x.sig !== 1) return fail("the entry's signature does not verify", about);
+  if (x.sigNew !== -1 && (e.tool !== "key_rotated" || x.sigNew !== 1)) {
+    return fail("the entry's second signature does not verify (only a key rotation carries one, by the incoming key)", about);
+  }
 
   const c = r.checkpoint;
   const inc = r.inclusion;

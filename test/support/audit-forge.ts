@@ -3,9 +3,9 @@
  * (src/audit/chain.ts), so that tests can make logs a careful forger would: validly hashed,
  * linked and signed everywhere except the one property under test.
  */
-import { b64, cryptoReady, generateSigningKey, keyThumbprint, sign } from "../../dist/src/crypto/core.js";
-import { ZERO_HASH, canonicalLine, entryHash, signingStatement } from "../../dist/src/audit/entry.js";
-import type { PublicKeyInfo } from "../../dist/src/audit/verify.js";
+import { b64, cryptoReady, generateSigningKey, keyThumbprint, sign } from "../../src/crypto/core.js";
+import { ZERO_HASH, canonicalLine, entryHash, signingStatement } from "../../src/audit/entry.js";
+import type { PublicKeyInfo } from "../../src/audit/verify.js";
 
 export interface ForgeKey {
   keyId: string;

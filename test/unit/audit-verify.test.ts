@@ -4,16 +4,17 @@
  * check meant for it (and fails if that check is removed). Keys are anchored: the creation entry
  * fixes the first key, only a rotation signed by the outgoing key and co-signed by the incoming one
  * hands signing over, and an entry verifies only under a trusted key whose validity window holds
- * its time. In-process, against the built modules; the CLI is tested in audit-verify-cli.test.ts.
+ * its time. In-process against src/ (so `npm run test:mutation` runs it); the CLI is tested in
+ * test/audit-verify-cli.test.ts, the worker threads in test/audit-verify-parallel.test.ts.
  */
 import { beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { verifierCounters, verifyChain, type PublicKeyInfo } from "../dist/src/audit/verify.js";
-import { loadKeySource, verifyBundle } from "../dist/src/audit/anchor.js";
-import { canonicalLine } from "../dist/src/audit/entry.js";
-import { ForgedLog, newKey, seal, type Entry, type ForgeKey } from "./support/audit-forge.js";
+import { verifyChain, type PublicKeyInfo } from "../../src/audit/verify.js";
+import { loadKeySource, verifyBundle } from "../../src/audit/anchor.js";
+import { canonicalLine } from "../../src/audit/entry.js";
+import { ForgedLog, newKey, seal, type Entry, type ForgeKey } from "../support/audit-forge.js";
 
 let base: ForgedLog; // 4 entries, a rotation (seq 5), 3 more: 8 entries
 let beforeRotation: ForgedLog; // the same log as it stood at seq 4
@@ -255,30 +256,5 @@ describe("every byte of a line is authenticated, except the signature, whose enc
     const lines = base.lines();
     lines[4] = canonicalLine({ ...base.entries[4]!, sigNew: base.entries[4]!.sigNew.replace(/=+$/, "") });
     expect(await verify(lines)).toMatchObject(bad(5, /not signed by the new key/));
-  });
-});
-
-describe("long logs on worker threads", () => {
-  it("after a rotation, the sequential pass uses every worker result: no signature is checked twice", async () => {
-    const log = await ForgedLog.create();
-    log.call(600);
-    await log.rotate();
-    log.call(600);
-    await log.rotate();
-    log.call(100);
-    const saved = process.env.SIGIL_VERIFY_THREADS;
-    try {
-      process.env.SIGIL_VERIFY_THREADS = "2";
-      const before = verifierCounters().inlineSignatureChecks;
-      expect(await verifyChain(log.identity, log.lines(), log.keys)).toMatchObject({ ok: true, entries: 1303 });
-      expect(verifierCounters().inlineSignatureChecks - before).toBe(0);
-      process.env.SIGIL_VERIFY_THREADS = "0";
-      const single = verifierCounters().inlineSignatureChecks;
-      await verifyChain(log.identity, log.lines(), log.keys);
-      expect(verifierCounters().inlineSignatureChecks - single).toBe(1303 + 2); // one per entry, plus each co-signature
-    } finally {
-      if (saved === undefined) delete process.env.SIGIL_VERIFY_THREADS;
-      else process.env.SIGIL_VERIFY_THREADS = saved;
-    }
   });
 });
