@@ -16,7 +16,7 @@ import { request } from "node:http";
 import path from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { CLI, cleanupHomes, httpClient, makeHome, startHttpServer, stdioClient, text, type Home, type Identity } from "./support/home.js";
+import { CLI, cleanupHomes, cpuMs, httpClient, makeHome, startHttpServer, stdioClient, text, type Home, type Identity } from "./support/home.js";
 import { startSmtpServer, type TestSmtpServer } from "./support/smtp.js";
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 import { ledgerOf } from "./support/fleet.js";
@@ -26,7 +26,12 @@ const TWILIO_TOKEN = "hostile-twilio-token";
 const OWN = "+14155550100";
 const SECRET = "hostile-secret-value-0b7e2d";
 const RUNS = Number(process.env.SIGIL_FUZZ_RUNS ?? (process.env.SIGIL_SOAK === "1" ? 1000 : 100));
-const BOUND_MS = 2000; // generous: a bound on pathological slowness, not a benchmark
+/**
+ * A bound on pathological slowness (runaway regexes, quadratic parsing), not a benchmark: the
+ * server's CPU time per call, which a loaded machine does not stretch the way it stretches wall time
+ * (slow fsyncs, other processes). Wall time only has the generous call timeout.
+ */
+const CPU_BOUND_MS = 2000;
 const PER_CHARGE = 5000;
 const POLICY = {
   allowedDomains: ["example.com"],
@@ -214,6 +219,8 @@ const ALLOWED_RCPT = /^[^@\s]+@(?:[a-z0-9-]+\.)*example\.com$/;
 
 /** Calls that were allowed, per tool (so a property that only ever saw refusals is noticed). */
 const allowed: Record<string, number> = {};
+/** The most server CPU one call of each tool took (printed, to see the margin under the bound). */
+const maxCpu: Record<string, number> = {};
 
 /** What the outside world saw so far. */
 function world() {
@@ -228,12 +235,13 @@ function world() {
 
 async function hostileCall(name: string, args: Record<string, unknown>): Promise<void> {
   const before = world();
-  const t0 = performance.now();
-  const r: any = await session.client.callTool({ name, arguments: args }, undefined, { timeout: 30_000 });
-  const ms = performance.now() - t0;
+  const cpu0 = cpuMs(session.transport.pid);
+  const r: any = await session.client.callTool({ name, arguments: args }, undefined, { timeout: 60_000 });
+  const cpu = (cpuMs(session.transport.pid) ?? 0) - (cpu0 ?? 0);
   const after = world();
   const what = `${name} ${JSON.stringify(args).slice(0, 300)}`;
-  expect(ms, `${what} took ${Math.round(ms)} ms`).toBeLessThan(BOUND_MS);
+  expect(cpu, `${what} used ${Math.round(cpu)} ms of server CPU`).toBeLessThan(CPU_BOUND_MS);
+  maxCpu[name] = Math.max(maxCpu[name] ?? 0, cpu);
   // Always an audit entry (only this session writes to the log).
   expect(after.log, what).toBeGreaterThan(before.log);
   const newMails = smtp.messages.slice(before.mails);
@@ -298,7 +306,7 @@ async function hostileCall(name: string, args: Record<string, unknown>): Promise
 
 describe("hostile tool arguments through the real stdio server", () => {
   for (const tool of TOOLS) {
-    it(`${tool.name}: ${RUNS} random and adversarial argument sets — bounded time, an audit entry each, nothing sent that the policy forbids`, { timeout: 120_000 }, async () => {
+    it(`${tool.name}: ${RUNS} random and adversarial argument sets — bounded time, an audit entry each, nothing sent that the policy forbids`, { timeout: 300_000 }, async () => {
       await fc.assert(
         fc.asyncProperty(tool.args, (args) => hostileCall(tool.name, args)),
         { numRuns: RUNS },
@@ -313,7 +321,7 @@ describe("hostile tool arguments through the real stdio server", () => {
       expect((await session.client.callTool({ name: "whoami", arguments: {} })).isError).toBeFalsy();
       // The generators reach the allowed side too: the checks above were not only about refusals.
       expect(allowed[tool.name] ?? 0, `${tool.name} was never allowed`).toBeGreaterThan(0);
-      process.stderr.write(`[hostile] ${tool.name}: ${allowed[tool.name]} of ${RUNS} allowed\n`);
+      process.stderr.write(`[hostile] ${tool.name}: ${allowed[tool.name]} of ${RUNS} allowed; at most ${Math.round(maxCpu[tool.name] ?? 0)} ms of server CPU per call\n`);
     });
   }
 
@@ -348,66 +356,80 @@ describe("hostile policy documents", () => {
     { requiredKeys: [] },
   ), rarely(fc.tuple(hostileString, hostileValue))).map(([doc, extra]) => (extra ? { ...doc, [extra[0]]: extra[1] } : doc));
 
-  it(`${RUNS} random policies via update_policy: refused with one sentence or applied, in bounded time, and nothing is sent that the applied document does not allow`, { timeout: 180_000 }, async () => {
+  // The policies are tried in LANES identities at once (each with its own agent and admin
+  // process), RUNS in all: the same number of cases, in a fraction of the wall time, since each
+  // case mostly waits for fsyncs. What an identity sent is told apart by its own sender (From
+  // number, envelope sender).
+  const LANES = 4;
+  it(`${RUNS} random policies via update_policy (${LANES} identities at once): refused with one sentence or applied, in bounded time, and nothing is sent that the applied document does not allow`, { timeout: 300_000 }, async () => {
     const smtpP = await startSmtpServer();
     const twilioP = await startTwilioServer({ accountSid: SID, authToken: TWILIO_TOKEN });
     const h = makeHome();
-    const p = h.createIdentity({ name: "policy-fuzz", channels: "email,sms", phone: OWN, policy: {} });
-    const admin = await stdioClient(h, h.adminToken);
-    const agentSession = await stdioClient(h, p.token, {
-      env: { SIGIL_SMTP_URL: smtpP.url(), TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TWILIO_TOKEN, SIGIL_TWILIO_API_URL: twilioP.url },
-    });
-    let version = 1;
+    const providerEnv = { SIGIL_SMTP_URL: smtpP.url(), TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TWILIO_TOKEN, SIGIL_TWILIO_API_URL: twilioP.url };
+    const identityFile = (id: string) => path.join(h.env.SIGIL_HOME!, "identities", `${id}.json`);
+    const lane = async (i: number): Promise<void> => {
+      const from = `+1415555011${i}`;
+      const p = h.createIdentity({ name: `policy-fuzz-${i}`, channels: "email,sms", phone: from, policy: {} });
+      const mailFrom = JSON.parse(readFileSync(identityFile(p.id), "utf8")).email as string;
+      const [admin, agentSession] = await Promise.all([stdioClient(h, h.adminToken), stdioClient(h, p.token, { env: providerEnv })]);
+      const mine = () => ({ sms: twilioP.requests.filter((q) => q.form.From === from).length, mails: smtpP.messages.filter((m) => m.mailFrom === mailFrom).length });
+      let version = 1;
+      try {
+        await fc.assert(
+          fc.asyncProperty(policyDoc, fc.constantFrom(...Object.keys(NUMBERS)), fc.constantFrom(...ADDRESSES), async (doc, number, addr) => {
+            const adminCpu = cpuMs(admin.transport.pid);
+            const r: any = await admin.client.callTool({ name: "update_policy", arguments: { identityId: p.id, policies: doc } }, undefined, { timeout: 60_000 });
+            expect((cpuMs(admin.transport.pid) ?? 0) - (adminCpu ?? 0)).toBeLessThan(CPU_BOUND_MS);
+            if (r.isError) {
+              expect(text(r)).toMatch(/^denied: invalid_policy: policy[^\n\r\u0000]{1,400}$/);
+            } else {
+              version++;
+              expect(r.structuredContent.policyVersion).toBe(version);
+            }
+            // Whatever policy is in force now, the agent can do only what that document allows.
+            const stored = JSON.parse(readFileSync(identityFile(p.id), "utf8"));
+            const applied = stored.policy;
+            expect(stored.policyVersion).toBe(version);
+            const before = mine();
+            const agentCpu = cpuMs(agentSession.transport.pid);
+            const sms: any = await agentSession.client.callTool({ name: "send_sms", arguments: { to: number, body: "policy fuzz" } }, undefined, { timeout: 60_000 });
+            const mid = mine();
+            const mail: any = await agentSession.client.callTool({ name: "send_email", arguments: { to: [addr], subject: "policy fuzz", text: "x" } }, undefined, { timeout: 60_000 });
+            const after = mine();
+            expect((cpuMs(agentSession.transport.pid) ?? 0) - (agentCpu ?? 0)).toBeLessThan(2 * CPU_BOUND_MS);
+            const country = NUMBERS[number]!;
+            const numberOk = country !== "US-premium" && ((applied.allowedPhoneNumbers ?? []).includes(number) || (applied.allowedPhoneCountries ?? []).includes(country));
+            if (!sms.isError) expect(numberOk, `sms to ${number} under ${JSON.stringify(applied)}`).toBe(true);
+            expect(mid.sms - before.sms).toBe(sms.isError ? 0 : 1);
+            const domain = addr.split("@")[1]!.toLowerCase();
+            const domains: string[] = applied.allowedDomains ?? [];
+            const addrOk = domains.some((d) => d === "*" || domain === d || domain.endsWith("." + d));
+            if (!mail.isError) expect(addrOk, `mail to ${addr} under ${JSON.stringify(applied)}`).toBe(true);
+            expect(after.mails - mid.mails).toBe(mail.isError ? 0 : 1);
+            if (!r.isError && !("rateLimits" in applied)) {
+              // Without limits in the way, what the document allows does go out (the oracle is not vacuous).
+              if (numberOk) expect(sms.isError, text(sms)).toBeFalsy();
+              if (addrOk) expect(mail.isError, text(mail)).toBeFalsy();
+            }
+          }),
+          { numRuns: Math.ceil(RUNS / LANES) },
+        );
+      } finally {
+        await admin.client.close();
+        await agentSession.client.close();
+      }
+      const log = h.json(["audit", "verify", p.id]);
+      expect(log.ok).toBe(true);
+      expect(log.identities[0].unresolvedIntents).toBeUndefined();
+      const entries = readFileSync(path.join(h.env.SIGIL_HOME!, "audit", `${p.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      expect(entries.filter((e) => e.tool === "policy_updated")).toHaveLength(version - 1);
+    };
     try {
-      await fc.assert(
-        fc.asyncProperty(policyDoc, fc.constantFrom(...Object.keys(NUMBERS)), fc.constantFrom(...ADDRESSES), async (doc, number, addr) => {
-          const t0 = performance.now();
-          const r: any = await admin.client.callTool({ name: "update_policy", arguments: { identityId: p.id, policies: doc } });
-          expect(performance.now() - t0).toBeLessThan(BOUND_MS);
-          if (r.isError) {
-            expect(text(r)).toMatch(/^denied: invalid_policy: policy[^\n\r\u0000]{1,400}$/);
-          } else {
-            version++;
-            expect(r.structuredContent.policyVersion).toBe(version);
-          }
-          // Whatever policy is in force now, the agent can do only what that document allows.
-          const applied = JSON.parse(readFileSync(path.join(h.env.SIGIL_HOME!, "identities", `${p.id}.json`), "utf8")).policy;
-          expect(JSON.parse(readFileSync(path.join(h.env.SIGIL_HOME!, "identities", `${p.id}.json`), "utf8")).policyVersion).toBe(version);
-          const twBefore = twilioP.requests.length;
-          const t1 = performance.now();
-          const sms: any = await agentSession.client.callTool({ name: "send_sms", arguments: { to: number, body: "policy fuzz" } });
-          const mailsBefore = smtpP.messages.length;
-          const mail: any = await agentSession.client.callTool({ name: "send_email", arguments: { to: [addr], subject: "policy fuzz", text: "x" } });
-          expect(performance.now() - t1).toBeLessThan(2 * BOUND_MS);
-          const country = NUMBERS[number]!;
-          const numberOk = country !== "US-premium" && ((applied.allowedPhoneNumbers ?? []).includes(number) || (applied.allowedPhoneCountries ?? []).includes(country));
-          const smsSent = twilioP.requests.length - twBefore;
-          if (!sms.isError) expect(numberOk, `sms to ${number} under ${JSON.stringify(applied)}`).toBe(true);
-          expect(smsSent).toBe(sms.isError ? 0 : 1);
-          const domain = addr.split("@")[1]!.toLowerCase();
-          const domains: string[] = applied.allowedDomains ?? [];
-          const addrOk = domains.some((d) => d === "*" || domain === d || domain.endsWith("." + d));
-          if (!mail.isError) expect(addrOk, `mail to ${addr} under ${JSON.stringify(applied)}`).toBe(true);
-          expect(smtpP.messages.length - mailsBefore).toBe(mail.isError ? 0 : 1);
-          if (!r.isError && !("rateLimits" in applied)) {
-            // Without limits in the way, what the document allows does go out (the oracle is not vacuous).
-            if (numberOk) expect(sms.isError, text(sms)).toBeFalsy();
-            if (addrOk) expect(mail.isError, text(mail)).toBeFalsy();
-          }
-        }),
-        { numRuns: RUNS },
-      );
+      await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i)));
     } finally {
-      await admin.client.close();
-      await agentSession.client.close();
       await smtpP.close();
       await twilioP.close();
     }
-    const log = h.json(["audit", "verify", p.id]);
-    expect(log.ok).toBe(true);
-    expect(log.identities[0].unresolvedIntents).toBeUndefined();
-    const entries = readFileSync(path.join(h.env.SIGIL_HOME!, "audit", `${p.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-    expect(entries.filter((e) => e.tool === "policy_updated")).toHaveLength(version - 1);
   });
 });
 
@@ -466,7 +488,7 @@ describe("malformed JSON-RPC and hostile HTTP requests", () => {
     send(JSON.stringify({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "whoami", arguments: {} } }));
     const t0 = Date.now();
     const ok = await waitFor(2);
-    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(Date.now() - t0).toBeLessThan(30_000); // generous: the session was not stuck behind the hostile lines
     expect(ok.result.structuredContent.id).toBe(a.id);
     for (const id of [901, 902, 903, 904]) expect((await waitFor(id)).error, String(id)).toBeDefined();
     // A "__proto__" key is dropped by the MCP layer's parse (it never becomes a prototype): whoami as usual.
@@ -480,7 +502,7 @@ describe("malformed JSON-RPC and hostile HTTP requests", () => {
     expect(h.json(["audit", "verify", a.id]).ok).toBe(true);
   });
 
-  it("HTTP: oversized, truncated, deeply nested, batched and malformed requests are refused while two sessions carry on", { timeout: 60_000 }, async () => {
+  it("HTTP: oversized, truncated, deeply nested, batched and malformed requests are refused while two sessions carry on", { timeout: 120_000 }, async () => {
     const h = makeHome();
     const a = h.createIdentity({ channels: "" });
     const b = h.createIdentity({ channels: "" });
@@ -519,7 +541,7 @@ describe("malformed JSON-RPC and hostile HTTP requests", () => {
       const during = Promise.all(Array.from({ length: 10 }, () => sb.client.callTool({ name: "whoami", arguments: {} })));
       const statuses = await Promise.all([...hostile, ...hostile].map((f) => f()));
       const fine = await during;
-      expect(Date.now() - t0).toBeLessThan(20_000);
+      expect(Date.now() - t0).toBeLessThan(60_000); // generous: nothing hung
       for (const s of statuses) expect(s === "reset" || Number(s) < 500, `status ${s}`).toBe(true);
       expect(statuses.slice(0, 2).map(Number)).toEqual([413, 413]);
       for (const r of fine) expect((r.structuredContent as any).id).toBe(b.id);

@@ -214,3 +214,21 @@ export async function openHeldSession(url: string, token: string): Promise<{ ses
 export function settlesWithin(p: Promise<unknown>, ms: number): Promise<boolean> {
   return Promise.race([p.then(() => true, () => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms).unref())]);
 }
+
+/**
+ * CPU time (user + system, ms) a process's main thread — the event loop, where JavaScript runs —
+ * has used so far, from /proc; undefined where there is no /proc. Bounds on "no pathological
+ * slowness" use it instead of wall time, which a loaded machine (other processes, slow fsyncs)
+ * stretches without the process doing any more work. GC helpers and the I/O thread pool are not
+ * counted.
+ */
+export function cpuMs(pid: number | undefined | null): number | undefined {
+  if (!pid) return undefined;
+  try {
+    const stat = readFileSync(`/proc/${pid}/task/${pid}/stat`, "utf8");
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
+  } catch {
+    return undefined;
+  }
+}
