@@ -5,7 +5,8 @@
  * baseline and whether the issue's targets hold. It measures; it asserts nothing (npm test has no
  * timing checks).
  *
- *   node bench/run.mjs [--json] [--quick] [--identities N] [--only cold,calls,verify,registry,pg]
+ *   node bench/run.mjs [--json] [--quick] [--identities N] [--only cold,calls,recovery,verify,registry,pg]
+ *                      [--log-sizes 10000,100000,1000000]
  *   node bench/run.mjs --render results.json     (the table of a saved --json run)
  *
  * Both servers are driven the same way: the SDK Client over StdioClientTransport, spawned with the
@@ -36,7 +37,10 @@ const JSON_OUT = flag("--json");
 const QUICK = flag("--quick");
 const BIG = opt("--identities", 10_000);
 const onlyIdx = argv.indexOf("--only");
-const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // cold,calls,verify,registry,pg
+const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // cold,calls,recovery,verify,registry,pg
+const sizesIdx = argv.indexOf("--log-sizes");
+/** Audit log sizes for the first-call rows (besides the empty log); the largest is also verified. */
+const LOG_SIZES = sizesIdx >= 0 ? argv[sizesIdx + 1].split(",").map(Number) : QUICK ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
 const want = (section) => !ONLY || ONLY.has(section);
 const N = {
   cold: QUICK ? 5 : 11,
@@ -45,6 +49,7 @@ const N = {
   tputMs: QUICK ? 1500 : 3000,
   inflight: 16,
   registrySamples: QUICK ? 30 : 100,
+  firstCalls: QUICK ? 3 : 5,
   rotations: QUICK ? 10 : 30,
 };
 
@@ -198,21 +203,64 @@ function rawVerifyRate(ms = 1000) {
   return n / ((performance.now() - t0) / 1000);
 }
 
-async function auditVerify(ctx) {
+
+// ---- recovery: a new process's first call with a long audit log; verifying a long log ------------
+
+async function firstCall(ctx) {
+  const t0 = performance.now();
+  const c = await connect("sigil", ctx);
+  const t1 = performance.now();
+  await call(c.client, "whoami");
+  const t2 = performance.now();
+  await c.client.close();
+  return { total: t2 - t0, first: t2 - t1 };
+}
+
+async function bigLogs(dir, sizes) {
   const { Sigil } = await dist("src/sigil.js");
-  const sigil = await Sigil.open({ home: ctx.home, env: ctx.env });
+  const { bigIdentity } = await import("./biglog.mjs");
+  const home = path.join(dir, "biglogs");
+  const env = { SIGIL_HOME: home };
+  await Sigil.init({ home, env });
+  const ids = new Map();
+  for (const n of [1, ...sizes]) {
+    const t0 = performance.now();
+    ids.set(n, await bigIdentity(Sigil, { home, env, entries: n, name: `log ${n}` }));
+    if (n > 1) log(`  wrote a ${n}-entry log (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
+  }
+  return { home, env, ids };
+}
+
+async function recovery(logs) {
+  const sizes = [...logs.ids.keys()];
+  const samples = new Map(sizes.map((n) => [n, []]));
+  for (let i = 0; i < N.firstCalls; i++) {
+    for (const n of i % 2 ? [...sizes].reverse() : sizes) samples.get(n).push(await firstCall({ home: logs.home, token: logs.ids.get(n).token }));
+  }
+  // The same without the snapshot (what every new process paid before): once per size.
+  const replay = new Map();
+  for (const n of sizes.filter((x) => x > 1 && x <= 100_000)) {
+    const id = logs.ids.get(n).id;
+    rmSync(path.join(logs.home, "audit", `${id}.snapshot`), { force: true });
+    replay.set(n, await firstCall({ home: logs.home, token: logs.ids.get(n).token }));
+  }
+  return sizes.map((n) => ({
+    entries: n,
+    firstMs: median(samples.get(n).map((s) => s.first)),
+    totalMs: median(samples.get(n).map((s) => s.total)),
+    replayFirstMs: replay.get(n)?.first,
+  }));
+}
+
+async function auditVerifyBig(logs, entries) {
+  const { Sigil } = await dist("src/sigil.js");
+  const sigil = await Sigil.open({ home: logs.home, env: logs.env });
   try {
-    await sigil.verify(ctx.identityId); // warm the module and the page cache
-    const runs = [];
-    let entries = 0;
-    for (let i = 0; i < 3; i++) {
-      const t0 = performance.now();
-      const r = await sigil.verify(ctx.identityId);
-      runs.push(performance.now() - t0);
-      if (!r.ok) throw new Error(`the bench log does not verify: ${JSON.stringify(r.identities[0])}`);
-      entries = r.identities[0].entries;
-    }
-    return { entries, rate: entries / (median(runs) / 1000) };
+    const t0 = performance.now();
+    const r = await sigil.verify(logs.ids.get(entries).id);
+    const ms = performance.now() - t0;
+    if (!r.ok) throw new Error(`the bench log does not verify: ${JSON.stringify(r.identities[0])}`);
+    return { entries: r.identities[0].entries, rate: r.identities[0].entries / (ms / 1000) };
   } finally {
     await sigil.close();
   }
@@ -338,21 +386,31 @@ async function main() {
       log("cold start…");
       results.cold = await coldStart(ctx);
     }
-    if (want("calls") || want("verify")) {
+    if (want("calls")) {
       log("baseline calls…");
       results.baseline = await perServer("baseline", ctx, tools);
       log("sigil calls…");
       results.sigil = await perServer("sigil", ctx, tools);
     }
-    if (want("verify")) {
-      log("audit verification…");
-      const cores = m.cores;
-      const raw = rawVerifyRate();
-      const v = await auditVerify(ctx);
-      results.verify = { entries: v.entries, rate: v.rate, rawPerCore: raw, cores, ratio: v.rate / (raw * cores) };
-      log("audit verification with key rotations…");
-      const rot = await auditVerifyRotations();
-      results.verifyRotations = { ...rot, ratio: rot.rate / (raw * cores) };
+    if (want("recovery") || want("verify")) {
+      const sizes = want("recovery") ? LOG_SIZES : [Math.max(...LOG_SIZES)];
+      log(`writing audit logs of ${sizes.join(", ")} entries…`);
+      const logs = await bigLogs(dir, sizes);
+      if (want("recovery")) {
+        log("first call of a new process…");
+        results.recovery = await recovery(logs);
+      }
+      if (want("verify")) {
+        log(`audit verification (${Math.max(...sizes)} entries)…`);
+        const cores = m.cores;
+        const raw = rawVerifyRate();
+        const v = await auditVerifyBig(logs, Math.max(...sizes));
+        results.verify = { entries: v.entries, rate: v.rate, rawPerCore: raw, cores, ratio: v.rate / (raw * cores) };
+        log("audit verification with key rotations…");
+        const rot = await auditVerifyRotations();
+        results.verifyRotations = { ...rot, ratio: rot.rate / (raw * cores) };
+      }
+      rmSync(logs.home, { recursive: true, force: true });
     }
     if (want("registry")) {
       log("registry with 10 identities…");
@@ -394,7 +452,13 @@ function targets(r) {
     const x = r.sigil.throughput[tool] / r.baseline.throughput[tool];
     add(`${tool} throughput @16 ≥ 50% of baseline`, x, 0.5, x >= 0.5);
   }
-  if (r.verify) add("audit verify ≥ 80% of raw verify × cores", r.verify.ratio, 0.8, r.verify.ratio >= 0.8);
+  if (r.recovery?.length > 1) {
+    const empty = r.recovery[0];
+    const big = r.recovery[r.recovery.length - 1];
+    const x = big.firstMs / empty.firstMs;
+    add(`first call with ${big.entries} entries ≤ 1.5× the empty log's`, x, 1.5, x <= 1.5);
+  }
+  if (r.verify) add(`audit verify (${r.verify.entries} entries) ≥ 80% of raw verify × cores`, r.verify.ratio, 0.8, r.verify.ratio >= 0.8);
   if (r.registry) {
     const s = r.registry.big.sessionMs / r.registry.small.sessionMs;
     const k = r.registry.big.rotateMs / r.registry.small.rotateMs;
@@ -429,9 +493,7 @@ function render(r) {
     "",
     `Machine: ${r.machine.cpu}, ${r.machine.cores} cores, ${r.machine.memoryGB} GB, ${r.machine.os}, node ${r.machine.node}${r.quick ? " (--quick)" : ""}`,
     "",
-    "| measure | sigil | baseline | sigil / baseline |",
-    "|---|---|---|---|",
-    ...rows,
+    ...(rows.length ? ["| measure | sigil | baseline | sigil / baseline |", "|---|---|---|---|", ...rows] : []),
   ];
   if (v) {
     out.push(
@@ -442,6 +504,17 @@ function render(r) {
     );
     const vr = r.verifyRotations;
     if (vr) out.push(`| sigil audit verify with ${vr.rotations} key rotations (${vr.entries} entries) | ${f(vr.rate, 0)} | the same | ${f(vr.ratio)} |`);
+  }
+  if (r.recovery) {
+    const e = r.recovery[0];
+    out.push(
+      "",
+      "| a new `sigil serve` process, audit log of | first `whoami` (median, ms) | spawn → first result (median, ms) | first `whoami` vs the empty log | first `whoami` replaying the whole log (no snapshot, ms) |",
+      "|---|---|---|---|---|",
+      ...r.recovery.map(
+        (x) => `| ${x.entries === 1 ? "1 entry (empty)" : `${x.entries} entries`} | ${f(x.firstMs, 1)} | ${f(x.totalMs, 1)} | ${ratio(x.firstMs, e.firstMs)} | ${x.replayFirstMs === undefined ? "—" : f(x.replayFirstMs, 1)} |`,
+      ),
+    );
   }
   if (r.registry) {
     const { small, big } = r.registry;
