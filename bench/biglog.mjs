@@ -48,7 +48,7 @@ function signerPool(seed, n) {
 }
 
 export async function bigIdentity(Sigil, { home, env, entries, spanDays = 100, name = "big" }) {
-  const { entryHash } = await dist("src/audit/entry.js");
+  const { entryHash, canonicalLine } = await dist("src/audit/entry.js");
   const end = Date.now() - 60_000;
   const start = end - spanDays * 86_400_000;
   const past = await Sigil.open({ home, env, now: () => start });
@@ -65,10 +65,14 @@ export async function bigIdentity(Sigil, { home, env, entries, spanDays = 100, n
     const step = (end - start) / entries;
     let prev = state.head;
     const zero = Buffer.from([0]);
-    // Canonical (RFC 8785) form of the entry body: keys in sorted order, ASCII values without
-    // escapes. Checked against the writer's own entryHash for the first entry below.
+    // Canonical (RFC 8785) forms of the entry body and of the line: keys in sorted order, ASCII
+    // values without escapes. Checked against the writer's own for the first entry below.
     const canonical = (seq, ts) =>
       `{"decision":"allow","identity":"${created.id}","keyId":"${created.keyId}","phase":"call","prev":"${prev}","seq":${seq},"session":"s_bench","tool":"whoami","ts":"${ts}","v":1}`;
+    const lineOf = (body, hash, sig) => {
+      const [head, tail] = [body.slice(0, body.indexOf(',"identity"')), body.slice(body.indexOf(',"identity"'), body.indexOf(',"tool"'))];
+      return `${head},"hash":"${hash}"${tail},"sig":"${sig}"${body.slice(body.indexOf(',"tool"'))}`;
+    };
     const CHUNK = 4096;
     let pending = Promise.resolve();
     for (let from = 2; from <= entries; from += CHUNK) {
@@ -92,7 +96,11 @@ export async function bigIdentity(Sigil, { home, env, entries, spanDays = 100, n
       pending = (async () => {
         const sigs = await signed;
         await write;
-        const lines = bodies.map((b, i) => `${b.slice(0, -1)},"hash":"${hashes[i]}","sig":"${sigs[i]}"}\n`).join("");
+        if (from === 2) {
+          const first = lineOf(bodies[0], hashes[0], sigs[0]);
+          if (first !== canonicalLine(JSON.parse(first))) throw new Error("bench log: the line template is not the writer's canonical line");
+        }
+        const lines = bodies.map((b, i) => lineOf(b, hashes[i], sigs[i]) + "\n").join("");
         writeSync(fd, lines);
       })();
       if (((from - 2) / CHUNK) % 8 === 7) await pending; // bounded memory
