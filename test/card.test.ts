@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
 import { Sigil } from "../src/sigil.js";
@@ -26,6 +26,7 @@ describe("card_charge: policy limits", () => {
       policy: { cardSpendingLimitCents: 2500, cardPerChargeLimitCents: 1000, allowedMerchantCategories: ["5734", "5942"], blockedMerchantCategories: ["7995"] },
     });
     const none = home.createIdentity({ channels: "card", policy: {} });
+    home.merchants({ "Acme Books": "5734" });
     const { client } = await stdioClient(home, a.token);
     const tool = (await client.listTools()).tools.find((t) => t.name === "card_charge")!;
     expect(tool.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true });
@@ -46,7 +47,6 @@ describe("card_charge: policy limits", () => {
       [charge({ amountCents: 1001, merchantCategory: "5734" }), /^denied: per_charge_limit: /],
       [charge({ merchantCategory: "7995" }), /^denied: merchant_category_blocked: /],
       [charge({ merchantCategory: "5411" }), /^denied: merchant_category_not_allowed: /],
-      [charge(), /^denied: merchant_category_not_allowed: A merchantCategory is required/],
     ];
     for (const [args, re] of cases) {
       const r = await call(args);
@@ -193,6 +193,89 @@ describe("card_charge: the rolling 24 hours, through the pipeline with a fixed c
   });
 });
 
+describe("card_charge: merchant categories come from the processor, not the agent", () => {
+  it("with 7995 blocked, a casino charge fails whether the agent omits the category or claims 5734; unknown merchants are refused under category rules; nothing reaches the card", async () => {
+    const home = makeHome();
+    // The operator tells the embedded processor its merchants (the CLI writes merchants.json).
+    expect(home.json(["card", "merchant", "add", "Lucky Casino", "7995"])).toEqual({ merchant: "Lucky Casino", category: "7995" });
+    expect(home.json(["card", "merchant", "add", "Acme Books", "5734"])).toEqual({ merchant: "Acme Books", category: "5734" });
+    const bad = home.cli(["card", "merchant", "add", "Acme Books", "57a4"]);
+    expect([bad.code, bad.stderr]).toEqual([1, "sigil: the category must be a 4-digit merchant category code (MCC).\n"]);
+    expect(home.json(["card", "merchant", "list"])).toEqual({ "Lucky Casino": "7995", "Acme Books": "5734" });
+
+    const ruled = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: 1000, blockedMerchantCategories: ["7995"] } });
+    const free = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: 1000 } });
+    const { client } = await stdioClient(home, ruled.token);
+    const call = (args: Record<string, unknown>) => client.callTool({ name: "card_charge", arguments: charge({ amountCents: 1000, ...args }) });
+    try {
+      expect(text(await call({ merchant: "Lucky Casino" }))).toMatch(/^denied: merchant_category_blocked: merchant category 7995 is blocked/);
+      expect(text(await call({ merchant: "Lucky Casino", merchantCategory: "5734" }))).toMatch(/^denied: merchant_category_mismatch: the card processor knows this merchant as category 7995, not 5734/);
+      expect(text(await call({ merchant: "  lucky   CASINO " }))).toMatch(/^denied: merchant_category_blocked: /); // names match loosely
+      expect(text(await call({ merchant: "Lucky Casin0", merchantCategory: "5734" }))).toMatch(/^denied: merchant_category_unknown: /);
+      expect(text(await call({ merchant: "Acme Books", merchantCategory: "5942" }))).toMatch(/^denied: merchant_category_mismatch: /);
+      // Every refusal above released its reservation: the whole limit is still there, and the
+      // category an approval reports is the processor's.
+      const ok = await call({ merchant: "Acme Books" });
+      expect(ok.isError, text(ok)).toBeFalsy();
+      expect(ok.structuredContent).toMatchObject({ status: "approved", merchant: "Acme Books", merchantCategory: "5734" });
+    } finally {
+      await client.close();
+    }
+    const lines = await ledger(home, ruled.id);
+    expect(lines.map((l) => [l.status, l.merchant, l.processorCategory])).toEqual([["approved", "Acme Books", "5734"]]);
+    const results = auditLog(home, ruled.id).filter((e) => e.tool === "card_charge" && e.phase === "result");
+    expect(results.map((e) => [e.decision, e.reason ?? null])).toEqual([
+      ["failed", "merchant_category_blocked"],
+      ["failed", "merchant_category_mismatch"],
+      ["failed", "merchant_category_blocked"],
+      ["failed", "merchant_category_unknown"],
+      ["failed", "merchant_category_mismatch"],
+      ["ok", null],
+    ]);
+
+    // Without category rules a merchant may be unknown, but a claim that contradicts the processor is still refused.
+    const c2 = await stdioClient(home, free.token);
+    try {
+      expect(text(await c2.client.callTool({ name: "card_charge", arguments: charge({ merchant: "Lucky Casino", merchantCategory: "5734" }) }))).toMatch(/^denied: merchant_category_mismatch: /);
+      const unknown = await c2.client.callTool({ name: "card_charge", arguments: charge({ merchant: "Corner Shop" }) });
+      expect(unknown.isError, text(unknown)).toBeFalsy();
+      expect((unknown.structuredContent as any).merchantCategory).toBeUndefined();
+    } finally {
+      await c2.client.close();
+    }
+  });
+
+  it("the embedded processor decides again at authorization: a category changed after the lookup, or a merchants.json it cannot read, charges nothing", async () => {
+    const home = makeHome();
+    const { EmbeddedCardProcessor } = await import("../src/providers/card/embedded.js");
+    const { CardDeclined } = await import("../src/providers/card/processor.js");
+    const p = new EmbeddedCardProcessor({ home: home.env.SIGIL_HOME! });
+    const id = "id_" + "0".repeat(20);
+    const req = { identityId: id, amountCents: 100, currency: "USD", merchant: "Shop", reference: "r1", categoryRules: { blocked: ["7995"] } };
+    home.merchants({ Shop: "5734" });
+    expect(await p.merchantCategory("shop")).toBe("5734");
+    home.merchants({ Shop: "7995" }); // re-coded between the lookup and the charge
+    const declined = await p.charge(req).catch((e) => e);
+    expect(declined).toBeInstanceOf(CardDeclined);
+    expect(declined.reason).toBe("merchant_category_blocked");
+    await expect(p.charge({ ...req, merchant: "Other", reference: "r2" })).rejects.toMatchObject({ reason: "merchant_category_unknown" });
+    await expect(p.charge({ ...req, categoryRules: { allowed: ["5734"] }, reference: "r3" })).rejects.toMatchObject({ reason: "merchant_category_not_allowed" });
+    await expect(p.charge({ ...req, categoryRules: undefined, merchantCategory: "5734", reference: "r4" })).rejects.toMatchObject({ reason: "merchant_category_mismatch" });
+    expect(await p.charge({ ...req, categoryRules: undefined, reference: "r5" })).toMatchObject({ status: "approved", merchantCategory: "7995" });
+    expect((await ledger(home, id)).map((l) => [l.status, l.declineReason ?? null])).toEqual([
+      ["declined", "merchant_category_blocked"],
+      ["declined", "merchant_category_unknown"],
+      ["declined", "merchant_category_not_allowed"],
+      ["declined", "merchant_category_mismatch"],
+      ["approved", null],
+    ]);
+    writeFileSync(path.join(home.env.SIGIL_HOME!, "card", "merchants.json"), '{"Shop": 7995}');
+    await expect(p.merchantCategory("Shop")).rejects.toMatchObject({ kind: "unavailable" });
+    await expect(p.charge({ ...req, reference: "r6" })).rejects.toMatchObject({ kind: "unavailable" });
+    expect(await ledger(home, id)).toHaveLength(5);
+  });
+});
+
 describe("card_charge: an HTTP card processor (SIGIL_CARD_PROCESSOR_URL)", () => {
   async function processor(behaviour: (body: any, res: ServerResponse) => void): Promise<{ url: string; requests: any[]; server: Server }> {
     const requests: any[] = [];
@@ -222,7 +305,7 @@ describe("card_charge: an HTTP card processor (SIGIL_CARD_PROCESSOR_URL)", () =>
       if (body.merchant === "Nope") return reply(res, 402, { status: "declined" });
       reply(res, 200, { chargeId: `ext_${n}`, status: "approved" });
     });
-    const home = makeHome({ SIGIL_CARD_PROCESSOR_URL: proc.url, SIGIL_PROVIDER_TIMEOUT_MS: "400", SIGIL_CARD_PROCESSOR_TOKEN: "proc-token" });
+    const home = makeHome({ SIGIL_CARD_PROCESSOR_URL: proc.url, SIGIL_PROVIDER_TIMEOUT_MS: "3000", SIGIL_CARD_PROCESSOR_TOKEN: "proc-token" });
     const a = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: 1000 } });
     const { client } = await stdioClient(home, a.token);
     const call = (args: Record<string, unknown>) => client.callTool({ name: "card_charge", arguments: charge(args) });
@@ -251,6 +334,44 @@ describe("card_charge: an HTTP card processor (SIGIL_CARD_PROCESSOR_URL)", () =>
       ["ok", null],
       ["failed", "card_declined"],
       ["failed", "provider_unavailable"],
+      ["unknown", "provider_unknown"],
+    ]);
+  });
+
+  it("reports the category in its authorization: it gets the rules and the claim, its category declines are refusals, and an approval the rules refuse is never reported as a success", async () => {
+    let n = 0;
+    const proc = await processor((body, res) => {
+      n++;
+      if (body.merchant === "Lucky Casino") return reply(res, 402, { status: "declined", declineReason: body.merchantCategory ? "merchant_category_mismatch" : "merchant_category_blocked" });
+      if (body.merchant === "Rogue") return reply(res, 200, { chargeId: `ext_${n}`, status: "approved", merchantCategory: "7995" });
+      if (body.merchant === "Silent") return reply(res, 200, { chargeId: `ext_${n}`, status: "approved" });
+      reply(res, 200, { chargeId: `ext_${n}`, status: "approved", merchantCategory: "5734" });
+    });
+    const home = makeHome({ SIGIL_CARD_PROCESSOR_URL: proc.url });
+    const a = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: 1000, blockedMerchantCategories: ["7995"] } });
+    const { client } = await stdioClient(home, a.token);
+    const call = (args: Record<string, unknown>) => client.callTool({ name: "card_charge", arguments: charge(args) });
+    try {
+      expect(text(await call({ merchant: "Lucky Casino" }))).toMatch(/^denied: merchant_category_blocked: /);
+      expect(text(await call({ merchant: "Lucky Casino", merchantCategory: "5734" }))).toMatch(/^denied: merchant_category_mismatch: /);
+      expect(proc.requests[1].body).toMatchObject({ merchant: "Lucky Casino", merchantCategory: "5734", categoryRules: { blocked: ["7995"] } });
+      const ok = await call({ merchant: "Books" });
+      expect(ok.structuredContent).toMatchObject({ status: "approved", merchantCategory: "5734" });
+      expect(text(await call({ merchant: "Books", merchantCategory: "5942" }))).toMatch(/^error: provider_unknown: .*category rules refuse it/);
+      expect(text(await call({ merchant: "Rogue" }))).toMatch(/^error: provider_unknown: .*category rules refuse it/);
+      expect(text(await call({ merchant: "Silent" }))).toMatch(/^error: provider_unknown: /);
+    } finally {
+      await client.close();
+      proc.server.closeAllConnections();
+      proc.server.close();
+    }
+    const results = auditLog(home, a.id).filter((e) => e.tool === "card_charge" && e.phase === "result");
+    expect(results.map((e) => [e.decision, e.reason ?? null])).toEqual([
+      ["failed", "merchant_category_blocked"],
+      ["failed", "merchant_category_mismatch"],
+      ["ok", null],
+      ["unknown", "provider_unknown"],
+      ["unknown", "provider_unknown"],
       ["unknown", "provider_unknown"],
     ]);
   });

@@ -35,6 +35,9 @@ const COMMANDS = [
   ...["show", "verify", "verify-email"].map((c) => ["receipt", c]),
   ["store"],
   ["store", "migrate"],
+  ["card"],
+  ["card", "merchant"],
+  ...["add", "list"].map((c) => ["card", "merchant", c]),
 ];
 
 describe("the command line", () => {

@@ -198,6 +198,8 @@ beforeAll(async () => {
   smtp = await startSmtpServer();
   twilio = await startTwilioServer({ accountSid: SID, authToken: TWILIO_TOKEN });
   home = makeHome();
+  // Merchant categories come from the processor: it knows these two (others are unknown, so refused).
+  home.merchants({ Acme: "5734", "Fuzz Books": "5734" });
   agent = home.createIdentity({ name: "fuzz", channels: "email,sms,voice,vault,card,sign", phone: OWN, policy: POLICY });
   home.json(["secret", "put", agent.id, "api/key"], { input: SECRET });
   home.json(["secret", "put", agent.id, "other"], { input: "not-for-this-agent-" + SECRET });

@@ -398,10 +398,11 @@ describe("evaluate: card", () => {
     expect(denied(evaluate(p, card(10001, "USD", "5734"), none, NOW))).toBe("per_charge_limit");
   });
 
-  it("blocked MCC wins over allowed; allowed list requires an MCC", () => {
+  it("a claimed MCC: blocked wins over allowed; no claim is left to the card processor's category", () => {
     expect(denied(evaluate(p, card(100, "USD", "7995"), none, NOW))).toBe("merchant_category_blocked");
     expect(denied(evaluate(p, card(100, "USD", "5411"), none, NOW))).toBe("merchant_category_not_allowed");
-    expect(denied(evaluate(p, card(100, "USD"), none, NOW))).toBe("merchant_category_not_allowed");
+    // card_charge asks the processor and refuses what it cannot state (test/card.test.ts).
+    expect(denied(evaluate(p, card(100, "USD"), none, NOW))).toBe("allowed");
     expect(denied(evaluate(p, card(100, "USD", "57"), none, NOW))).toBe("invalid_arguments");
     const noList = pol({ cardSpendingLimitCents: 1000, blockedMerchantCategories: ["7995"] });
     expect(denied(evaluate(noList, card(100), none, NOW))).toBe("allowed");

@@ -3,7 +3,7 @@ import { Denied } from "../src/errors.js";
 import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
 import { defineTool } from "../src/pipeline/tool.js";
 import { ProviderError } from "../src/providers/types.js";
-import type { CardProcessor } from "../src/providers/card/processor.js";
+import { CardDeclined, categoryDecision, categoryRulesOf, type CardProcessor } from "../src/providers/card/processor.js";
 import { ReceiptSchema } from "./outbound.js";
 
 /** Printable text without control or format characters (what a statement line can show). */
@@ -43,7 +43,7 @@ export const cardCharge = defineTool({
     amountCents: z.int().positive().max(Number.MAX_SAFE_INTEGER).describe("The amount in the currency's minor unit, e.g. 1250 for $12.50"),
     currency: z.string().regex(/^[A-Z]{3}$/, { message: "must be an upper-case ISO 4217 code such as USD" }).describe("ISO 4217 currency code, e.g. \"USD\""),
     merchant: z.string().trim().min(1).max(200).regex(PRINTABLE, { message: "must not contain control characters" }).describe("The merchant's name as it should appear on the statement"),
-    merchantCategory: z.string().regex(/^\d{4}$/, { message: "must be a 4-digit merchant category code" }).optional().describe("The merchant category code (MCC), 4 digits, e.g. \"5734\""),
+    merchantCategory: z.string().regex(/^\d{4}$/, { message: "must be a 4-digit merchant category code" }).optional().describe("Optional: the merchant category code (MCC) you expect, 4 digits, e.g. \"5734\". The card processor states the category; a charge whose category differs from this is refused"),
     description: z.string().max(500).regex(PRINTABLE, { message: "must not contain control characters" }).optional().describe("What the charge is for"),
     idempotencyKey: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, { message: "must be printable ASCII without spaces" }).describe("A key unique to this purchase; reuse it only to retry the same charge"),
   }),
@@ -54,7 +54,7 @@ export const cardCharge = defineTool({
     amountCents: z.number().int(),
     currency: z.string(),
     merchant: z.string(),
-    merchantCategory: z.string().optional(),
+    merchantCategory: z.string().optional().describe("The merchant category (MCC) as the card processor stated it"),
     receipt: ReceiptSchema,
   }),
   effect: "act",
@@ -82,7 +82,7 @@ export const cardCharge = defineTool({
     const amount = formatAmount(amountCents, currency);
     const lines = [
       `Approve a card charge of ${amount} (${amountCents} minor units) to "${a.merchant}"?`,
-      a.merchantCategory ? `Merchant category: ${a.merchantCategory}` : undefined,
+      a.merchantCategory ? `Merchant category claimed by the agent (the card processor checks it): ${a.merchantCategory}` : undefined,
       a.description ? `Description: ${a.description}` : undefined,
     ].filter(Boolean);
     return {
@@ -104,6 +104,14 @@ export const cardCharge = defineTool({
     } catch (err) {
       throw new ProviderError("unavailable", "the card processor is not configured correctly; nothing was charged", { cause: err });
     }
+    // The category comes from the processor (src/providers/card/processor.ts): asked before any
+    // authorization, and decided again by the processor at authorization and checked in its answer.
+    const categoryRules = categoryRulesOf(ctx.policy);
+    if (processor.merchantCategory) {
+      const known = await processor.merchantCategory(a.merchant);
+      const problem = categoryDecision(known, normalized.merchantCategory, categoryRules);
+      if (problem) throw new Denied(problem.reason, problem.message);
+    }
     let res;
     try {
       res = await processor.charge({
@@ -112,10 +120,12 @@ export const cardCharge = defineTool({
         currency: normalized.currency,
         merchant: a.merchant,
         ...(normalized.merchantCategory !== undefined ? { merchantCategory: normalized.merchantCategory } : {}),
+        ...(categoryRules !== undefined ? { categoryRules } : {}),
         ...(a.description !== undefined ? { description: a.description } : {}),
         reference: `${ctx.identity.id}:${a.idempotencyKey}`,
       });
     } catch (err) {
+      if (err instanceof CardDeclined) throw new Denied(err.reason, err.publicMessage, { cause: err });
       if (err instanceof ProviderError && err.kind === "rejected") {
         throw new Denied("card_declined", "the card issuer declined the charge; nothing was charged.", { cause: err });
       }
@@ -128,7 +138,8 @@ export const cardCharge = defineTool({
       amountCents: normalized.amountCents,
       currency: normalized.currency,
       merchant: a.merchant,
-      ...(normalized.merchantCategory !== undefined ? { merchantCategory: normalized.merchantCategory } : {}),
+      // The processor's category, never the agent's claim.
+      ...(res.merchantCategory !== undefined ? { merchantCategory: res.merchantCategory } : {}),
     };
     return {
       structured,

@@ -8,6 +8,7 @@ import { registerSecretCommands } from "./secret.js";
 import { registerKeysCommands } from "./keys.js";
 import { registerReceiptCommands } from "./receipt.js";
 import { registerStoreCommands } from "./store.js";
+import { registerCardCommands } from "./card.js";
 
 export interface CliKit {
   home: () => string;
@@ -22,4 +23,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands];

@@ -27,8 +27,8 @@
  *     itself, case-sensitively; no other wildcard syntax;
  *  5. card: `cardSpendingLimitCents` absent → card_not_allowed; amount a
  *     positive safe integer; currency (case-insensitive input) equal to
- *     `cardCurrency ?? "USD"`; per-charge limit; blocked MCC before allowed
- *     MCC; spent in (now-24h, now] + amount <= limit; needsApproval when
+ *     `cardCurrency ?? "USD"`; per-charge limit; a claimed MCC: blocked before
+ *     allowed (no claim: the processor's category is checked by card_charge); spent in (now-24h, now] + amount <= limit; needsApproval when
  *     amount > approvalAboveCents;
  *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; the URL read
  *     alike by WHATWG and RFC 3986 parsers (`checkSigningUrl`: no userinfo,
@@ -247,14 +247,12 @@ function evalCard(
   if (mcc !== undefined && policy.blockedMerchantCategories?.includes(mcc)) {
     return deny("merchant_category_blocked", `Merchant category ${mcc} is blocked.`);
   }
+  // The agent's category is only a claim: one the rules refuse is refused here; without one (or
+  // with an allowed one) the card processor states the category and card_charge checks it before
+  // and at authorization (src/providers/card/processor.ts, README "Merchant categories").
   const allowedMcc = policy.allowedMerchantCategories;
-  if (allowedMcc !== undefined && (mcc === undefined || !allowedMcc.includes(mcc))) {
-    return deny(
-      "merchant_category_not_allowed",
-      mcc === undefined
-        ? "A merchantCategory is required by this policy."
-        : `Merchant category ${mcc} is not in allowedMerchantCategories.`,
-    );
+  if (allowedMcc !== undefined && mcc !== undefined && !allowedMcc.includes(mcc)) {
+    return deny("merchant_category_not_allowed", `Merchant category ${mcc} is not in allowedMerchantCategories.`);
   }
   const spent = usage.spentSince(nowMs - DAY_MS + 1);
   if (typeof spent !== "number" || !Number.isFinite(spent) || spent < 0 || spent + amount > limit) {

@@ -3,7 +3,7 @@
  * stdio and Streamable HTTP. Nothing here fakes sigil: tests drive the built `dist/cli.js`.
  */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -28,6 +28,8 @@ export interface Home {
   store: Backend;
   /** The identity's audit entries, parsed, whatever the backend (via `sigil audit export`). */
   auditLog(id: string): any[];
+  /** Writes the embedded card processor's merchants.json (what `sigil card merchant add` keeps), without a CLI run. */
+  merchants(categories: Record<string, string>): void;
   cleanup(): void;
 }
 
@@ -76,6 +78,10 @@ export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backe
       if (o.email) args.push("--email", o.email);
       if (o.phone) args.push("--phone", o.phone);
       return json<Identity>(args);
+    },
+    merchants(categories) {
+      mkdirSync(path.join(env.SIGIL_HOME!, "card"), { recursive: true, mode: 0o700 });
+      writeFileSync(path.join(env.SIGIL_HOME!, "card", "merchants.json"), JSON.stringify(categories), { mode: 0o600 });
     },
     cleanup() {
       rmSync(dir, { recursive: true, force: true });

@@ -10,6 +10,13 @@
  * - Spending limits are NOT enforced here: policy and the audit chain's reservations do that
  *   (atomically, across processes) before the processor is called. The processor only approves or
  *   declines, like an issuer would.
+ * - Merchant categories: `$SIGIL_HOME/card/merchants.json` (`{"<merchant name>": "<MCC>"}`, names
+ *   matched by `merchantKey`; `sigil card merchant add NAME MCC` writes it) is what this processor
+ *   knows. `merchantCategory(merchant)` answers from it; `charge` reads it again and declines,
+ *   by `categoryDecision`, a claim that differs or a category the request's rules refuse — so a
+ *   change to the file between the lookup and the charge cannot let a charge through. The
+ *   category it authorized is in the ledger line and the result. A malformed file fails closed
+ *   (unavailable: nothing is charged).
  *
  * Test hooks (documented in the README; harmless in production because they only ever decline):
  *  - merchant exactly `DECLINE-TEST` → declined;
@@ -21,15 +28,26 @@ import path from "node:path";
 import { randomBytes } from "node:crypto";
 import { sha256hex } from "../../crypto/core.js";
 import { ProviderError } from "../types.js";
-import { type FileLayer, fsyncDir, realFiles, writeAll } from "../../util/fsx.js";
+import { type FileLayer, fsyncDir, realFiles, writeAll, writeFileDurable } from "../../util/fsx.js";
 import { type Locks, createLocks } from "../../util/lock.js";
 import { lockNamespace } from "../../../store/index.js";
-import { type CardProcessor, type ChargeRequest, type ChargeResult, DECLINE_TEST_MERCHANT } from "./processor.js";
+import {
+  type CardProcessor,
+  type ChargeRequest,
+  type ChargeResult,
+  CardDeclined,
+  DECLINE_TEST_MERCHANT,
+  MCC_RE,
+  categoryDecision,
+  merchantKey,
+} from "./processor.js";
 
 const ID_RE = /^id_[0-9a-f]{20}$/;
 
 /** One line of the ledger: the charge as requested, and what the processor decided. */
-export interface LedgerLine extends Omit<ChargeRequest, "identityId"> {
+export interface LedgerLine extends Omit<ChargeRequest, "identityId" | "categoryRules"> {
+  /** The category the processor knows the merchant by (merchants.json), when it knows one. */
+  processorCategory?: string;
   chargeId: string;
   ts: string;
   cardId: string;
@@ -42,6 +60,57 @@ export function cardIdFor(identityId: string): string {
 }
 
 export const ledgerFile = (home: string, identityId: string): string => path.join(home, "card", `${identityId}.jsonl`);
+export const merchantsFile = (home: string): string => path.join(home, "card", "merchants.json");
+
+export const MAX_MERCHANT_NAME = 200;
+
+/** The merchants the embedded processor knows, by `merchantKey`. Absent file: none. Malformed: throws. */
+export async function readMerchants(home: string, files: FileLayer = realFiles): Promise<Map<string, { name: string; category: string }>> {
+  let text: string;
+  try {
+    text = (await files.readFile(merchantsFile(home))).toString("utf8");
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === "ENOENT") return new Map();
+    throw err;
+  }
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch {
+    throw new Error("card/merchants.json is not valid JSON");
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) throw new Error('card/merchants.json must be an object {"<merchant name>": "<MCC>"}');
+  const out = new Map<string, { name: string; category: string }>();
+  for (const [name, category] of Object.entries(doc)) {
+    if (typeof category !== "string" || !MCC_RE.test(category)) throw new Error("card/merchants.json: every category must be a 4-digit MCC");
+    const key = merchantKey(name);
+    if (key === "" || name.length > MAX_MERCHANT_NAME) throw new Error("card/merchants.json: a merchant name is empty or too long");
+    const prior = out.get(key);
+    if (prior && prior.category !== category) throw new Error("card/merchants.json names one merchant twice with different categories");
+    out.set(key, { name, category });
+  }
+  return out;
+}
+
+/** Adds (or changes) a merchant's category in merchants.json, under the home's lock. */
+export async function addMerchant(home: string, name: string, category: string, files: FileLayer = realFiles): Promise<{ merchant: string; category: string; previous?: string }> {
+  const key = merchantKey(name);
+  if (key === "" || name.length > MAX_MERCHANT_NAME || /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(name)) {
+    throw new Error(`the merchant name must be 1 to ${MAX_MERCHANT_NAME} printable characters`);
+  }
+  if (!MCC_RE.test(category)) throw new Error("the category must be a 4-digit merchant category code (MCC)");
+  const locks = createLocks(lockNamespace(home));
+  return locks.withLock("card:merchants", async () => {
+    const known = await readMerchants(home, files);
+    const previous = known.get(key);
+    const doc: Record<string, string> = {};
+    for (const [k, v] of known) if (k !== key) doc[v.name] = v.category;
+    doc[name] = category;
+    await files.mkdir(path.dirname(merchantsFile(home)), 0o700);
+    await writeFileDurable(files, merchantsFile(home), JSON.stringify(doc, null, 2) + "\n");
+    return { merchant: name, category, ...(previous && previous.category !== category ? { previous: previous.category } : {}) };
+  });
+}
 
 function intFromEnv(env: NodeJS.ProcessEnv, name: string, max: number): number | undefined {
   const raw = env[name]?.trim();
@@ -75,15 +144,30 @@ export class EmbeddedCardProcessor implements CardProcessor {
     this.latencyMs = intFromEnv(env, "SIGIL_CARD_LATENCY_MS", 60_000) ?? 0;
   }
 
+  async merchantCategory(merchant: string): Promise<string | undefined> {
+    return (await this.merchants()).get(merchantKey(merchant))?.category;
+  }
+
+  private async merchants(): Promise<Map<string, { name: string; category: string }>> {
+    try {
+      return await readMerchants(this.opts.home, this.files);
+    } catch (err) {
+      throw new ProviderError("unavailable", "the card processor's merchant list cannot be read", { cause: err });
+    }
+  }
+
   async charge(req: ChargeRequest): Promise<ChargeResult> {
     if (!ID_RE.test(req.identityId)) throw new ProviderError("rejected", "the card processor does not know this card");
     if (this.latencyMs > 0) await new Promise((r) => setTimeout(r, this.latencyMs));
+    const category = (await this.merchants()).get(merchantKey(req.merchant))?.category;
+    const categoryProblem = categoryDecision(category, req.merchantCategory, req.categoryRules);
     const declineReason =
-      req.merchant === DECLINE_TEST_MERCHANT
+      categoryProblem?.reason ??
+      (req.merchant === DECLINE_TEST_MERCHANT
         ? "test_merchant"
         : this.declineAbove !== undefined && req.amountCents > this.declineAbove
           ? "test_amount"
-          : undefined;
+          : undefined);
     const line: LedgerLine = {
       chargeId: "ch_" + randomBytes(12).toString("hex"),
       ts: new Date(this.now()).toISOString(),
@@ -93,6 +177,7 @@ export class EmbeddedCardProcessor implements CardProcessor {
       currency: req.currency,
       merchant: req.merchant,
       ...(req.merchantCategory !== undefined ? { merchantCategory: req.merchantCategory } : {}),
+      ...(category !== undefined ? { processorCategory: category } : {}),
       ...(req.description !== undefined ? { description: req.description } : {}),
       reference: req.reference,
       ...(declineReason ? { declineReason } : {}),
@@ -103,8 +188,9 @@ export class EmbeddedCardProcessor implements CardProcessor {
       // Nothing is approved unless it is in the ledger; a failed append charged nothing.
       throw new ProviderError("unavailable", "the card ledger cannot be written; nothing was charged", { cause: err });
     }
+    if (categoryProblem) throw new CardDeclined(categoryProblem.reason, categoryProblem.message);
     if (declineReason) throw new ProviderError("rejected", "the card issuer declined the charge");
-    return { chargeId: line.chargeId, status: "approved", cardId: line.cardId };
+    return { chargeId: line.chargeId, status: "approved", cardId: line.cardId, ...(category !== undefined ? { merchantCategory: category } : {}) };
   }
 
   private async append(identityId: string, line: LedgerLine): Promise<void> {

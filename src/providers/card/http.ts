@@ -4,10 +4,20 @@
  *
  * Request: `POST <url>` with `Content-Type: application/json`, `Idempotency-Key: <reference>`,
  * `Authorization: Bearer $SIGIL_CARD_PROCESSOR_TOKEN` when that is set, and the body
- * `{identityId, cardId, amountCents, currency, merchant, merchantCategory?, description?, reference}`.
+ * `{identityId, cardId, amountCents, currency, merchant, merchantCategory?, categoryRules?, description?,
+ * reference}` — `merchantCategory` is the agent's unverified claim, `categoryRules`
+ * (`{allowed?, blocked?}`) the policy's category rules when it has any. The processor decides the
+ * category at authorization (see processor.ts): it declines a claim that differs from the category
+ * it knows, and, under rules, a category it cannot state or the rules refuse, answering
+ * `declineReason` `merchant_category_mismatch` / `_unknown` / `_blocked` / `_not_allowed`.
  *
  * Response → outcome:
- *  - 2xx with `{"chargeId": "...", "status": "approved"}` → approved;
+ *  - 2xx with `{"chargeId": "...", "status": "approved", "merchantCategory"?: "<MCC>"}` → approved;
+ *    the category it authorized under is checked again by sigil: an approval that the rules (or a
+ *    differing claim) should have declined, or one without a category under rules, is reported
+ *    as an unknown outcome (the reservation is kept; the processor broke its contract);
+ *  - a 4xx or 2xx-not-approved with `declineReason` one of the category reasons → refused with
+ *    that reason (`denied: merchant_category_…`, released);
  *  - 402, or any 4xx, or 2xx with `status` other than "approved" → declined (rejected: released);
  *  - no connection was ever made (the host does not resolve, the connection is refused or
  *    unroutable, the TLS handshake fails), or 503 → unavailable (nothing charged: released);
@@ -17,7 +27,7 @@
  */
 import { ProviderError, providerTimeoutFromEnv } from "../types.js";
 import { cardIdFor } from "./embedded.js";
-import type { CardProcessor, ChargeRequest, ChargeResult } from "./processor.js";
+import { CATEGORY_REASONS, CardDeclined, MCC_RE, categoryDecision, type CardProcessor, type CategoryReason, type ChargeRequest, type ChargeResult } from "./processor.js";
 
 export class HttpCardProcessor implements CardProcessor {
   readonly name = "http";
@@ -66,7 +76,7 @@ export class HttpCardProcessor implements CardProcessor {
       }
       throw new ProviderError("unknown", "the connection to the card processor failed while charging; the charge may or may not have gone through", { cause: err });
     }
-    let data: { chargeId?: unknown; status?: unknown } | undefined;
+    let data: { chargeId?: unknown; status?: unknown; declineReason?: unknown; merchantCategory?: unknown } | undefined;
     try {
       data = (await res.json()) as typeof data;
     } catch {
@@ -74,13 +84,25 @@ export class HttpCardProcessor implements CardProcessor {
     }
     if (res.status === 503) throw new ProviderError("unavailable", "the card processor is unavailable; nothing was charged");
     if (res.status >= 500) throw new ProviderError("unknown", "the card processor failed while charging; the charge may or may not have gone through");
+    const declinedFor = typeof data?.declineReason === "string" && CATEGORY_REASONS.includes(data.declineReason) ? (data.declineReason as CategoryReason) : undefined;
+    if (declinedFor && (res.status >= 400 || data?.status !== "approved")) {
+      throw new CardDeclined(declinedFor, `the card processor declined the charge (${declinedFor.replace(/_/g, " ")}); nothing was charged.`);
+    }
     if (res.status >= 400) throw new ProviderError("rejected", "the card issuer declined the charge");
     if (!data || typeof data !== "object") throw new ProviderError("unknown", "the card processor's answer could not be read; the charge may or may not have gone through");
     if (data.status !== "approved") throw new ProviderError("rejected", "the card issuer declined the charge");
     if (typeof data.chargeId !== "string" || data.chargeId.length === 0 || data.chargeId.length > 200) {
       throw new ProviderError("unknown", "the card processor's answer could not be read; the charge may or may not have gone through");
     }
-    return { chargeId: data.chargeId, status: "approved", cardId };
+    const category = data.merchantCategory;
+    if (category !== undefined && (typeof category !== "string" || !MCC_RE.test(category))) {
+      throw new ProviderError("unknown", `the card processor approved charge ${data.chargeId} with an unreadable merchant category; it may have gone through`);
+    }
+    if (categoryDecision(category, req.merchantCategory, req.categoryRules)) {
+      // Approved although the category rules it was given (or the claim) refuse it: money may have moved.
+      throw new ProviderError("unknown", `the card processor approved charge ${data.chargeId} although its category rules refuse it; it may have gone through`);
+    }
+    return { chargeId: data.chargeId, status: "approved", cardId, ...(category !== undefined ? { merchantCategory: category } : {}) };
   }
 }
 
