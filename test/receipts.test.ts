@@ -7,7 +7,10 @@ import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { simpleParser } from "mailparser";
 import { afterAll, describe, expect, it } from "vitest";
-import { emailPartsSha256, verifyEmailSignature } from "../src/provenance/email-signature.js";
+import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
+import { emailBodySha256, emailPartsSha256, emailSignedBytesV1, verifyEmailSignature } from "../src/provenance/email-signature.js";
+import { jwkThumbprint, publicJwk } from "../src/crypto/jwk.js";
+import { createEmailProvider } from "../src/providers/email.js";
 import { keysFromJwks } from "../src/provenance/directory.js";
 import { parseEml } from "../src/provenance/eml.js";
 import { cleanupHomes, makeHome, startHttpServer, stdioClient, text, type Home } from "./support/home.js";
@@ -236,6 +239,33 @@ describe("the Sigil-Signature header on outgoing email", () => {
     expect(none.code).toBe(1);
     expect(none.stderr).toMatch(/--keys/);
   }, 120_000);
+
+  it("a format v1 message (older sigil) is refused unless --accept-v1, which checks what v1 covered and says what it did not", async () => {
+    const home = makeHome();
+    const { privateKey, publicKey } = generateKeyPairSync("ed25519");
+    const pub = new Uint8Array(Buffer.from(publicKey.export({ format: "jwk" }).x!, "base64url"));
+    const kid = jwkThumbprint(pub);
+    const date = new Date("2026-01-02T03:04:05Z");
+    const text = "Your order shipped.\n";
+    const v1 = { from: "agent@sigil.example", to: ["bob@example.com"], cc: [], date: date.toUTCString(), messageId: "<v1@sigil.local>", bodySha256: emailBodySha256(text) };
+    const ts = Math.floor(date.getTime() / 1000);
+    const sig = cryptoSign(null, emailSignedBytesV1(v1, { identityId: "id_legacy", kid, ts }), privateKey).toString("base64");
+    const header = `v=1; id=id_legacy; kid=${kid}; ts=${ts}; h=from:to:cc:date:message-id; bh=${v1.bodySha256}; b=${sig}`;
+    const sent = await createEmailProvider({ outboxDir: path.join(home.dir, "v1-outbox") }).send({
+      from: v1.from, to: v1.to, cc: [], subject: "Order", text, messageId: v1.messageId, date, extraHeaders: { "Sigil-Signature": header },
+    });
+    const eml = write(home, "v1.eml", sent.raw.toString("latin1"));
+    const keys = write(home, "v1-keys.json", JSON.stringify({ keys: [{ ...publicJwk(pub), kid }] }));
+    const refused = offline(home, ["receipt", "verify-email", eml, "--keys", keys]);
+    expect(refused.code).toBe(1);
+    expect(refused.stdout).toMatch(/^FAIL .*: the Sigil-Signature header is format v1, which does not cover the Subject, display names or HTML part; .*--accept-v1/);
+    const accepted = offline(home, ["receipt", "verify-email", eml, "--keys", keys, "--accept-v1", "--json"]);
+    expect(accepted.code, accepted.stderr).toBe(0);
+    expect(JSON.parse(accepted.stdout)).toMatchObject({ ok: true, version: 1, identityId: "id_legacy", kid });
+    // Even so, v1 still catches what it covered.
+    const moved = write(home, "v1-moved.eml", sent.raw.toString("latin1").replace(/^To: .*$/m, "To: eve@example.com"));
+    expect(offline(home, ["receipt", "verify-email", moved, "--keys", keys, "--accept-v1"]).code).toBe(1);
+  }, 60_000);
 
   it("survives real SMTP delivery and key rotation: the received bytes verify against the published JWKS", async () => {
     const smtp = await startSmtpServer();
