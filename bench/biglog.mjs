@@ -4,7 +4,7 @@
  * writer does and signed with the identity's key (in worker threads: a signature does not feed
  * the next entry's hash, so only the hashing is sequential). `sigil audit verify` accepts them.
  *
- *   const { id, token } = await bigIdentity(Sigil, { home, env, entries: 1_000_000, spanDays: 100 })
+ *   const { id, token } = await bigIdentity(openApp, { home, env, entries: 1_000_000, spanDays: 100 })
  *
  * The identity is created with a clock set `spanDays` in the past (so its key's validity starts
  * there) and its entries are `whoami` calls spread evenly from then to now: 1M entries over 100
@@ -47,14 +47,14 @@ function signerPool(seed, n) {
   };
 }
 
-export async function bigIdentity(Sigil, { home, env, entries, spanDays = 100, name = "big" }) {
+export async function bigIdentity(openApp, { home, env, entries, spanDays = 100, name = "big" }) {
   const { entryHash, canonicalLine } = await dist("src/audit/entry.js");
   const end = Date.now() - 60_000;
   const start = end - spanDays * 86_400_000;
-  const past = await Sigil.open({ home, env, now: () => start });
-  const created = await past.createIdentity({ name, channels: ["sms"], phone: "+14155550100", policy: { allowedPhoneCountries: ["US"] } });
+  const past = await openApp({ home, env, now: () => start });
+  const created = await past.identities.create({ name, channels: ["sms"], phone: "+14155550100", policy: { allowedPhoneCountries: ["US"] } });
   const state = await past.chains.state(created.id);
-  const { secretKey } = await past.signer(created.id, created.keyId);
+  const { secretKey } = await past.keyring.signer(created.id, created.keyId);
   await past.close();
   if (entries <= 1) return created;
 
@@ -112,7 +112,7 @@ export async function bigIdentity(Sigil, { home, env, entries, spanDays = 100, n
     await pool.close();
   }
   // A process that opens the home replays the new entries once and writes the snapshot on close.
-  const s = await Sigil.open({ home, env });
+  const s = await openApp({ home, env });
   await s.chains.state(created.id);
   await s.close();
   return created;

@@ -130,27 +130,27 @@ async function throughput(client, tool, inflight, ms) {
   return done / ((performance.now() - t0) / 1000);
 }
 
-// ---- sigil homes (in-process, through the Sigil API) ----------------------------------------
+// ---- sigil homes (in-process, through the application: src/app.ts) -------------------------------------
 
 const SMS_IDENTITY = { channels: ["sms"], phone: "+14155550100", policy: { allowedPhoneCountries: ["US"] } };
 
 async function makeHome(dir, count, onProgress) {
-  const { Sigil } = await dist("src/sigil.js");
+  const { initHome, openApp } = await dist("src/app.js");
   const home = path.join(dir, "home");
   const env = { SIGIL_HOME: home };
-  await Sigil.init({ home, env });
-  const sigil = await Sigil.open({ home, env });
+  await initHome({ home, env });
+  const sigil = await openApp({ home, env });
   const ids = new Array(count);
   let next = 0;
   const t0 = performance.now();
-  // Creation goes through Sigil.createIdentity (the same code as `sigil identity create`), several
+  // Creation goes through app.identities.create (the same code as `sigil identity create`), several
   // at a time: each identity has its own locks, files and chain, so they do not contend.
   await Promise.all(
     Array.from({ length: Math.min(64, count) }, async () => {
       for (;;) {
         const i = next++;
         if (i >= count) return;
-        ids[i] = await sigil.createIdentity({ name: `agent ${i}`, ...SMS_IDENTITY });
+        ids[i] = await sigil.identities.create({ name: `agent ${i}`, ...SMS_IDENTITY });
         if (onProgress && (i + 1) % 1000 === 0) onProgress(i + 1, performance.now() - t0);
       }
     }),
@@ -217,15 +217,15 @@ async function firstCall(ctx) {
 }
 
 async function bigLogs(dir, sizes) {
-  const { Sigil } = await dist("src/sigil.js");
+  const { initHome, openApp } = await dist("src/app.js");
   const { bigIdentity } = await import("./biglog.mjs");
   const home = path.join(dir, "biglogs");
   const env = { SIGIL_HOME: home };
-  await Sigil.init({ home, env });
+  await initHome({ home, env });
   const ids = new Map();
   for (const n of [1, ...sizes]) {
     const t0 = performance.now();
-    ids.set(n, await bigIdentity(Sigil, { home, env, entries: n, name: `log ${n}` }));
+    ids.set(n, await bigIdentity(openApp, { home, env, entries: n, name: `log ${n}` }));
     if (n > 1) log(`  wrote a ${n}-entry log (${((performance.now() - t0) / 1000).toFixed(1)} s)`);
   }
   return { home, env, ids };
@@ -253,11 +253,11 @@ async function recovery(logs) {
 }
 
 async function auditVerifyBig(logs, entries) {
-  const { Sigil } = await dist("src/sigil.js");
-  const sigil = await Sigil.open({ home: logs.home, env: logs.env });
+  const { initHome, openApp } = await dist("src/app.js");
+  const sigil = await openApp({ home: logs.home, env: logs.env });
   try {
     const t0 = performance.now();
-    const r = await sigil.verify(logs.ids.get(entries).id);
+    const r = await sigil.audit.verify(logs.ids.get(entries).id);
     const ms = performance.now() - t0;
     if (!r.ok) throw new Error(`the bench log does not verify: ${JSON.stringify(r.identities[0])}`);
     return { entries: r.identities[0].entries, rate: r.identities[0].entries / (ms / 1000) };
@@ -273,12 +273,12 @@ async function auditVerifyBig(logs, entries) {
 async function auditVerifyRotations() {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sigil-bench-rot-"));
   try {
-    const { Sigil } = await dist("src/sigil.js");
+    const { initHome, openApp } = await dist("src/app.js");
     const home = path.join(dir, "home");
-    await Sigil.init({ home, env: {} });
-    const sigil = await Sigil.open({ home, env: {} });
+    await initHome({ home, env: {} });
+    const sigil = await openApp({ home, env: {} });
     try {
-      const id = (await sigil.createIdentity({ name: "rotations", channels: [] })).id;
+      const id = (await sigil.identities.create({ name: "rotations", channels: [] })).id;
       const ROTATIONS = 4;
       const PER = QUICK ? 1000 : 5000;
       for (let r = 0; r < ROTATIONS; r++) {
@@ -287,14 +287,14 @@ async function auditVerifyRotations() {
             sigil.chains.commit(id, () => ({ value: null, draft: { tool: "whoami", phase: "call", decision: "allow", session: `s_${i}` } })),
           ),
         );
-        await sigil.rotateKey(id);
+        await sigil.identities.rotateKey(id);
       }
-      await sigil.verify(id); // warm
+      await sigil.audit.verify(id); // warm
       const runs = [];
       let entries = 0;
       for (let i = 0; i < 3; i++) {
         const t0 = performance.now();
-        const v = await sigil.verify(id);
+        const v = await sigil.audit.verify(id);
         runs.push(performance.now() - t0);
         if (!v.ok) throw new Error(`the rotation bench log does not verify: ${JSON.stringify(v.identities[0])}`);
         entries = v.identities[0].entries;
@@ -312,21 +312,19 @@ async function registry(count) {
   const dir = mkdtempSync(path.join(os.tmpdir(), `sigil-bench-reg${count}-`));
   try {
     const h = await makeHome(dir, count, (n, ms) => log(`  created ${n}/${count} identities (${(ms / 1000).toFixed(1)} s)`));
-    const { authenticate, createSessionServer } = await dist("src/server/factory.js");
-    const { providersFromEnv } = await dist("src/providers/index.js");
-    // A fresh process's view: a new Sigil (no identity cached) for the session measurements.
+    const { createSessionServer } = await dist("src/server/factory.js");
+    // A fresh process's view: a new application (no identity cached) for the session measurements.
     await h.sigil.close();
-    const { Sigil } = await dist("src/sigil.js");
-    const sigil = await Sigil.open({ home: h.home, env: h.env });
-    const providers = providersFromEnv(h.env, sigil.outboxDir);
+    const { initHome, openApp } = await dist("src/app.js");
+    const sigil = await openApp({ home: h.home, env: h.env });
     const pick = (i) => h.ids[Math.floor((i * 7919) % count)];
     const session = [];
     for (let i = 0; i < N.registrySamples; i++) {
       const id = pick(i);
       const t0 = performance.now();
-      const principal = await authenticate(sigil, id.token);
+      const principal = await sigil.auth.principal(id.token);
       if (!principal) throw new Error("bench token did not authenticate");
-      const server = await createSessionServer(principal, { sigil, providers, sessionId: `s_bench_${i}` });
+      const server = await createSessionServer(principal, { app: sigil, sessionId: `s_bench_${i}` });
       session.push(performance.now() - t0);
       await server.close();
     }
@@ -334,7 +332,7 @@ async function registry(count) {
     for (let i = 0; i < N.rotations; i++) {
       const id = pick(i + 1000);
       const t0 = performance.now();
-      await sigil.rotateKey(id.id);
+      await sigil.identities.rotateKey(id.id);
       rotate.push(performance.now() - t0);
     }
     const ctx = { home: h.home, token: pick(3).token };

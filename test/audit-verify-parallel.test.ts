@@ -8,7 +8,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { Sigil } from "../dist/src/sigil.js";
+import { initHome, openApp } from "../dist/src/app.js";
+import { publicKeys } from "../dist/src/identity/audit-log.js";
 import { verifierCounters, verifierThreads, verifyChain, type PublicKeyInfo } from "../dist/src/audit/verify.js";
 import { ForgedLog } from "./support/audit-forge.js";
 import { entryHash } from "../dist/src/audit/entry.js";
@@ -22,9 +23,9 @@ let id: string;
 beforeAll(async () => {
   dir = mkdtempSync(path.join(os.tmpdir(), "sigil-verify-par-"));
   const home = path.join(dir, "home");
-  await Sigil.init({ home, env: {} });
-  const sigil = await Sigil.open({ home, env: {} });
-  id = (await sigil.createIdentity({ name: "long", channels: [] })).id;
+  await initHome({ home, env: {} });
+  const sigil = await openApp({ home, env: {} });
+  id = (await sigil.identities.create({ name: "long", channels: [] })).id;
   const write = (n: number): Promise<unknown> =>
     Promise.all(
       Array.from({ length: n }, (_, i) =>
@@ -32,9 +33,9 @@ beforeAll(async () => {
       ),
     );
   await write(700);
-  await sigil.rotateKey(id);
+  await sigil.identities.rotateKey(id);
   await write(ENTRIES - 702);
-  keys = sigil.publicKeys(await sigil.requireIdentity(id));
+  keys = publicKeys(await sigil.identities.require(id));
   await sigil.close();
   pristine = readFileSync(path.join(home, "audit", `${id}.jsonl`), "utf8").trimEnd().split("\n");
 }, 60_000);

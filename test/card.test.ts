@@ -4,10 +4,9 @@ import type { AddressInfo } from "node:net";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
-import { Sigil } from "../src/sigil.js";
+import { openApp } from "../src/app.js";
 import { tokenHash } from "../src/crypto/core.js";
 import { callAgentTool } from "../src/pipeline/agent-call.js";
-import { providersFromEnv } from "../src/providers/index.js";
 import { readLedger } from "../src/providers/card/embedded.js";
 import { AGENT_TOOLS } from "../tools/index.js";
 
@@ -163,14 +162,13 @@ describe("card_charge: the rolling 24 hours, through the pipeline with a fixed c
     const home = makeHome();
     const a = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: 1500 } });
     let t = Date.parse("2030-01-01T00:00:00.000Z");
-    const sigil = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env, now: () => t });
+    const app = await openApp({ home: home.env.SIGIL_HOME!, env: home.env, now: () => t });
     const session = {
-      sigil,
+      deps: app.agent,
       identityId: a.id,
       tokenHash: tokenHash(a.token),
       sessionId: "s_clock",
       memory: { secretsRead: new Set<string>() },
-      providers: providersFromEnv(home.env, sigil.outboxDir),
     };
     const tool = AGENT_TOOLS.find((x) => x.name === "card_charge");
     const pay = (amountCents: number) => callAgentTool(session, tool, "card_charge", charge({ amountCents }), undefined);
@@ -187,7 +185,7 @@ describe("card_charge: the rolling 24 hours, through the pipeline with a fixed c
       t += 12 * HOUR;
       expect((await pay(500)).isError).toBeFalsy(); // t0 + 36h: only the 1000 counts
     } finally {
-      await sigil.close();
+      await app.close();
     }
     expect((await ledger(home, a.id)).filter((l) => l.status === "approved").map((l) => l.amountCents)).toEqual([1000, 500, 1000, 500]);
   });

@@ -15,10 +15,11 @@ import { ROOT, cleanupHomes, makeHome, type Home } from "./support/home.js";
 
 afterAll(cleanupHomes);
 
-const { Sigil } = await import("../dist/src/sigil.js");
+const { openApp } = await import("../dist/src/app.js");
+const { loadMasterKey } = await import("../dist/src/identity/home.js");
 const { AuditChains, encodeSnapshot, decodeSnapshot, SNAPSHOT_FORMAT } = await import("../dist/src/audit/chain.js");
 
-type SigilT = Awaited<ReturnType<typeof Sigil.open>>;
+type SigilT = Awaited<ReturnType<typeof open>>;
 const DAY = 86_400_000;
 const NOW = Date.now();
 const DEAD = "inst_00000000dead";
@@ -40,7 +41,7 @@ function freshChains(sigil: SigilT, snapshots: boolean) {
   };
   const chains = new AuditChains({
     backend,
-    keyring: sigil,
+    keyring: sigil.keyring,
     now: () => NOW,
     instanceId: sigil.instanceId,
     instanceAlive: (i: string) => sigil.store.instanceAlive(i),
@@ -49,8 +50,10 @@ function freshChains(sigil: SigilT, snapshots: boolean) {
   return { chains, seen };
 }
 
-async function open(home: Home, clock: { t: number }, env: NodeJS.ProcessEnv = {}): Promise<SigilT> {
-  return Sigil.open({ home: home.env.SIGIL_HOME!, env: { ...home.env, ...env }, now: () => clock.t });
+async function open(home: Home, clock: { t: number }, env: NodeJS.ProcessEnv = {}) {
+  const e = { ...home.env, ...env };
+  const app = await openApp({ home: home.env.SIGIL_HOME!, env: e, now: () => clock.t });
+  return Object.assign(app, { master: await loadMasterKey(home.env.SIGIL_HOME!, e) });
 }
 
 /**
@@ -82,7 +85,7 @@ async function writeHistory(sigil: SigilT, id: string, clock: { t: number }, par
   await pair("card_charge", { amountCents: 200, idem: { key: "k3", argsHash: "h3" } }, "unknown");
   await c({ tool: "whoami", phase: "call", decision: "deny", reason: "rate_limited" });
   const orphan = await c({ tool: "card_charge", phase: "intent", decision: "allow", amountCents: 100, idem: { key: "k4", argsHash: "h4" }, instance: DEAD });
-  await sigil.rotateKey(id);
+  await sigil.identities.rotateKey(id);
   return { orphanSeq: orphan.seq };
 }
 
@@ -236,11 +239,13 @@ describe.each(backends)("chain state snapshots (%s store)", (backend) => {
     const home = makeHome({}, { store: backend });
     const a = home.createIdentity({ channels: "" });
     const child = `
-      const { Sigil } = await import(${JSON.stringify(path.join(ROOT, "dist/src/sigil.js"))});
+      const { openApp } = await import(${JSON.stringify(path.join(ROOT, "dist/src/app.js"))});
+      const { loadMasterKey } = await import(${JSON.stringify(path.join(ROOT, "dist/src/identity/home.js"))});
       const { AuditChains } = await import(${JSON.stringify(path.join(ROOT, "dist/src/audit/chain.js"))});
-      const sigil = await Sigil.open({ home: process.env.SIGIL_HOME, env: process.env });
-      const chains = new AuditChains({ backend: sigil.store.audit, keyring: sigil, instanceId: sigil.instanceId,
-        snapshotKey: sigil.master.subkey("chain-snapshot"), snapshotEvery: 1 });
+      const sigil = await openApp({ home: process.env.SIGIL_HOME, env: process.env });
+      const master = await loadMasterKey(process.env.SIGIL_HOME, process.env);
+      const chains = new AuditChains({ backend: sigil.store.audit, keyring: sigil.keyring, instanceId: sigil.instanceId,
+        snapshotKey: master.subkey("chain-snapshot"), snapshotEvery: 1 });
       for (let i = 0; ; i++) {
         const d = i % 3 === 0 ? { tool: "card_charge", phase: "intent", decision: "allow", amountCents: 1, instance: sigil.instanceId, idem: { key: "k" + i, argsHash: "h" } }
           : { tool: "whoami", phase: "call", decision: "allow" };

@@ -14,19 +14,19 @@ afterAll(cleanupHomes);
 async function scenario(dropSyncs: boolean): Promise<{ acked: number[]; survived: number[]; identityOk: boolean; verifyOk: boolean }> {
   const home = makeHome();
   const dir = home.env.SIGIL_HOME!;
-  const { Sigil } = await import("../dist/src/sigil.js");
+  const { openApp } = await import("../dist/src/app.js");
   const disk = new SimDisk(dir);
-  const sigil = await Sigil.open({ home: dir, env: home.env, files: disk.layer({ dropSyncs }) });
-  const created = await sigil.createIdentity({ name: "durable", channels: [] });
+  const app = await openApp({ home: dir, env: home.env, files: disk.layer({ dropSyncs }) });
+  const created = await app.identities.create({ name: "durable", channels: [] });
   const acked: number[] = [];
   await Promise.all(
     Array.from({ length: 40 }, (_, i) =>
-      sigil.chains
+      app.chains
         .commit(created.id, () => ({ value: null, draft: { tool: "whoami", phase: "call", decision: "allow", session: `s${i % 4}` } }))
         .then((r: any) => acked.push(r.entry.seq)),
     ),
   );
-  await sigil.close();
+  await app.close();
   await disk.crash();
   const log = (() => {
     try {

@@ -8,7 +8,7 @@ import { cleanupHomes, makeHome } from "./support/home.js";
 import { backends } from "./support/backends.js";
 import { openStore } from "../dist/store/index.js";
 import { MasterKey } from "../dist/src/crypto/core.js";
-import { Vault } from "../dist/src/vault.js";
+import { Vault } from "../dist/src/identity/vault.js";
 import { ExfiltrationJournal, JOURNAL_NAME, READ_WINDOW_MS, SEND_WINDOW_MS } from "../dist/src/policy/exfiltration-journal.js";
 
 afterAll(cleanupHomes);

@@ -9,8 +9,8 @@ describe("an intent left without a result by a crashed process", () => {
   it("is reported by verify, then recorded as unknown (never retried) by the next process that opens the log", async () => {
     const home = makeHome();
     const a = home.createIdentity({ channels: "" });
-    const { Sigil } = await import("../dist/src/sigil.js");
-    const crashed = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    const { openApp } = await import("../dist/src/app.js");
+    const crashed = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
     // What a process killed between its intent and its result leaves behind.
     await crashed.chains.commit(a.id, () => ({
       value: null,
@@ -33,8 +33,8 @@ describe("an intent left without a result by a crashed process", () => {
   it("an intent of a process that is still running is left alone", async () => {
     const home = makeHome();
     const a = home.createIdentity({ channels: "" });
-    const { Sigil } = await import("../dist/src/sigil.js");
-    const live = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    const { openApp } = await import("../dist/src/app.js");
+    const live = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
     await live.chains.commit(a.id, () => ({
       value: null,
       draft: { tool: "send_sms", phase: "intent", decision: "allow", instance: live.instanceId, session: "s_live" },
@@ -52,8 +52,8 @@ describe("a policy update interrupted between its audit entry and the registry w
   it("never has its version number reused by the next update", async () => {
     const home = makeHome();
     const a = home.createIdentity({ channels: "email", policy: { allowedDomains: ["example.com"] } });
-    const { Sigil } = await import("../dist/src/sigil.js");
-    const crashed = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    const { openApp } = await import("../dist/src/app.js");
+    const crashed = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
     // What a process killed after the audit entry of version 2 and before the registry write leaves.
     await crashed.chains.commit(a.id, () => ({ value: null, draft: { session: "admin", tool: "policy_updated", phase: "event", decision: "ok", policyVersion: 2 } }));
     await crashed.close();

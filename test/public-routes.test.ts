@@ -6,7 +6,7 @@
  * timed.
  */
 import { afterAll, describe, expect, it } from "vitest";
-import { Sigil } from "../src/sigil.js";
+import { type App, openApp } from "../src/app.js";
 import { serveHttp } from "../src/server/http.js";
 import { REFRESH_MS, publicRoutes } from "../src/server/public-routes.js";
 import { MerkleFrontier, checkpointHashCount, merkleRoot } from "../src/provenance/checkpoint.js";
@@ -17,7 +17,7 @@ import { cleanupHomes, httpClient, makeHome } from "./support/home.js";
 afterAll(cleanupHomes);
 
 /** Counts what the store's audit backend is asked to do. */
-function instrument(sigil: Sigil) {
+function instrument(sigil: App) {
   const audit = sigil.store.audit;
   const count = { sections: 0, linesSeen: 0, fullReads: 0 };
   const withChain = audit.withChain.bind(audit);
@@ -35,13 +35,13 @@ function instrument(sigil: Sigil) {
   return count;
 }
 
-async function append(sigil: Sigil, id: string, n: number): Promise<void> {
+async function append(sigil: App, id: string, n: number): Promise<void> {
   await Promise.all(
     Array.from({ length: n }, () => sigil.chains.commit(id, () => ({ value: null, draft: { tool: "whoami", phase: "call" as const, decision: "allow", session: "s_test" } }))),
   );
 }
 
-async function logHashes(sigil: Sigil, id: string): Promise<Buffer[]> {
+async function logHashes(sigil: App, id: string): Promise<Buffer[]> {
   const out: Buffer[] = [];
   for await (const line of sigil.store.audit.readLines(id)) out.push(Buffer.from(JSON.parse(line).hash, "hex"));
   return out;
@@ -65,7 +65,7 @@ describe.each(backends)("public routes answer from cached state (%s store)", (st
     const home = makeHome({}, { store });
     const a = home.createIdentity({ channels: "" });
     let clock = Date.now();
-    const sigil = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env, now: () => clock });
+    const sigil = await openApp({ home: home.env.SIGIL_HOME!, env: home.env, now: () => clock });
     const { url, close } = await serveHttp(sigil, { host: "127.0.0.1", port: 0, publicRoutes: publicRoutes(sigil) });
     const origin = new URL(url).origin;
     const get = (path: string) => fetch(origin + path).then(async (r) => ({ status: r.status, body: await r.text() }));
@@ -75,7 +75,7 @@ describe.each(backends)("public routes answer from cached state (%s store)", (st
       const count = instrument(sigil);
       const first = await get(`/identities/${a.id}/checkpoint`);
       expect(first.status).toBe(200);
-      const rec = await sigil.requireIdentity(a.id);
+      const rec = await sigil.identities.require(a.id);
       const key = { name: `sigil/${a.id}`, publicKey: new Uint8Array(Buffer.from(rec.keys[0]!.publicKey, "base64")) };
       let cp = parseCheckpoint(openNote(first.body, [key]).text);
       expect(cp.size).toBe(N + 1);
@@ -121,7 +121,7 @@ describe.each(backends)("public routes answer from cached state (%s store)", (st
   it("agent calls keep flowing while four anonymous loops hit the public routes, which never re-read the log", async () => {
     const home = makeHome({}, { store });
     const a = home.createIdentity({ channels: "" });
-    const sigil = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+    const sigil = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
     const { url, close } = await serveHttp(sigil, { host: "127.0.0.1", port: 0, publicRoutes: publicRoutes(sigil) });
     const origin = new URL(url).origin;
     try {

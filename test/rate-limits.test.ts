@@ -9,10 +9,9 @@ import { afterAll, afterEach, describe, expect, it } from "vitest";
 import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity } from "./support/home.js";
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 import { outboxFiles, toolEntries } from "./support/channels.js";
-import { Sigil } from "../src/sigil.js";
+import { openApp } from "../src/app.js";
 import { tokenHash } from "../src/crypto/core.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
-import { providersFromEnv } from "../src/providers/index.js";
 import { sendSms } from "../tools/send-sms.js";
 
 const SID = "AC" + "fedcba9876543210".repeat(2);
@@ -185,15 +184,14 @@ describe("rolling windows, with the clock injected into the real pipeline", () =
     const a: Identity = home.createIdentity({ channels: "sms", policy: { allowedPhoneCountries: ["US"], rateLimits: { send_sms: { perMinute: 2, perDay: 3 } } }, phone: OWN });
     const t0 = Date.now() + 1000;
     let now = t0;
-    const sigil = await Sigil.open({ home: home.env.SIGIL_HOME!, env: {}, now: () => now });
-    closers.push(() => sigil.close());
+    const app = await openApp({ home: home.env.SIGIL_HOME!, env: {}, now: () => now });
+    closers.push(() => app.close());
     const s: AgentSession = {
-      sigil,
+      deps: app.agent,
       identityId: a.id,
       tokenHash: tokenHash(a.token),
       sessionId: "s_clock",
       memory: { secretsRead: new Set() },
-      providers: providersFromEnv({}, sigil.outboxDir),
     };
     const at = async (offsetMs: number): Promise<string> => {
       now = t0 + offsetMs;

@@ -3,7 +3,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
-import { secretNameProblem } from "../src/vault.js";
+import { secretNameProblem } from "../src/identity/vault.js";
 
 afterAll(cleanupHomes);
 

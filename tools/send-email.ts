@@ -93,7 +93,7 @@ export const sendEmail = defineTool({
     // Server-built headers only, never from the arguments: the Sigil-Signature header, by the
     // identity's active key, over From, To, Cc, Subject, Date, Message-ID and every body part
     // (src/provenance/email-signature.ts; checked by `sigil receipt verify-email`).
-    const date = new Date(ctx.sigil.now());
+    const date = new Date(ctx.now());
     const extraHeaders: Record<string, string> = {
       [EMAIL_SIGNATURE_HEADER]: await signEmail({
         // The composer writes bare addresses: no display names.
@@ -105,7 +105,7 @@ export const sendEmail = defineTool({
         messageId,
         bodySha256: emailPartsSha256(composedParts({ ...(a.text !== undefined ? { text: a.text } : {}), ...(a.html !== undefined ? { html: a.html } : {}) })),
         identityId: ctx.identity.id,
-        signer: await ctx.sigil.activeSigner(ctx.identity.id),
+        signer: await ctx.signer(),
         now: date,
       }),
     };

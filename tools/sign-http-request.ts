@@ -20,7 +20,6 @@ import * as z from "zod";
 import { defineTool } from "../src/pipeline/tool.js";
 import { Denied } from "../src/errors.js";
 import { NONCE_BYTES, SIGNATURE_TAGS, signRequest, type SignatureTag } from "../src/provenance/http-signature.js";
-import { publicOrigin } from "../src/provenance/receipt.js";
 import { ReceiptSchema } from "./outbound.js";
 
 const MAX_URL = 8192;
@@ -95,8 +94,8 @@ export const signHttpRequest = defineTool({
   }),
   async run(ctx, a, normalized) {
     if (normalized.kind !== "sign") throw new Error("sign_http_request needs a sign decision");
-    const signer = await ctx.sigil.activeSigner(ctx.identity.id);
-    const agent = publicOrigin(ctx.sigil.env);
+    const signer = await ctx.signer();
+    const agent = ctx.publicUrl;
     let signed: Awaited<ReturnType<typeof signRequest>>;
     try {
       signed = await signRequest({
@@ -107,7 +106,7 @@ export const signHttpRequest = defineTool({
         tag: a.tag ?? "web-bot-auth",
         signer,
         ...(agent !== undefined ? { signatureAgent: agent } : {}),
-        now: new Date(ctx.sigil.now()),
+        now: new Date(ctx.now()),
         nonce: randomBytes(NONCE_BYTES).toString("base64"),
       });
     } catch (err) {

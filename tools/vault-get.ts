@@ -1,7 +1,7 @@
 import * as z from "zod";
 import { Denied } from "../src/errors.js";
 import { defineTool } from "../src/pipeline/tool.js";
-import { SECRET_NAME_MAX, secretNameProblem } from "../src/vault.js";
+import { SECRET_NAME_MAX, secretNameProblem } from "../src/identity/vault.js";
 import { ReceiptSchema } from "./outbound.js";
 
 /**
@@ -37,7 +37,7 @@ export const vaultGet = defineTool({
   action: (a) => ({ kind: "vault", tool: "vault_get", name: a.name }),
   redact: (a) => ({ name: a.name }),
   async run(ctx, a) {
-    const secret = await ctx.sigil.vault.get(ctx.identity.id, a.name);
+    const secret = await ctx.vault.get(a.name);
     if (!secret) throw new Denied("secret_not_found", `there is no secret named "${a.name}" for this identity.`);
     ctx.memory.secretsRead.add(secret.value);
     return {

@@ -26,15 +26,14 @@ export const whoami = defineTool({
   redact: () => ({}),
   async run(ctx) {
     const id = ctx.identity;
-    const active = id.keys.find((k) => k.status === "active") ?? id.keys[0]!;
     const structured = {
       id: id.id,
       name: id.name,
       channels: id.channels,
       email: id.email,
       ...(id.phone ? { phone: id.phone } : {}),
-      keyId: active.keyId,
-      publicKey: active.publicKey,
+      keyId: id.keyId,
+      publicKey: id.publicKey,
       policy: id.policy,
       policyVersion: id.policyVersion,
     };

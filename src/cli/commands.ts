@@ -1,9 +1,9 @@
 /**
- * Command groups that live in their own modules (the core ones are in cli.ts). Each registers
+ * Command groups that live in their own modules (the core ones are in main.ts). Each registers
  * its subcommands on the program with the shared helpers; add a new group by listing it here.
  */
 import type { Command, Option } from "commander";
-import type { Sigil } from "../sigil.js";
+import type { App } from "../app.js";
 import { registerSecretCommands } from "./secret.js";
 import { registerKeysCommands } from "./keys.js";
 import { registerReceiptCommands } from "./receipt.js";
@@ -15,8 +15,8 @@ export interface CliKit {
   env: NodeJS.ProcessEnv;
   /** Prints `data` as one JSON document with --json, else the human text. */
   out: (json: boolean, data: unknown, human: () => string) => void;
-  /** Opens the home's Sigil for the duration of `fn`. */
-  withSigil: <T>(fn: (s: Sigil) => Promise<T>) => Promise<T>;
+  /** Opens the home's application (src/app.ts) for the duration of `fn`. */
+  withApp: <T>(fn: (app: App) => Promise<T>) => Promise<T>;
   jsonOpt: () => Option;
   readStdin: () => Promise<string>;
 }

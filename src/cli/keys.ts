@@ -17,7 +17,7 @@ export const registerKeysCommands: RegisterCommands = (program, kit) => {
     .argument("<id>")
     .addOption(kit.jsonOpt())
     .action(async (id: string) => {
-      const doc = await kit.withSigil(async (s) => identityJwks(await s.requireIdentity(id)));
+      const doc = await kit.withApp(async (app) => identityJwks(await app.identities.require(id)));
       process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
     });
   keys
@@ -25,7 +25,7 @@ export const registerKeysCommands: RegisterCommands = (program, kit) => {
     .description("print the Web Bot Auth key directory document (as GET /.well-known/http-message-signatures-directory, without its response signature)")
     .addOption(kit.jsonOpt())
     .action(async () => {
-      const doc = await kit.withSigil(async (s) => directoryDocument(await s.store.listIdentities(), s.now()));
+      const doc = await kit.withApp(async (app) => directoryDocument(await app.store.listIdentities(), app.now()));
       process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
     });
 };

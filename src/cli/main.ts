@@ -6,8 +6,8 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SigilError } from "../errors.js";
-import { resolveHome } from "../home.js";
-import { Sigil } from "../sigil.js";
+import { resolveHome } from "../identity/home.js";
+import { type App, initHome, openApp } from "../app.js";
 import { COMMANDS } from "./commands.js";
 import { type CheckpointCheck, type LogReader, readCheckpointFile, verifyCheckpointFile } from "../provenance/checkpoint.js";
 import { type Anchor, type VerifyReport, keysFor, loadKeySource, report, verifyBundle } from "../audit/anchor.js";
@@ -24,12 +24,12 @@ function out(json: boolean, data: unknown, human: () => string): void {
   process.stdout.write(json ? printableJson(JSON.stringify(data, null, 2)) + "\n" : printableText(human()) + "\n");
 }
 
-async function withSigil<T>(fn: (s: Sigil) => Promise<T>): Promise<T> {
-  const sigil = await Sigil.open({ home: home(), env });
+async function withApp<T>(fn: (app: App) => Promise<T>): Promise<T> {
+  const app = await openApp({ home: home(), env });
   try {
-    return await fn(sigil);
+    return await fn(app);
   } finally {
-    await sigil.close();
+    await app.close();
   }
 }
 
@@ -78,7 +78,7 @@ export function buildCli(): Command {
     .description("create the home: registry, master key and admin token (refuses if it exists)")
     .addOption(jsonOpt())
     .action(async (o: { json?: boolean }) => {
-      const r = await Sigil.init({ home: home(), env });
+      const r = await initHome({ home: home(), env });
       out(!!o.json, r, () => `Initialised ${r.home}\nAdmin token (shown once, keep it safe): ${r.adminToken}`);
     });
 
@@ -93,12 +93,12 @@ export function buildCli(): Command {
       "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS. See the README.",
     )
     .action(async (o: { http?: boolean; host: string; port: number }) => {
-      const sigil = await Sigil.open({ home: home(), env });
+      const app = await openApp({ home: home(), env });
       if (o.http) {
-        await startHttp(sigil, o.host, o.port);
+        await startHttp(app, o.host, o.port);
       } else {
         const { serveStdio } = await import("../server/stdio.js");
-        await serveStdio(sigil);
+        await serveStdio(app);
       }
     });
 
@@ -124,7 +124,7 @@ export function buildCli(): Command {
     .addOption(jsonOpt())
     .action(async (o: { name: string; channels: string; policy?: string; email?: string; phone?: string; json?: boolean }) => {
       const policy = readPolicyArg(o.policy);
-      const r = await withSigil((s) => s.createIdentity({ name: o.name, channels: o.channels.split(","), policy, email: o.email, phone: o.phone }));
+      const r = await withApp((app) => app.identities.create({ name: o.name, channels: o.channels.split(","), policy, email: o.email, phone: o.phone }));
       out(!!o.json, r, () => `Created ${r.id} (${r.name})\nkey: ${r.keyId}\nAgent token (shown once): ${r.token}`);
     });
   identity
@@ -132,7 +132,7 @@ export function buildCli(): Command {
     .description("list identities (never tokens or private keys)")
     .addOption(jsonOpt())
     .action(async (o: { json?: boolean }) => {
-      const list = await withSigil((s) => s.listIdentities());
+      const list = await withApp((app) => app.identities.list());
       out(!!o.json, list, () =>
         list.length === 0 ? "No identities." : list.map((i) => `${shown(i.id)}  ${shown(i.name)}  [${i.channels.join(",")}]${i.revokedAt ? "  revoked" : ""}`).join("\n"),
       );
@@ -143,7 +143,7 @@ export function buildCli(): Command {
     .argument("<id>")
     .addOption(jsonOpt())
     .action(async (id: string, o: { json?: boolean }) => {
-      const v = await withSigil((s) => s.showIdentity(id));
+      const v = await withApp((app) => app.identities.show(id));
       out(!!o.json, v, () => JSON.stringify(v, null, 2));
     });
   identity
@@ -152,7 +152,7 @@ export function buildCli(): Command {
     .argument("<id>")
     .addOption(jsonOpt())
     .action(async (id: string, o: { json?: boolean }) => {
-      const r = await withSigil((s) => s.rotateKey(id));
+      const r = await withApp((app) => app.identities.rotateKey(id));
       out(!!o.json, r, () => `New key ${r.keyId} (previous ${r.previousKeyId})`);
     });
   identity
@@ -161,7 +161,7 @@ export function buildCli(): Command {
     .argument("<id>")
     .addOption(jsonOpt())
     .action(async (id: string, o: { json?: boolean }) => {
-      const r = await withSigil((s) => s.rotateToken(id));
+      const r = await withApp((app) => app.identities.rotateToken(id));
       out(!!o.json, r, () => `New agent token (shown once): ${r.token}`);
     });
   identity
@@ -170,7 +170,7 @@ export function buildCli(): Command {
     .argument("<id>")
     .addOption(jsonOpt())
     .action(async (id: string, o: { json?: boolean }) => {
-      const r = await withSigil((s) => s.revoke(id));
+      const r = await withApp((app) => app.identities.revoke(id));
       out(!!o.json, r, () => `Revoked ${r.id} at ${r.revokedAt}`);
     });
 
@@ -211,7 +211,7 @@ export function buildCli(): Command {
             const reader: LogReader = trusted
               ? { store: pub.store, requireIdentity: (x) => pub.requireIdentity(x), publicKeys: (r) => keysFor(r.id, trusted), verify: (x) => pub.verify(x, trusted) }
               : pub;
-            const r = await verifyCheckpointFile(note, { sigil: reader, id });
+            const r = await verifyCheckpointFile(note, { log: reader, id });
             chains = r;
             cp = r.checkpoint;
           } else chains = await pub.verify(id, trusted);
@@ -249,11 +249,11 @@ export function buildCli(): Command {
     .argument("<id>")
     .addOption(jsonOpt())
     .action(async (id: string) => {
-      const b = await withSigil((s) => s.exportBundle(id));
+      const b = await withApp((app) => app.audit.exportBundle(id));
       process.stdout.write(printableJson(JSON.stringify(b, null, 2)) + "\n");
     });
 
-  for (const register of COMMANDS) register(program, { home, env, out, withSigil, jsonOpt, readStdin });
+  for (const register of COMMANDS) register(program, { home, env, out, withApp, jsonOpt, readStdin });
   return program;
 }
 
@@ -265,7 +265,7 @@ function parsePort(p: string): number {
 }
 
 
-export async function startHttp(sigil: Sigil, host: string, port: number): Promise<string> {
+export async function startHttp(app: App, host: string, port: number): Promise<string> {
   const { serveHttp } = await import("../server/http.js");
   const allowedHosts = (env.SIGIL_ALLOWED_HOSTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
   const allowedOrigins = (env.SIGIL_ALLOWED_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
@@ -275,7 +275,7 @@ export async function startHttp(sigil: Sigil, host: string, port: number): Promi
   if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
   let served: Awaited<ReturnType<typeof serveHttp>>;
   try {
-    served = await serveHttp(sigil, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(sigil) });
+    served = await serveHttp(app, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(app) });
   } catch (err) {
     throw listenError(err, host, port);
   }
@@ -283,7 +283,7 @@ export async function startHttp(sigil: Sigil, host: string, port: number): Promi
   process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
   const shutdown = (): void => {
     setTimeout(() => process.exit(0), 5000).unref(); // a stuck connection never keeps a stopped server alive
-    void close().finally(() => sigil.close().finally(() => process.exit(0)));
+    void close().finally(() => app.close().finally(() => process.exit(0)));
   };
   process.on("SIGTERM", shutdown);
   process.on("SIGINT", shutdown);

@@ -62,7 +62,7 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
     .addOption(kit.jsonOpt())
     .action(async (id: string, seq: string) => {
       if (!/^[1-9][0-9]{0,15}$/.test(seq)) throw new SigilError("invalid_arguments", "SEQ must be a positive whole number.");
-      const doc = await kit.withSigil((s) => makeReceipt(s, id, Number(seq)));
+      const doc = await kit.withApp((app) => makeReceipt(app, id, Number(seq)));
       process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
     });
 
@@ -121,7 +121,7 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
       .argument("<id>")
       .addOption(kit.jsonOpt())
       .action(async (id: string, o: { json?: boolean }) => {
-        const cp = await kit.withSigil((s) => makeCheckpoint(s, id));
+        const cp = await kit.withApp((app) => makeCheckpoint(app, id));
         if (o.json) process.stdout.write(JSON.stringify(cp, null, 2) + "\n");
         else process.stdout.write(cp.note);
       });
@@ -154,7 +154,7 @@ async function checkEmail(raw: string, keysFile: string | undefined, kit: Parame
   } else {
     keysSource = "home";
     try {
-      jwksDoc = await kit.withSigil(async (s) => identityJwks(await s.requireIdentity(claimed)));
+      jwksDoc = await kit.withApp(async (app) => identityJwks(await app.identities.require(claimed)));
     } catch (err) {
       if (err instanceof SigilError && err.code === "not_initialised") {
         throw new SigilError("invalid_arguments", "No sigil home here to look the sender's keys up in; give them with --keys FILE (a JWKS from `sigil keys export ID` or GET /identities/<id>/keys).");

@@ -23,7 +23,7 @@ export const registerSecretCommands: RegisterCommands = (program, kit) => {
     .action(async (id: string, name: string, o: { json?: boolean }) => {
       const value = stripOneNewline(await kit.readStdin());
       if (value === "") throw new SigilError("invalid_arguments", "No secret value on standard input; pipe it in, e.g. `printf %s \"$VALUE\" | sigil secret put ID NAME`.");
-      const r = await kit.withSigil((s) => s.putSecret(id, name, value));
+      const r = await kit.withApp((app) => app.secrets.put(id, name, value));
       kit.out(!!o.json, r, () => `Stored ${r.name} version ${r.version}`);
     });
   secret
@@ -33,7 +33,7 @@ export const registerSecretCommands: RegisterCommands = (program, kit) => {
     .argument("<name>")
     .addOption(kit.jsonOpt())
     .action(async (id: string, name: string, o: { json?: boolean }) => {
-      const r = await kit.withSigil((s) => s.deleteSecret(id, name));
+      const r = await kit.withApp((app) => app.secrets.delete(id, name));
       kit.out(!!o.json, r, () => (r.deleted ? `Deleted ${r.name} (was version ${r.version})` : `No secret ${r.name}; nothing changed`));
     });
   secret
@@ -42,15 +42,7 @@ export const registerSecretCommands: RegisterCommands = (program, kit) => {
     .argument("<id>")
     .addOption(kit.jsonOpt())
     .action(async (id: string, o: { json?: boolean }) => {
-      const r = await kit.withSigil(async (s) => {
-        await s.requireIdentity(id);
-        const out: Array<{ name: string; version: number }> = [];
-        for (const name of await s.vault.names(id)) {
-          const version = await s.vault.version(id, name).catch(() => undefined);
-          if (version !== undefined) out.push({ name, version });
-        }
-        return out;
-      });
+      const r = await kit.withApp((app) => app.secrets.list(id));
       kit.out(!!o.json, r, () => (r.length === 0 ? "No secrets." : r.map((x) => `${x.name}  v${x.version}`).join("\n")));
     });
 };

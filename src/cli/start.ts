@@ -8,7 +8,7 @@
  */
 import { realpathSync } from "node:fs";
 import path from "node:path";
-import { Sigil } from "../sigil.js";
+import { type App, initHome, openApp } from "../app.js";
 import { SigilError } from "../errors.js";
 import { checkPortFree } from "./listen.js";
 
@@ -81,26 +81,26 @@ export async function quickStart(
   env: NodeJS.ProcessEnv,
   host: string,
   port: number,
-  serve: (sigil: Sigil, host: string, port: number) => Promise<string>,
+  serve: (app: App, host: string, port: number) => Promise<string>,
 ): Promise<void> {
   // A busy port fails here, before a home or an identity (and tokens shown only once) exist.
   await checkPortFree(host, port);
   const lines: string[] = [];
   try {
-    const { adminToken } = await Sigil.init({ home, env });
+    const { adminToken } = await initHome({ home, env });
     lines.push(`Initialised a new sigil home at ${home}.`, `Admin token (shown once; keep it safe): ${adminToken}`);
   } catch (err) {
     if (!(err instanceof SigilError && err.code === "already_initialised")) throw err;
     lines.push(`Using the sigil home at ${home}.`);
   }
-  const sigil = await Sigil.open({ home, env });
+  const app = await openApp({ home, env });
   const { command, cli } = cliLaunch();
   const q = (s: string): string => (/[^\w@%+=:,./-]/.test(s) ? `'${s.replace(/'/g, `'\\''`)}'` : s);
   const sigilCmd = `SIGIL_HOME=${q(home)} ${q(command)} ${q(cli)}`;
   let demoToken: string | undefined;
-  let demo = (await sigil.listIdentities()).find((i) => i.name === "demo-agent" && !i.revokedAt);
+  let demo = (await app.identities.list()).find((i) => i.name === "demo-agent" && !i.revokedAt);
   if (!demo) {
-    const created = await sigil.createIdentity({
+    const created = await app.identities.create({
       name: "demo-agent",
       channels: ["email", "sms", "voice", "vault", "card", "sign"],
       policy: DEMO_POLICY,
@@ -108,7 +108,7 @@ export async function quickStart(
       phone: "+14155550100",
     });
     demoToken = created.token;
-    demo = await sigil.showIdentity(created.id);
+    demo = await app.identities.show(created.id);
   }
   if (demoToken) {
     lines.push(`Demo identity ${demo.id} (demo-agent); its token (shown once): ${demoToken}`);
@@ -119,7 +119,7 @@ export async function quickStart(
   for (const l of describePolicy(demo.policy, demo.channels, { email: demo.email, phone: demo.phone })) lines.push(`  - ${l}`);
   let url: string;
   try {
-    url = await serve(sigil, host, port);
+    url = await serve(app, host, port);
   } catch (err) {
     // Whatever went wrong, the tokens above were shown only once: print them before failing.
     process.stdout.write(lines.join("\n") + "\nNot serving (see the error below).\n");
@@ -136,6 +136,6 @@ export async function quickStart(
     },
   };
   lines.push("Add this to your client's mcp.json (either entry):", JSON.stringify(snippet, null, 2));
-  lines.push("Sends go to the offline outbox at " + sigil.outboxDir + " unless SIGIL_SMTP_URL / TWILIO_* are set. Ctrl-C stops.");
+  lines.push("Sends go to the offline outbox at " + app.outboxDir + " unless SIGIL_SMTP_URL / TWILIO_* are set. Ctrl-C stops.");
   process.stdout.write(lines.join("\n") + "\n");
 }

@@ -7,17 +7,15 @@
  */
 import { cryptoReady, hashesEqual } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
-import { loadMasterKey } from "../home.js";
-import { verifyChain, type PublicKeyInfo } from "../audit/verify.js";
+import { loadMasterKey } from "../identity/home.js";
+import { publicKeys } from "../identity/audit-log.js";
+import { verifyChain } from "../audit/verify.js";
 import { openFileStore } from "../../store/index.js";
 import { PostgresStore } from "../../store/postgres/index.js";
 import { importStore } from "../../store/postgres/import.js";
 import { isPostgresUrl, redactUrl } from "../../store/postgres/db.js";
-import { type IdentityRecord, StoreError } from "../../store/types.js";
+import { StoreError } from "../../store/types.js";
 import type { RegisterCommands } from "./commands.js";
-
-const keysOf = (rec: IdentityRecord): PublicKeyInfo[] =>
-  rec.keys.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey, status: k.status, notBefore: k.notBefore, notAfter: k.notAfter }));
 
 export interface MigrateReport {
   from: string;
@@ -63,7 +61,7 @@ export async function migrateHome(home: string, url: string, env: NodeJS.Process
     }
     const identities = await source.listIdentities();
     for (const rec of identities) {
-      const v = await verifyChain(rec.id, source.audit.readLines(rec.id), keysOf(rec));
+      const v = await verifyChain(rec.id, source.audit.readLines(rec.id), publicKeys(rec));
       if (!v.ok) {
         throw new SigilError(
           "audit_invalid",
@@ -82,7 +80,7 @@ export async function migrateHome(home: string, url: string, env: NodeJS.Process
     }
     // Read every chain back from the database and verify it there.
     for (const rec of identities) {
-      const v = await verifyChain(rec.id, target.audit.readLines(rec.id), keysOf(rec));
+      const v = await verifyChain(rec.id, target.audit.readLines(rec.id), publicKeys(rec));
       if (!v.ok) throw new SigilError("audit_invalid", `The copy of ${rec.id}'s audit log does not verify (seq ${v.firstBadSeq}: ${v.error}).`);
     }
     return { from: home, to: redactUrl(url), ...counts, verified: true };

@@ -12,52 +12,57 @@
 import { type CallToolResult, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { hashesEqual } from "../crypto/core.js";
 import { Denied, SigilError, logInternal, refId, safeText, scrubberOf } from "../errors.js";
-import { type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
+import { type AuditChains, type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
 import type { AuditEntry } from "../audit/entry.js";
 import { evaluate, type Decision, type NormalizedAction } from "../policy/evaluate.js";
 import { parsePolicy, type Policy } from "../policy/schema.js";
 import { ProviderError } from "../providers/types.js";
 import type { Providers } from "../providers/index.js";
-import type { IdentityRecord } from "../../store/types.js";
-import type { Sigil } from "../sigil.js";
+import type { IdentityRecord, Store } from "../../store/types.js";
+import type { ActiveSigners } from "../identity/keyring.js";
+import type { Secrets } from "../identity/secrets.js";
+import { viewOf } from "../identity/records.js";
 import { jcs } from "../util/jcs.js";
 import type { AgentTool, ElicitRequest, ElicitResponse, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
+import { deniedResult, describeIssues, errorResult } from "./results.js";
+
+export { deniedResult, describeIssues };
+
+/**
+ * What the pipeline works with, built once per process by the composition root (src/app.ts): the
+ * registry reads it needs, the audit chains (the only way an entry is written), and what it hands
+ * tools as narrow capabilities.
+ */
+export interface AgentDeps {
+  store: Pick<Store, "getIdentity" | "instanceAlive">;
+  chains: AuditChains;
+  /** This process's instance id (recorded in intent entries). */
+  instanceId: string;
+  now: () => number;
+  hash: (value: string) => string;
+  signers: Pick<ActiveSigners, "active">;
+  secrets: Pick<Secrets, "readerFor">;
+  providers: Providers;
+  publicUrl?: string;
+}
 
 export interface AgentSession {
-  sigil: Sigil;
+  deps: AgentDeps;
   identityId: string;
   tokenHash: string;
   sessionId: string;
   memory: SessionMemory;
-  providers: Providers;
 }
 
 export type Elicit = ((req: ElicitRequest) => Promise<ElicitResponse>) | undefined;
 
 const IDEMPOTENCY_WAIT_MS = 30_000;
 
-export function deniedResult(reason: string, message: string): CallToolResult {
-  return { isError: true, content: [{ type: "text", text: `denied: ${reason}: ${safeText(message)}` }] };
-}
-
-function errorResult(code: string, message: string): CallToolResult {
-  return { isError: true, content: [{ type: "text", text: `error: ${code}: ${safeText(message, 300)}` }] };
-}
-
 function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
   return {
     content: [{ type: "text", text: `${out.text} (receipt: ${receipt.identityId}#${receipt.seq})` }],
     structuredContent: { ...out.structured, receipt },
   };
-}
-
-/** Validation errors without echoing values: which field, what was wrong. */
-export function describeIssues(err: { issues: Array<{ path: PropertyKey[]; message: string; code?: string; keys?: string[] }> }): string {
-  const first = err.issues[0];
-  if (!first) return "the arguments are invalid.";
-  const where = first.path.length ? first.path.map(String).join(".") : "arguments";
-  if (first.code === "unrecognized_keys" && first.keys) return `unknown argument(s): ${first.keys.slice(0, 5).join(", ")}.`;
-  return `${where}: ${first.message}`;
 }
 
 function argumentShape(raw: unknown): Record<string, unknown> {
@@ -79,9 +84,9 @@ function cachedPolicy(policy: Record<string, unknown>): ReturnType<typeof parseP
 }
 
 export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit): Promise<CallToolResult> {
-  const { sigil, identityId, sessionId } = session;
-  const chains = sigil.chains;
-  const hash = (v: string): string => sigil.auditHash(v);
+  const { deps, identityId, sessionId } = session;
+  const chains = deps.chains;
+  const hash = deps.hash;
   const audit = (draft: Omit<Draft, "session">): Promise<{ value: null; entry?: AuditEntry }> =>
     chains.commit(identityId, () => ({ value: null, draft: { session: sessionId, ...draft } as Draft }));
   const refuse = async (toolName: string, reason: string, message: string, extra: Partial<Draft> = {}): Promise<CallToolResult> => {
@@ -98,7 +103,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   // 1. authenticate: the credential this session was opened with must still be current.
   let identity: IdentityRecord | undefined;
   try {
-    identity = await sigil.store.getIdentity(identityId);
+    identity = await deps.store.getIdentity(identityId);
   } catch (err) {
     const ref = refId();
     logInternal(ref, "registry read", err);
@@ -127,7 +132,18 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   const policyParse = cachedPolicy(identity.policy);
   if (!policyParse.ok) return refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
   const policy: Policy = policyParse.policy;
-  const ctx: ToolContext = { identity, policy, sessionId, sigil, providers: session.providers, memory: session.memory, hash };
+  const ctx: ToolContext = {
+    identity: viewOf(identity),
+    policy,
+    sessionId,
+    signer: () => deps.signers.active(identityId),
+    vault: deps.secrets.readerFor(identityId),
+    providers: deps.providers,
+    memory: session.memory,
+    now: deps.now,
+    ...(deps.publicUrl !== undefined ? { publicUrl: deps.publicUrl } : {}),
+    hash,
+  };
 
   // 3. session guard (e.g. a secret read in this session leaving through a channel).
   const guarded = tool.guard?.(ctx, args as never);
@@ -135,7 +151,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   // secret the guard stopped (e.g. inside a recipient address, which the log otherwise keeps).
   if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: argumentShape(args) });
 
-  const action = tool.action(args as never, identity);
+  const action = tool.action(args as never);
   const idemKey = tool.idempotencyKey?.(args as never);
   const argsHash = idemKey !== undefined ? hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } })) : undefined;
   const base = { tool: tool.name, session: sessionId, args: redacted, policyVersion: identity.policyVersion };
@@ -149,7 +165,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     | { kind: "wait" };
   let approved: "accept" | undefined;
   const decide = async (state: ChainState): Promise<Built<Step>> => {
-    const now = sigil.now();
+    const now = deps.now();
     if (idemKey !== undefined) {
       const prior = state.idempotency(tool.name, idemKey, now);
       if (prior) {
@@ -173,7 +189,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
       ...base,
       phase: tool.effect === "act" ? "intent" : "call",
       decision: "allow",
-      instance: sigil.instanceId,
+      instance: deps.instanceId,
       ...(d.needsApproval ? { approval: "accepted" } : {}),
       ...(amount !== undefined ? { amountCents: amount } : {}),
       ...(idemKey !== undefined ? { idem: { key: idemKey, argsHash: argsHash! } } : {}),
@@ -183,8 +199,8 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   /** An intent whose process is gone will never get its result: its outcome is unknown. */
   const orphaned = async (state: ChainState, seq: number): Promise<boolean> => {
     const open = state.openIntents().find((o) => o.seq === seq);
-    if (!open?.instance || open.instance === sigil.instanceId) return false;
-    return (await sigil.store.instanceAlive(open.instance)) === false;
+    if (!open?.instance || open.instance === deps.instanceId) return false;
+    return (await deps.store.instanceAlive(open.instance)) === false;
   };
   const deny = (reason: string, message: string): Built<Step> => ({
     value: { kind: "denied", reason, message },

@@ -1,14 +1,23 @@
 /**
- * What a tool module declares. Agent tools never see the raw MCP server: they get a context with
- * the bound identity and their dependencies, and the pipeline (pipeline.ts) does everything else.
+ * What a tool module declares, and what it receives. Agent tools never see the raw MCP server nor
+ * the application: they get a ToolContext of narrow capabilities for the bound identity (its view,
+ * its parsed policy, a signer for its active key, a reader of its vault, the providers, the
+ * session's memory, a clock and a keyed hash), so no tool can write to the store or the audit chain
+ * around the pipeline (agent-call.ts), which does everything else. Admin tools get the admin
+ * operations they call (AdminContext).
  */
 import type * as z from "zod";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import type { Action, NormalizedAction } from "../policy/evaluate.js";
 import type { Policy } from "../policy/schema.js";
-import type { Channel, IdentityRecord } from "../../store/types.js";
-import type { Sigil } from "../sigil.js";
+import type { Channel } from "../../store/types.js";
+import type { Signer } from "../crypto/jwk.js";
 import type { Providers } from "../providers/index.js";
+import type { IdentityView } from "../identity/records.js";
+import type { VaultReader } from "../identity/secrets.js";
+import type { Identities } from "../identity/identities.js";
+import type { Secrets } from "../identity/secrets.js";
+import type { AuditLog } from "../identity/audit-log.js";
 
 export interface SessionMemory {
   /** Secret values this session has read with vault_get (in memory only, for the exfiltration guard). */
@@ -22,12 +31,20 @@ export interface ElicitRequest {
 export type ElicitResponse = { action: "accept"; content?: Record<string, unknown> } | { action: "decline" | "cancel" };
 
 export interface ToolContext {
-  identity: IdentityRecord;
+  /** The bound identity as it stood when the call was authorised (never its token hash or sealed keys). */
+  identity: IdentityView;
   policy: Policy;
   sessionId: string;
-  sigil: Sigil;
+  /** A Signer for the identity's active key (the one its audit chain signs with). */
+  signer(): Promise<Signer>;
+  /** The identity's own vault secrets. */
+  vault: VaultReader;
   providers: Providers;
   memory: SessionMemory;
+  /** The clock (injected: tests drive a fixed one). */
+  now(): number;
+  /** The server's public https origin (SIGIL_PUBLIC_URL), if it has one. */
+  publicUrl?: string;
   /** Keyed hash for values that must not appear in the audit log. */
   hash(value: string): string;
 }
@@ -53,7 +70,7 @@ export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
   /** "act": intent entry before the side effect, result entry after. "read": one entry before. */
   effect: "read" | "act";
   /** The action policy evaluates. */
-  action(args: z.output<S>, identity: IdentityRecord): Action;
+  action(args: z.output<S>): Action;
   /** The arguments as the audit log records them: sensitive values as keyed hashes. */
   redact(args: z.output<S>, hash: (v: string) => string): Record<string, unknown>;
   idempotencyKey?(args: z.output<S>): string | undefined;
@@ -68,8 +85,11 @@ export function defineTool<S extends z.ZodObject>(tool: AgentTool<S>): AgentTool
   return tool as unknown as AgentTool;
 }
 
+/** What admin tools may call: the identity, vault and audit operations (the CLI's, too). */
 export interface AdminContext {
-  sigil: Sigil;
+  identities: Identities;
+  secrets: Secrets;
+  audit: AuditLog;
 }
 
 export interface AdminTool<S extends z.ZodObject = z.ZodObject> {

@@ -22,7 +22,7 @@
  */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import type { Sigil } from "../sigil.js";
+import type { App } from "../app.js";
 import type { PublicKeyInfo, VerifyResult } from "../audit/verify.js";
 import { type AuditBundle, type KeySource, keysFor, verifyBundle } from "../audit/anchor.js";
 import type { IdentityRecord } from "../../store/types.js";
@@ -160,34 +160,37 @@ interface Tracked {
   queue: Promise<unknown>;
 }
 
-const tracked = new WeakMap<Sigil, Map<string, Tracked>>();
+/** What a checkpoint reads: the registry (keys), the log under its chain lock, the keyring (signing). */
+export type CheckpointSource = Pick<App, "identities" | "store" | "keyring">;
 
-function trackedOf(sigil: Sigil, identityId: string): Tracked {
-  let m = tracked.get(sigil);
-  if (!m) tracked.set(sigil, (m = new Map()));
+const tracked = new WeakMap<CheckpointSource, Map<string, Tracked>>();
+
+function trackedOf(app: CheckpointSource, identityId: string): Tracked {
+  let m = tracked.get(app);
+  if (!m) tracked.set(app, (m = new Map()));
   let t = m.get(identityId);
   if (!t) m.set(identityId, (t = { cursor: { position: 0 }, tree: new MerkleFrontier(), head: ZERO_HASH, queue: Promise.resolve() }));
   return t;
 }
 
 /** Node hashes this process has computed for `identityId`'s checkpoints (tests: the cost of one). */
-export function checkpointHashCount(sigil: Sigil, identityId: string): number {
-  return tracked.get(sigil)?.get(identityId)?.tree.hashes ?? 0;
+export function checkpointHashCount(app: CheckpointSource, identityId: string): number {
+  return tracked.get(app)?.get(identityId)?.tree.hashes ?? 0;
 }
 
 /** A checkpoint of the identity's log as it stands, signed by its active key. */
-export function makeCheckpoint(sigil: Sigil, identityId: string): Promise<CheckpointView> {
-  const t = trackedOf(sigil, identityId);
-  const run = t.queue.then(() => catchUp(sigil, identityId, t));
+export function makeCheckpoint(app: CheckpointSource, identityId: string): Promise<CheckpointView> {
+  const t = trackedOf(app, identityId);
+  const run = t.queue.then(() => catchUp(app, identityId, t));
   t.queue = run.catch(() => {});
   return run;
 }
 
-async function catchUp(sigil: Sigil, identityId: string, t: Tracked): Promise<CheckpointView> {
-  const rec = await sigil.requireIdentity(identityId);
+async function catchUp(app: CheckpointSource, identityId: string, t: Tracked): Promise<CheckpointView> {
+  const rec = await app.identities.require(identityId);
   try {
     // Under the chain lock: only the entries appended since this process last looked.
-    const { cursor } = await sigil.store.audit.withChain(identityId, t.cursor, async (view) => {
+    const { cursor } = await app.store.audit.withChain(identityId, t.cursor, async (view) => {
       for (const line of view.lines) {
         const e = JSON.parse(line) as AuditEntry;
         if (e.seq !== t.tree.size + 1 || e.prev !== t.head || !/^[0-9a-f]{64}$/.test(e.hash)) {
@@ -211,7 +214,7 @@ async function catchUp(sigil: Sigil, identityId: string, t: Tracked): Promise<Ch
   const keyId = t.keyId;
   const key = keyId ? rec.keys.find((k) => k.keyId === keyId) : undefined;
   if (!keyId || !key) throw new SigilError("key_missing", `the audit log of ${identityId} names no active key in the registry`);
-  const { secretKey } = await sigil.signer(identityId, keyId);
+  const { secretKey } = await app.keyring.signer(identityId, keyId);
   const signer = { keyId, publicKey: new Uint8Array(fromB64(key.publicKey)), sign: (m: Uint8Array) => edSign(secretKey, m) };
   const root = t.tree.root();
   const origin = checkpointOrigin(identityId);
@@ -301,7 +304,7 @@ export function checkCheckpoint(
 
 export type CheckpointReport = { ok: boolean; identities: VerifyResult[]; checkpoint: CheckpointCheck };
 
-/** What checking a home's log needs: public data only (a Sigil, or the master-key-free PublicHome). */
+/** What checking a home's log needs: public data only (audit/verify-home.ts: PublicHome, which needs no master key). */
 export type LogReader = {
   requireIdentity(id: string): Promise<IdentityRecord>;
   publicKeys(rec: IdentityRecord): PublicKeyInfo[];
@@ -325,7 +328,7 @@ export function readCheckpointFile(file: string): string {
  */
 export async function verifyCheckpointFile(
   note: string,
-  source: { sigil: LogReader; id?: string } | { bundle: unknown; trusted?: KeySource },
+  source: { log: LogReader; id?: string } | { bundle: unknown; trusted?: KeySource },
 ): Promise<CheckpointReport> {
   const cpId = checkpointIdentity(note);
   if (!cpId) throw new SigilError("invalid_checkpoint", "The file is not a sigil checkpoint (its first line is not sigil/<identity id>).");
@@ -338,14 +341,14 @@ export async function verifyCheckpointFile(
     hashes.push(entry.hash);
     return true;
   };
-  if ("sigil" in source) {
+  if ("log" in source) {
     if (source.id !== undefined && source.id !== cpId) {
       throw new SigilError("invalid_arguments", `The checkpoint is about ${cpId.slice(0, 64)}, not ${source.id.slice(0, 64)}.`);
     }
-    const rec = await source.sigil.requireIdentity(cpId);
-    keys = source.sigil.publicKeys(rec);
-    chain = (await source.sigil.verify(cpId)).identities[0]!;
-    for await (const line of source.sigil.store.audit.readLines(cpId)) if (!collect(line)) break;
+    const rec = await source.log.requireIdentity(cpId);
+    keys = source.log.publicKeys(rec);
+    chain = (await source.log.verify(cpId)).identities[0]!;
+    for await (const line of source.log.store.audit.readLines(cpId)) if (!collect(line)) break;
   } else {
     const b = source.bundle as Partial<AuditBundle>;
     const r = await verifyBundle(b, source.trusted);

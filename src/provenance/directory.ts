@@ -16,7 +16,7 @@
  */
 import { randomBytes } from "node:crypto";
 import type { IdentityRecord } from "../../store/types.js";
-import type { Sigil } from "../sigil.js";
+import type { App } from "../app.js";
 import { decodeBase64Strict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "../crypto/jwk.js";
 import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
 
@@ -93,9 +93,9 @@ const directoryCache = new Map<string, { at: number; response: SignedDirectoryRe
  * signed response is served for up to 30 seconds while the key set does not change (its
  * signatures live 300 seconds).
  */
-export async function signedDirectory(sigil: Sigil, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
-  const records = (await sigil.store.listIdentities()).filter((r) => !r.revokedAt);
-  const now = sigil.now();
+export async function signedDirectory(app: Pick<App, "store" | "now" | "signers">, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
+  const records = (await app.store.listIdentities()).filter((r) => !r.revokedAt);
+  const now = app.now();
   const doc = directoryDocument(records, now);
   const cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
   const hit = directoryCache.get(cacheKey);
@@ -106,7 +106,7 @@ export async function signedDirectory(sigil: Sigil, authority: string, scheme: "
   };
   if (records.length > 0) {
     const signers = [];
-    for (const r of records) signers.push(await sigil.activeSigner(r.id));
+    for (const r of records) signers.push(await app.signers.active(r.id));
     const signed = await signDirectoryResponse({
       signers,
       authority,

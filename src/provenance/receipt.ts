@@ -14,7 +14,7 @@
  * Nothing else of the log is disclosed. The embedded keys are a convenience: a careful recipient
  * checks against the keys the identity publishes (`--keys` with `GET /identities/<id>/keys`).
  */
-import type { Sigil } from "../sigil.js";
+import type { App } from "../app.js";
 import { type AuditEntry, ENTRY_VERSION } from "../audit/entry.js";
 import { examineEntry } from "../audit/verify-entry.js";
 import { SigilError } from "../errors.js";
@@ -36,14 +36,14 @@ export type ReceiptDocument = {
   published?: { keys: string; checkpoint: string };
 };
 
-export async function makeReceipt(sigil: Sigil, identityId: string, seq: number): Promise<ReceiptDocument> {
-  const rec = await sigil.requireIdentity(identityId);
+export async function makeReceipt(app: Pick<App, "env" | "identities" | "store" | "keyring">, identityId: string, seq: number): Promise<ReceiptDocument> {
+  const rec = await app.identities.require(identityId);
   if (!Number.isSafeInteger(seq) || seq < 1) throw new SigilError("invalid_arguments", "SEQ must be a positive whole number.");
-  const cp = await makeCheckpoint(sigil, identityId);
+  const cp = await makeCheckpoint(app, identityId);
   if (seq > cp.size) throw new SigilError("not_found", `The audit log of ${identityId} has ${cp.size} entries; there is no entry ${seq}.`);
   const leaves: Buffer[] = [];
   let entry: AuditEntry | undefined;
-  for await (const line of sigil.store.audit.readLines(identityId)) {
+  for await (const line of app.store.audit.readLines(identityId)) {
     const e = JSON.parse(line) as AuditEntry;
     if (e.seq !== leaves.length + 1) throw new SigilError("audit_corrupt", `The audit log of ${identityId} is malformed at entry ${leaves.length + 1}; run \`sigil audit verify\`.`);
     if (e.seq === seq) entry = e;
@@ -53,7 +53,7 @@ export async function makeReceipt(sigil: Sigil, identityId: string, seq: number)
   if (!entry || leaves.length !== cp.size || base64(merkleRoot(leaves)) !== cp.rootHash) {
     throw new SigilError("audit_corrupt", `The audit log of ${identityId} changed while the receipt was made; try again.`);
   }
-  const publicUrl = publicOrigin(sigil.env);
+  const publicUrl = publicOrigin(app.env);
   return {
     format: RECEIPT_FORMAT,
     identity: identityId,

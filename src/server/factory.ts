@@ -8,29 +8,19 @@
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
 import { CallToolRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
-import { hashesEqual, tokenHash } from "../crypto/core.js";
-import { SigilError, logInternal, refId, safeText } from "../errors.js";
-import type { Providers } from "../providers/index.js";
-import type { Sigil } from "../sigil.js";
+import { SigilError } from "../errors.js";
+import type { App } from "../app.js";
+import type { Principal } from "../identity/auth.js";
 import type { IdentityRecord } from "../../store/types.js";
 import { ADMIN_TOOLS, AGENT_TOOLS } from "../../tools/index.js";
-import { type AgentSession, callAgentTool, deniedResult, describeIssues } from "../pipeline/agent-call.js";
+import { type AgentSession, callAgentTool } from "../pipeline/agent-call.js";
+import { callAdminTool } from "../pipeline/admin-call.js";
 import { track } from "./inflight.js";
 import type { AdminTool, AgentTool, ElicitRequest, ElicitResponse } from "../pipeline/tool.js";
 
+export type { Principal };
+
 export const SERVER_INFO = { name: "sigil", version: "0.1.0" };
-
-export type Principal =
-  | { kind: "agent"; identityId: string; tokenHash: string }
-  | { kind: "admin"; tokenHash: string };
-
-/** Resolves a bearer token to a principal, or undefined (wrong, revoked, or not a sigil token). */
-export async function authenticate(sigil: Sigil, token: string | undefined): Promise<Principal | undefined> {
-  if (!token) return undefined;
-  if (token.startsWith("sigil_admin_")) return (await sigil.authenticateAdmin(token)) ? { kind: "admin", tokenHash: tokenHash(token) } : undefined;
-  const rec = await sigil.authenticateAgent(token);
-  return rec ? { kind: "agent", identityId: rec.id, tokenHash: rec.tokenHash } : undefined;
-}
 
 export function toolsFor(identity: IdentityRecord): AgentTool[] {
   return AGENT_TOOLS.filter((t) => t.channel === null || identity.channels.includes(t.channel));
@@ -55,26 +45,25 @@ export function approvalTimeoutMs(env: NodeJS.ProcessEnv): number {
 }
 
 export interface SessionDeps {
-  sigil: Sigil;
-  providers: Providers;
+  app: Pick<App, "agent" | "admin" | "env">;
   sessionId: string;
 }
 
 export async function createSessionServer(principal: Principal, deps: SessionDeps): Promise<McpServer> {
   const mcp = new McpServer(SERVER_INFO, { capabilities: { tools: {}, logging: {} } });
   if (principal.kind === "agent") {
-    const identity = await deps.sigil.store.getIdentity(principal.identityId);
+    const agent = deps.app.agent;
+    const identity = await agent.store.getIdentity(principal.identityId);
     if (!identity) throw new SigilError("revoked", "this identity no longer exists");
     const tools = toolsFor(identity);
     const byName = new Map(tools.map((t) => [t.name, t]));
     registerForListing(mcp, tools);
     const session: AgentSession = {
-      sigil: deps.sigil,
+      deps: agent,
       identityId: principal.identityId,
       tokenHash: principal.tokenHash,
       sessionId: deps.sessionId,
       memory: { secretsRead: new Set() },
-      providers: deps.providers,
     };
     // The question travels with the tool call it belongs to (relatedRequestId): over Streamable
     // HTTP that is the call's own response stream, which is open, where a request without it would
@@ -84,7 +73,7 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       (req: ElicitRequest): Promise<ElicitResponse> =>
         mcp.server.elicitInput(
           { mode: "form", message: req.message, requestedSchema: req.requestedSchema as never },
-          { timeout: approvalTimeoutMs(deps.sigil.env), relatedRequestId: callId },
+          { timeout: approvalTimeoutMs(deps.app.env), relatedRequestId: callId },
         ) as Promise<ElicitResponse>;
     mcp.server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
       // Approval is asked with a form; a client that declared only URL elicitation cannot answer it.
@@ -93,37 +82,12 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, elicit));
     });
   } else {
+    const admin = deps.app.admin;
     const byName = new Map(ADMIN_TOOLS.map((t) => [t.name, t]));
     registerForListing(mcp, ADMIN_TOOLS);
     mcp.server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> =>
-      track(callAdminTool(deps.sigil, principal.tokenHash, byName.get(req.params.name), req.params.name, req.params.arguments)),
+      track(callAdminTool(admin, principal.tokenHash, byName.get(req.params.name), req.params.name, req.params.arguments)),
     );
   }
   return mcp;
-}
-
-async function callAdminTool(sigil: Sigil, hash: string, tool: AdminTool | undefined, name: string, rawArgs: unknown): Promise<CallToolResult> {
-  try {
-    const meta = await sigil.store.meta();
-    if (!hashesEqual(meta.adminTokenHash, hash)) return deniedResult("unauthenticated", "the admin token is no longer valid.");
-  } catch (err) {
-    const ref = refId();
-    logInternal(ref, "registry read", err);
-    return deniedResult("registry_unavailable", `the registry cannot be read (${ref}).`);
-  }
-  if (!tool) return deniedResult("tool_not_available", `there is no admin tool "${safeText(name, 64)}".`);
-  const parsed = tool.input.safeParse(rawArgs ?? {});
-  if (!parsed.success) return deniedResult("invalid_arguments", describeIssues(parsed.error as never));
-  try {
-    const result = await tool.run({ sigil }, parsed.data);
-    return { content: [{ type: "text", text: JSON.stringify(result) }], structuredContent: result };
-  } catch (err) {
-    if (err instanceof SigilError) {
-      const isRefusal = ["invalid_arguments", "invalid_policy", "not_found", "revoked"].includes(err.code);
-      return isRefusal ? deniedResult(err.code, err.publicMessage) : { isError: true, content: [{ type: "text", text: `error: ${err.code}: ${safeText(err.publicMessage)}` }] };
-    }
-    const ref = refId();
-    logInternal(ref, `admin tool ${tool.name}`, err);
-    return { isError: true, content: [{ type: "text", text: `error: internal_error: the operation failed (${ref}).` }] };
-  }
 }

@@ -24,9 +24,8 @@ import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
 import { tokenHash } from "../crypto/core.js";
 import { SigilError, logInternal, refId } from "../errors.js";
-import { providersFromEnv } from "../providers/index.js";
-import type { Sigil } from "../sigil.js";
-import { type Principal, authenticate, createSessionServer } from "./factory.js";
+import type { App } from "../app.js";
+import { type Principal, createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
 import { StoreError } from "../../store/types.js";
 
@@ -125,16 +124,15 @@ async function readBody(req: http.IncomingMessage, limit: number): Promise<Buffe
   return tooLarge ? "too_large" : Buffer.concat(chunks);
 }
 
-export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ server: http.Server; url: string; close: () => Promise<void> }> {
+export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: http.Server; url: string; close: () => Promise<void> }> {
   const sessions = new Map<string, Session>();
   /** Session ids by owner, and sessions being opened (counted before they exist, so a burst cannot overshoot). */
   const byOwner = new Map<string, Set<string>>();
   const opening = new Map<string, number>();
   let agentSessions = 0;
-  const providers = providersFromEnv(sigil.env, sigil.outboxDir);
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
-  const perIdentity = opts.maxSessionsPerIdentity ?? envInteger(sigil.env, "SIGIL_MAX_SESSIONS_PER_IDENTITY", DEFAULT_MAX_SESSIONS_PER_IDENTITY, 1, 10_000);
-  const requestTimeout = opts.requestTimeoutMs ?? envInteger(sigil.env, "SIGIL_REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, 100, 3_600_000);
+  const perIdentity = opts.maxSessionsPerIdentity ?? envInteger(app.env, "SIGIL_MAX_SESSIONS_PER_IDENTITY", DEFAULT_MAX_SESSIONS_PER_IDENTITY, 1, 10_000);
+  const requestTimeout = opts.requestTimeoutMs ?? envInteger(app.env, "SIGIL_REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, 100, 3_600_000);
   let port = opts.port;
 
   const hostAllowed = (host: string | undefined): boolean => {
@@ -192,7 +190,7 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
         const ids = new Set<string>();
         for (const s of sessions.values()) if (s.principal.kind === "agent") ids.add(s.principal.identityId);
         for (const id of ids) {
-          const rec = await sigil.store.getIdentity(id);
+          const rec = await app.store.getIdentity(id);
           closeWhere((s) => s.principal.kind === "agent" && s.principal.identityId === id && (!rec || Boolean(rec.revokedAt) || rec.tokenHash !== s.principal.tokenHash));
         }
       } while (checkAgain);
@@ -231,7 +229,7 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
   async function handleMcp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const auth = req.headers.authorization;
     const token = auth && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, "").trim() : undefined;
-    const principal = await authenticate(sigil, token);
+    const principal = await app.auth.principal(token);
     if (!principal) {
       // A credential that no longer authenticates closes the sessions it opened.
       if (token) {
@@ -282,7 +280,7 @@ export async function serveHttp(sigil: Sigil, opts: HttpOptions): Promise<{ serv
     const sessionId = "s_" + randomUUID();
     let registered = false;
     try {
-      const server = await createSessionServer(principal, { sigil, providers, sessionId });
+      const server = await createSessionServer(principal, { app, sessionId });
       const session: Session = { id: sessionId, transport: undefined as never, principal, owner, lastSeen: Date.now(), busy: 0, close: () => server.close() };
       const transport = new StreamableHTTPServerTransport({
         sessionIdGenerator: () => sessionId,

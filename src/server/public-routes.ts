@@ -17,7 +17,7 @@
  * An unknown identity id costs one registry lookup and is not cached.
  */
 import type http from "node:http";
-import type { Sigil } from "../sigil.js";
+import type { App } from "../app.js";
 import { DIRECTORY_PATH } from "../provenance/http-signature.js";
 import { identityJwks, signedDirectory } from "../provenance/directory.js";
 import { makeCheckpoint } from "../provenance/checkpoint.js";
@@ -45,8 +45,8 @@ function send(res: http.ServerResponse, r: Response): void {
   res.end(r.body);
 }
 
-export function publicRoutes(sigil: Sigil): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
-  const publicUrl = publicOrigin(sigil.env);
+export function publicRoutes(app: Pick<App, "env" | "store" | "now" | "signers" | "identities" | "keyring">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
+  const publicUrl = publicOrigin(app.env);
   const publicHost = publicUrl ? new URL(publicUrl).host : undefined;
   // One slot per directory authority (Host was checked against the allow-list, so few) and per
   // route of each existing identity.
@@ -54,7 +54,7 @@ export function publicRoutes(sigil: Sigil): (req: http.IncomingMessage, url: URL
 
   /** The cached response for `key`, rebuilt by `load` when it is older than REFRESH_MS (one load at a time). */
   const cached = (key: string, load: () => Promise<Response | undefined>): Promise<Response | undefined> => {
-    const now = sigil.now();
+    const now = app.now();
     const slot = slots.get(key);
     if (slot?.value && now >= slot.at && now - slot.at < REFRESH_MS) return Promise.resolve(slot.value);
     if (slot?.pending) return slot.pending;
@@ -83,7 +83,7 @@ export function publicRoutes(sigil: Sigil): (req: http.IncomingMessage, url: URL
       // decides which default port is dropped. Host was already checked against the allow-list.
       const scheme = publicHost !== undefined && host === publicHost ? "https" : "http";
       const r = await cached(`directory\n${scheme}://${host}`, async () => {
-        const d = await signedDirectory(sigil, host, scheme);
+        const d = await signedDirectory(app, host, scheme);
         return { status: 200, type: d.headers["content-type"]!, body: d.body, headers: d.headers };
       });
       send(res, r!);
@@ -94,10 +94,10 @@ export function publicRoutes(sigil: Sigil): (req: http.IncomingMessage, url: URL
     const id = m[1]!;
     const route = m[2]!;
     const r = await cached(`${route}\n${id}`, async () => {
-      const rec = await sigil.store.getIdentity(id);
+      const rec = await app.store.getIdentity(id);
       if (!rec) return undefined;
       if (route === "keys") return { status: 200, type: "application/jwk-set+json", body: JSON.stringify(identityJwks(rec)), headers: { "cache-control": "max-age=60" } };
-      const cp = await makeCheckpoint(sigil, rec.id);
+      const cp = await makeCheckpoint(app, rec.id);
       return { status: 200, type: "text/plain; charset=utf-8", body: cp.note, headers: { "cache-control": "no-store" } };
     });
     send(res, r ?? { status: 404, type: "application/json", body: JSON.stringify({ error: "not_found", message: "No such identity." }), headers: {} });

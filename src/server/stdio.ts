@@ -12,9 +12,8 @@ import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js"
 import { isJSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
 import { tokenHash } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
-import { providersFromEnv } from "../providers/index.js";
-import type { Sigil } from "../sigil.js";
-import { authenticate, createSessionServer } from "./factory.js";
+import type { App } from "../app.js";
+import { createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
 
 export function readSessionToken(env: NodeJS.ProcessEnv): string | undefined {
@@ -33,7 +32,7 @@ export function readSessionToken(env: NodeJS.ProcessEnv): string | undefined {
 export const UNAUTHENTICATED_CODE = -32001;
 
 /** Why a credential is refused, in one sentence that says what to do (no secrets, no paths). */
-async function whyRefused(sigil: Sigil, token: string | undefined): Promise<string> {
+async function whyRefused(app: App, token: string | undefined): Promise<string> {
   if (!token) {
     return "No session credential: set SIGIL_TOKEN (or SIGIL_TOKEN_FILE) in this server's environment to the agent token `sigil identity create` printed; not serving.";
   }
@@ -41,7 +40,7 @@ async function whyRefused(sigil: Sigil, token: string | undefined): Promise<stri
     return "SIGIL_TOKEN is not a sigil token (agent tokens start with sigil_agent_): copy the token `sigil identity create` printed; not serving.";
   }
   if (token.startsWith("sigil_agent_")) {
-    const rec = await sigil.store.identityByTokenHash(tokenHash(token));
+    const rec = await app.store.identityByTokenHash(tokenHash(token));
     if (rec?.revokedAt) {
       return `The identity ${rec.id} was revoked, so its token no longer works: issue a new identity with \`sigil identity create\`; not serving.`;
     }
@@ -74,21 +73,17 @@ async function refuse(reason: string): Promise<never> {
   process.exit(1);
 }
 
-export async function serveStdio(sigil: Sigil): Promise<void> {
+export async function serveStdio(app: App): Promise<void> {
   let token: string | undefined;
   try {
-    token = readSessionToken(sigil.env);
+    token = readSessionToken(app.env);
   } catch (err) {
     if (err instanceof SigilError && err.code === "unauthenticated") return refuse(err.publicMessage);
     throw err;
   }
-  const principal = token ? await authenticate(sigil, token) : undefined;
-  if (!principal) return refuse(await whyRefused(sigil, token));
-  const server = await createSessionServer(principal, {
-    sigil,
-    providers: providersFromEnv(sigil.env, sigil.outboxDir),
-    sessionId: "s_" + randomUUID(),
-  });
+  const principal = token ? await app.auth.principal(token) : undefined;
+  if (!principal) return refuse(await whyRefused(app, token));
+  const server = await createSessionServer(principal, { app, sessionId: "s_" + randomUUID() });
   const transport = new StdioServerTransport();
   let closing = false;
   const shutdown = async (code: number): Promise<void> => {
@@ -96,7 +91,7 @@ export async function serveStdio(sigil: Sigil): Promise<void> {
     closing = true;
     await drainInFlight(1500);
     await server.close().catch(() => {});
-    await sigil.close().catch(() => {});
+    await app.close().catch(() => {});
     process.exit(code);
   };
   process.stdin.on("end", () => void shutdown(0));

@@ -51,10 +51,10 @@ export function outboxFiles(home: Home, ext: "eml" | "json"): string[] {
 
 /** The home's keyed audit hash function (HMAC with the audit subkey of its master key). */
 export async function auditHasher(home: Home): Promise<(v: string) => string> {
-  const { Sigil } = await import("../../src/sigil.js");
-  const sigil = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
-  const hash = (v: string) => sigil.auditHash(v);
-  await sigil.close();
+  const { openApp } = await import("../../src/app.js");
+  const app = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
+  const hash = (v: string) => app.auditHash(v);
+  await app.close();
   return hash;
 }
 

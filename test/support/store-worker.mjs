@@ -5,19 +5,19 @@
  * that every worker starts together, then does n read-modify-write updates of the identity, or n
  * audit chain commits, one after another. Prints nothing on success.
  */
-import { Sigil } from "../../dist/src/sigil.js";
+import { openApp } from "../../dist/src/app.js";
 
 const [mode, id, tag, nText, startAt] = process.argv.slice(2);
 const n = Number(nText);
-const sigil = await Sigil.open({ home: process.env.SIGIL_HOME, env: process.env });
+const app = await openApp({ home: process.env.SIGIL_HOME, env: process.env });
 await new Promise((r) => setTimeout(r, Math.max(0, Number(startAt) - Date.now())));
 for (let i = 0; i < n; i++) {
   if (mode === "update") {
-    await sigil.store.updateIdentity(id, (r) => ({ ...r, policy: { ...r.policy, marks: [...(r.policy.marks ?? []), `${tag}:${i}`] } }));
+    await app.store.updateIdentity(id, (r) => ({ ...r, policy: { ...r.policy, marks: [...(r.policy.marks ?? []), `${tag}:${i}`] } }));
   } else if (mode === "append") {
-    await sigil.chains.commit(id, () => ({ value: null, draft: { tool: "contract_event", phase: "event", decision: "ok", worker: tag, i } }));
+    await app.chains.commit(id, () => ({ value: null, draft: { tool: "contract_event", phase: "event", decision: "ok", worker: tag, i } }));
   } else {
     throw new Error(`unknown mode ${mode}`);
   }
 }
-await sigil.close();
+await app.close();

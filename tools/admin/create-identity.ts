@@ -15,5 +15,5 @@ export const createIdentity = defineAdminTool({
     phone: z.string().max(16).optional().describe("The identity's own E.164 number"),
   }),
   output: z.object({ id: z.string(), name: z.string(), token: z.string(), keyId: z.string(), publicKey: z.string() }),
-  run: ({ sigil }, a) => sigil.createIdentity({ name: a.name, channels: a.channels, policy: a.policies ?? {}, email: a.email, phone: a.phone }),
+  run: ({ identities }, a) => identities.create({ name: a.name, channels: a.channels, policy: a.policies ?? {}, email: a.email, phone: a.phone }),
 });

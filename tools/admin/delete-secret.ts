@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { defineAdminTool } from "../../src/pipeline/tool.js";
-import { SECRET_NAME_MAX } from "../../src/vault.js";
+import { SECRET_NAME_MAX } from "../../src/identity/vault.js";
 import { identityId } from "./schemas.js";
 
 export const deleteSecret = defineAdminTool({
@@ -14,5 +14,5 @@ export const deleteSecret = defineAdminTool({
     name: z.string().min(1).max(SECRET_NAME_MAX).describe("The secret's name"),
   }),
   output: z.object({ name: z.string(), deleted: z.boolean(), version: z.number().int().optional() }),
-  run: ({ sigil }, a) => sigil.deleteSecret(a.identityId, a.name),
+  run: ({ secrets }, a) => secrets.delete(a.identityId, a.name),
 });

@@ -9,5 +9,5 @@ export const getIdentity = defineAdminTool({
   annotations: ADMIN_READ,
   input: z.strictObject({ identityId }),
   output: IdentityView,
-  run: async ({ sigil }, a) => ({ ...(await sigil.showIdentity(a.identityId)) }),
+  run: async ({ identities }, a) => ({ ...(await identities.show(a.identityId)) }),
 });

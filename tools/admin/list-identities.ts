@@ -9,5 +9,5 @@ export const listIdentities = defineAdminTool({
   annotations: ADMIN_READ,
   input: z.strictObject({}),
   output: z.object({ identities: z.array(IdentityView) }),
-  run: async ({ sigil }) => ({ identities: await sigil.listIdentities() }),
+  run: async ({ identities }) => ({ identities: await identities.list() }),
 });

@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { defineAdminTool } from "../../src/pipeline/tool.js";
-import { SECRET_NAME_MAX, SECRET_VALUE_MAX_BYTES } from "../../src/vault.js";
+import { SECRET_NAME_MAX, SECRET_VALUE_MAX_BYTES } from "../../src/identity/vault.js";
 import { ADMIN, identityId } from "./schemas.js";
 
 export const putSecret = defineAdminTool({
@@ -15,5 +15,5 @@ export const putSecret = defineAdminTool({
     value: z.string().min(1).max(SECRET_VALUE_MAX_BYTES).describe("The secret's value (UTF-8 text, at most 64 KiB)"),
   }),
   output: z.object({ name: z.string(), version: z.number().int() }),
-  run: ({ sigil }, a) => sigil.putSecret(a.identityId, a.name, a.value),
+  run: ({ secrets }, a) => secrets.put(a.identityId, a.name, a.value),
 });

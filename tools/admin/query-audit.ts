@@ -13,8 +13,8 @@ export const queryAudit = defineAdminTool({
     since: z.int().min(0).optional().describe("Only entries with a seq greater than this"),
   }),
   output: z.object({ identityId: z.string(), entries: z.array(z.record(z.string(), z.unknown())) }),
-  run: async ({ sigil }, a) => ({
+  run: async ({ audit }, a) => ({
     identityId: a.identityId,
-    entries: (await sigil.queryAudit(a.identityId, { limit: a.limit, since: a.since })) as Array<Record<string, unknown>>,
+    entries: (await audit.query(a.identityId, { limit: a.limit, since: a.since })) as Array<Record<string, unknown>>,
   }),
 });

@@ -9,5 +9,5 @@ export const revokeIdentity = defineAdminTool({
   annotations: { ...ADMIN, destructiveHint: true, idempotentHint: true },
   input: z.strictObject({ identityId }),
   output: z.object({ id: z.string(), revokedAt: z.string() }),
-  run: ({ sigil }, a) => sigil.revoke(a.identityId),
+  run: ({ identities }, a) => identities.revoke(a.identityId),
 });

@@ -9,5 +9,5 @@ export const rotateKey = defineAdminTool({
   annotations: ADMIN,
   input: z.strictObject({ identityId }),
   output: z.object({ keyId: z.string(), publicKey: z.string(), previousKeyId: z.string() }),
-  run: ({ sigil }, a) => sigil.rotateKey(a.identityId),
+  run: ({ identities }, a) => identities.rotateKey(a.identityId),
 });

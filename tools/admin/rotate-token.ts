@@ -9,5 +9,5 @@ export const rotateToken = defineAdminTool({
   annotations: { ...ADMIN, destructiveHint: true },
   input: z.strictObject({ identityId }),
   output: z.object({ token: z.string() }),
-  run: ({ sigil }, a) => sigil.rotateToken(a.identityId),
+  run: ({ identities }, a) => identities.rotateToken(a.identityId),
 });

@@ -9,5 +9,5 @@ export const updatePolicy = defineAdminTool({
   annotations: { ...ADMIN, idempotentHint: true },
   input: z.strictObject({ identityId, policies: z.record(z.string(), z.unknown()).describe("The complete new policy document") }),
   output: IdentityView,
-  run: async ({ sigil }, a) => ({ ...(await sigil.updatePolicy(a.identityId, a.policies)) }),
+  run: async ({ identities }, a) => ({ ...(await identities.updatePolicy(a.identityId, a.policies)) }),
 });

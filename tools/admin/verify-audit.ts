@@ -9,5 +9,5 @@ export const verifyAudit = defineAdminTool({
   annotations: ADMIN_READ,
   input: z.strictObject({ identityId: identityId.optional() }),
   output: VerifyReport,
-  run: async ({ sigil }, a) => ({ ...(await sigil.verify(a.identityId)) }),
+  run: async ({ audit }, a) => ({ ...(await audit.verify(a.identityId)) }),
 });

@@ -14,9 +14,9 @@
  * - Versions count up on every overwrite (1, 2, …). A secret deleted and put again starts again
  *   at 1: the store keeps no tombstone (the audit log keeps the history).
  */
-import { open as openSealed, seal, type MasterKey } from "./crypto/core.js";
-import { SigilError } from "./errors.js";
-import type { SecretRecord, Store } from "../store/types.js";
+import { open as openSealed, seal, type MasterKey } from "../crypto/core.js";
+import { Denied, SigilError } from "../errors.js";
+import type { SecretRecord, Store } from "../../store/types.js";
 
 export const SECRET_NAME_MAX = 256;
 export const SECRET_VALUE_MAX_BYTES = 64 * 1024;
@@ -42,16 +42,16 @@ export function secretNameProblem(name: unknown): string | undefined {
 
 export function assertSecretName(name: unknown): asserts name is string {
   const problem = secretNameProblem(name);
-  if (problem) throw new SigilError("invalid_arguments", `${problem}.`);
+  if (problem) throw new Denied("invalid_arguments", `${problem}.`);
 }
 
 /** The bytes of a secret value, validated (1 byte to 64 KiB of UTF-8). */
 export function secretValueBytes(value: unknown): Buffer {
-  if (typeof value !== "string") throw new SigilError("invalid_arguments", "the secret value must be a string.");
+  if (typeof value !== "string") throw new Denied("invalid_arguments", "the secret value must be a string.");
   const bytes = Buffer.from(value, "utf8");
-  if (bytes.length === 0) throw new SigilError("invalid_arguments", "the secret value must not be empty.");
+  if (bytes.length === 0) throw new Denied("invalid_arguments", "the secret value must not be empty.");
   if (bytes.length > SECRET_VALUE_MAX_BYTES) {
-    throw new SigilError("invalid_arguments", `the secret value must be at most ${SECRET_VALUE_MAX_BYTES} bytes.`);
+    throw new Denied("invalid_arguments", `the secret value must be at most ${SECRET_VALUE_MAX_BYTES} bytes.`);
   }
   return bytes;
 }

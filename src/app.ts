@@ -1,0 +1,117 @@
+/**
+ * The composition root: opens the home and builds every part once, each from only what it needs.
+ * Nothing else constructs these parts. The server and the CLI take the parts they use from here;
+ * agent tools never see this object (they get a ToolContext, src/pipeline/tool.ts) and admin tools
+ * get the admin operations (AdminContext).
+ *
+ *   store + master key (identity/home.ts)
+ *     └─ keyring (identity/keyring.ts)          sealed signing keys; what the audit chains sign with
+ *        └─ chains (audit/chain.ts)             per-identity audit chains: the only writer of the log
+ *           ├─ signers (identity/keyring.ts)    a Signer for an identity's active key
+ *           ├─ identities (identity/identities.ts)  issue, rotate, revoke, update policy
+ *           ├─ secrets (identity/secrets.ts)    the vault: admin put/delete/list, agent readers
+ *           └─ audit (identity/audit-log.ts)    verify, export, query
+ *     auth (identity/auth.ts)                   bearer token → principal
+ *     providers (providers/index.ts)            email, telephony, card; created on first use
+ *   agent (pipeline/agent-call.ts)              what the agent pipeline uses and hands tools
+ *   admin (pipeline/admin-call.ts)              what admin tools may call
+ */
+import path from "node:path";
+import { keyedHash, randomId } from "./crypto/core.js";
+import { AuditChains } from "./audit/chain.js";
+import { providersFromEnv, type Providers } from "./providers/index.js";
+import type { Store } from "../store/types.js";
+import type { FileLayer } from "./util/fsx.js";
+import { type HomeOptions, initHome, openHome } from "./identity/home.js";
+import { ActiveSigners, Keyring } from "./identity/keyring.js";
+import { Authenticator } from "./identity/auth.js";
+import { Identities } from "./identity/identities.js";
+import { Secrets } from "./identity/secrets.js";
+import { Vault } from "./identity/vault.js";
+import { AuditLog } from "./identity/audit-log.js";
+import { publicOrigin } from "./provenance/receipt.js";
+import type { AgentDeps } from "./pipeline/agent-call.js";
+import type { AdminDeps } from "./pipeline/admin-call.js";
+
+export { initHome };
+
+export interface AppOptions extends HomeOptions {
+  files?: FileLayer;
+  now?: () => number;
+}
+
+export interface App {
+  readonly home: string;
+  readonly env: NodeJS.ProcessEnv;
+  readonly now: () => number;
+  /** This process's id, recorded in intent entries (to tell an orphaned intent from a live one). */
+  readonly instanceId: string;
+  readonly outboxDir: string;
+  readonly store: Store;
+  readonly keyring: Keyring;
+  readonly chains: AuditChains;
+  readonly signers: ActiveSigners;
+  readonly auth: Authenticator;
+  readonly identities: Identities;
+  readonly secrets: Secrets;
+  readonly audit: AuditLog;
+  readonly providers: Providers;
+  /** The agent pipeline's dependencies (it hands tools narrow capabilities made from these). */
+  readonly agent: AgentDeps;
+  /** The admin surface: the admin-token check and the operations admin tools call. */
+  readonly admin: AdminDeps;
+  /** Keyed hash (HMAC under the master key's audit subkey) for values the audit log must not hold. */
+  auditHash(value: string): string;
+  close(): Promise<void>;
+}
+
+/** Opens an initialised home; refuses to start when the registry or master key is missing or wrong. */
+export async function openApp(opts: AppOptions): Promise<App> {
+  const { store, master } = await openHome(opts);
+  const now = opts.now ?? Date.now;
+  const instanceId = randomId("inst_", 8);
+  const keyring = new Keyring(store, master, now);
+  const chains = new AuditChains({
+    backend: store.audit,
+    keyring,
+    now,
+    instanceId,
+    instanceAlive: (id) => store.instanceAlive(id),
+    snapshotKey: master.subkey("chain-snapshot"),
+  });
+  const outboxDir = path.join(opts.home, "outbox");
+  const auditKey = master.subkey("audit-hmac");
+  const auditHash = (value: string): string => keyedHash(auditKey, value);
+  const signers = new ActiveSigners(store, keyring, chains);
+  const auth = new Authenticator(store);
+  const identities = new Identities(store, chains, keyring, now);
+  const secrets = new Secrets(store, chains, new Vault(store, master, now));
+  const audit = new AuditLog(store, chains, now);
+  const providers = providersFromEnv(opts.env, outboxDir);
+  const publicUrl = publicOrigin(opts.env);
+  const app: App = {
+    home: opts.home,
+    env: opts.env,
+    now,
+    instanceId,
+    outboxDir,
+    store,
+    keyring,
+    chains,
+    signers,
+    auth,
+    identities,
+    secrets,
+    audit,
+    providers,
+    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    admin: { auth, ops: { identities, secrets, audit } },
+    auditHash,
+    close: async () => {
+      await chains.close().catch(() => {}); // state snapshots: an optimisation, never a reason to fail
+      await store.close();
+    },
+  };
+  await store.registerInstance(instanceId);
+  return app;
+}

@@ -1,0 +1,150 @@
+/**
+ * The home: where it lives, how its master key is found, creating one (`sigil init`) and opening
+ * one (every other command and `sigil serve`). Opening checks the registry and that the master key
+ * belongs to it, and refuses to start otherwise; what is built on the opened store is src/app.ts.
+ */
+import os from "node:os";
+import path from "node:path";
+import { promises as fsp } from "node:fs";
+import { MasterKey, cryptoReady, hashesEqual, newToken, tokenHash } from "../crypto/core.js";
+import { SigilError } from "../errors.js";
+import { describeStore, openStore } from "../../store/index.js";
+import { type Store, StoreError } from "../../store/types.js";
+import { type FileLayer, realFiles } from "../util/fsx.js";
+import { filesFromEnv } from "../util/faults.js";
+
+export const SCHEMA_VERSION = 1;
+
+export interface HomeOptions {
+  home: string;
+  env: NodeJS.ProcessEnv;
+  files?: FileLayer;
+}
+
+export function resolveHome(env: NodeJS.ProcessEnv): string {
+  const h = env.SIGIL_HOME && env.SIGIL_HOME.trim() !== "" ? env.SIGIL_HOME : path.join(os.homedir(), ".sigil");
+  return path.resolve(h);
+}
+
+export const masterKeyFile = (home: string): string => path.join(home, "master.key");
+
+/**
+ * The master key: `SIGIL_MASTER_KEY` (base64, 32 bytes) or the home's key file. Never generated
+ * here: only `sigil init` creates one, so a lost key can never be silently replaced over data.
+ */
+export async function loadMasterKey(home: string, env: NodeJS.ProcessEnv): Promise<MasterKey> {
+  if (env.SIGIL_MASTER_KEY) {
+    try {
+      return MasterKey.fromBase64(env.SIGIL_MASTER_KEY);
+    } catch {
+      throw new SigilError("master_key_invalid", "SIGIL_MASTER_KEY is not base64 of 32 bytes.");
+    }
+  }
+  let text: string;
+  try {
+    text = await fsp.readFile(masterKeyFile(home), "utf8");
+  } catch {
+    throw new SigilError(
+      "master_key_missing",
+      `The master key is missing: set SIGIL_MASTER_KEY or restore ${masterKeyFile(home)}; sigil will not start without it.`,
+    );
+  }
+  try {
+    return MasterKey.fromBase64(text);
+  } catch {
+    throw new SigilError("master_key_invalid", `${masterKeyFile(home)} does not hold a valid master key.`);
+  }
+}
+
+/** Creates a new home. Refuses, changing nothing, if one is already initialised there. */
+export async function initHome(opts: HomeOptions): Promise<{ home: string; adminToken: string }> {
+  await cryptoReady();
+  const storeOpts = { home: opts.home, files: opts.files, storeUrl: opts.env.SIGIL_STORE_URL };
+  const where = describeStore(storeOpts);
+  const store = openStore(storeOpts);
+  try {
+    return await initIn(opts, store, where);
+  } finally {
+    await store.close();
+  }
+}
+
+async function initIn(opts: HomeOptions, store: Store, where: string): Promise<{ home: string; adminToken: string }> {
+  const existing = await store.meta().then(
+    () => true,
+    (err: unknown) => {
+      if (err instanceof StoreError && err.code === "not_initialised") return false;
+      if (err instanceof StoreError && err.code === "schema_too_new") throw new SigilError("schema_too_new", `${err.message}.`);
+      throw err;
+    },
+  );
+  if (existing) throw new SigilError("already_initialised", `${where} is already initialised; nothing was changed.`);
+  await fsp.mkdir(opts.home, { recursive: true, mode: 0o700 });
+  await fsp.chmod(opts.home, 0o700);
+  let master: MasterKey;
+  if (opts.env.SIGIL_MASTER_KEY) {
+    master = await loadMasterKey(opts.home, opts.env);
+  } else {
+    master = MasterKey.generate();
+    try {
+      await fsp.writeFile(masterKeyFile(opts.home), master.toBase64() + "\n", { mode: 0o600, flag: "wx" });
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "EEXIST") {
+        throw new SigilError("already_initialised", `${masterKeyFile(opts.home)} already exists; refusing to replace a master key.`);
+      }
+      throw err;
+    }
+  }
+  const adminToken = newToken("admin");
+  try {
+    await store.initialise({
+      format: "sigil-home",
+      schemaVersion: SCHEMA_VERSION,
+      createdAt: new Date().toISOString(),
+      adminTokenHash: tokenHash(adminToken),
+      masterKeyCheck: master.checkValue(),
+    });
+  } catch (err) {
+    if (err instanceof StoreError && err.code === "already_initialised") {
+      throw new SigilError("already_initialised", `${where} is already initialised; nothing was changed.`);
+    }
+    throw err;
+  }
+  return { home: opts.home, adminToken };
+}
+
+/**
+ * Opens an initialised home's store and master key; refuses to start when the registry or master
+ * key is missing or wrong (the store is closed again then).
+ */
+export async function openHome(opts: HomeOptions): Promise<{ store: Store; master: MasterKey }> {
+  await cryptoReady();
+  const storeOpts = { home: opts.home, files: opts.files ?? filesFromEnv(realFiles, opts.env), storeUrl: opts.env.SIGIL_STORE_URL };
+  const where = describeStore(storeOpts);
+  const store = openStore(storeOpts);
+  let meta;
+  try {
+    meta = await store.meta();
+  } catch (err) {
+    await store.close().catch(() => {});
+    if (err instanceof StoreError && err.code === "not_initialised") {
+      throw new SigilError("not_initialised", `No sigil ${store.kind === "postgres" ? "registry in" : "home at"} ${where}: run \`sigil init\` first.`);
+    }
+    if (err instanceof StoreError && err.code === "schema_too_new") throw new SigilError("schema_too_new", `${err.message}.`);
+    const why = store.kind === "postgres" && err instanceof StoreError ? ` (${err.message})` : "";
+    throw new SigilError("registry_unreadable", `The registry at ${where} cannot be read${why}; refusing to start.`, { cause: err });
+  }
+  try {
+    if (meta.schemaVersion > SCHEMA_VERSION) {
+      throw new SigilError("schema_too_new", `The home at ${opts.home} was written by a newer sigil (schema ${meta.schemaVersion}).`);
+    }
+    const master = await loadMasterKey(opts.home, opts.env);
+    if (!hashesEqual(master.checkValue(), meta.masterKeyCheck)) {
+      throw new SigilError("master_key_mismatch", `The master key does not belong to the home at ${opts.home}; refusing to start.`);
+    }
+    return { store, master };
+  } catch (err) {
+    await store.close().catch(() => {});
+    throw err;
+  }
+}
