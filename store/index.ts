@@ -18,6 +18,7 @@ export interface StoreOptions {
   storeUrl?: string;
 }
 
+/** The home's real path: its `locks/` directory holds every cross-process lock of the home (see src/util/lock.ts). */
 export function lockNamespace(home: string): string {
   try {
     return realpathSync(home);

@@ -199,7 +199,13 @@ export class FileStore implements Store {
   }
 
   async registerInstance(instanceId: string): Promise<void> {
-    await this.locks.hold(`instance:${instanceId}`);
+    try {
+      await this.locks.hold(`instance:${instanceId}`);
+    } catch (err) {
+      // A home on a read-only file system can still be read (and verified); such a process writes
+      // nothing, so it has no intents whose owner anyone needs to tell apart.
+      if ((err as NodeJS.ErrnoException).code !== "EROFS") throw err;
+    }
   }
 
   async instanceAlive(instanceId: string): Promise<boolean | undefined> {

@@ -7,7 +7,9 @@
  *   Reads are one indexed SELECT with no cache, so a revocation, token or key rotation made by any
  *   instance is what every instance sees on its next call. Updates are `SELECT … FOR UPDATE` +
  *   UPDATE in one transaction: concurrent updates from any instance never get lost.
- * - Admin locks (`withIdentityLock`): a session-level advisory lock on a dedicated connection.
+ * - Locks (`withIdentityLock`, secrets): a row of `sigil_locks` held `FOR UPDATE`. Never advisory
+ *   locks: any role that can connect may take those (and so block sigil); a row lock needs sigil's
+ *   own table privileges.
  * - The master key never comes from here: the registry holds only its check value.
  * - The schema is migrated on first use (see migrations.ts); a newer schema is refused.
  */
@@ -22,7 +24,7 @@ import {
 } from "../types.js";
 import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
-import { Database, isConnectionError, isUniqueViolation, pgLib, redactUrl, sleep } from "./db.js";
+import { type Conn, Database, isUniqueViolation, pgLib, redactUrl, sleep } from "./db.js";
 import { migrate } from "./migrations.js";
 
 
@@ -137,16 +139,19 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Holds a session-level advisory lock for the identity on a dedicated connection while `fn`
-   * runs (not a transaction, so a long `fn` is not cut by the idle-in-transaction timeout).
+   * Holds the identity's admin lock — its `sigil_locks` row, locked FOR UPDATE in a transaction on
+   * a dedicated connection — while `fn` runs. The transaction does nothing else (it gets no
+   * idle-in-transaction timeout, so a long `fn` keeps its lock); if the connection drops, the lock
+   * goes with it, like the advisory lock it replaces.
    */
   async withIdentityLock<T>(id: string, fn: () => Promise<T>): Promise<T> {
     await this.schema();
-    const key = `sigil:admin:${id}`;
     const c = await this.db.retrying(async () => {
       const c = await this.db.checkout("locks");
       try {
-        await c.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [key]);
+        await c.query("BEGIN");
+        await c.query("SET LOCAL idle_in_transaction_session_timeout = 0");
+        await lockRow(c, `admin:${id}`);
         return c;
       } catch (err) {
         c.release(err ?? true);
@@ -156,9 +161,9 @@ export class PostgresStore implements Store {
     try {
       return await fn();
     } finally {
-      await c.query("SELECT pg_advisory_unlock(hashtextextended($1, 0))", [key]).then(
+      await c.query("COMMIT").then(
         () => c.release(),
-        (err: unknown) => c.release(isConnectionError(err) ? err : true), // never reuse a connection that may still hold the lock
+        (err: unknown) => c.release(err ?? true), // never reuse a connection that may still hold the lock
       );
     }
   }
@@ -166,7 +171,7 @@ export class PostgresStore implements Store {
   async putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord> {
     await this.schema();
     return this.db.tx("main", async (c) => {
-      await c.query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))", [`sigil:secrets:${identityId}`]);
+      await lockRow(c, `secrets:${identityId}`);
       const r = await c.query<{ record: SecretRecord }>("SELECT record FROM sigil_secrets WHERE identity_id = $1 AND name = $2", [identityId, name]);
       const rec = make(r.rows[0]?.record.version ?? 0);
       await c.query(
@@ -197,29 +202,36 @@ export class PostgresStore implements Store {
   }
 
   /**
-   * Liveness across machines: the instance holds a session-level advisory lock on a dedicated
-   * connection for as long as it runs. A process that dies loses its connection and with it the
-   * lock, at once. If the connection drops while the process lives (a database restart), it is
-   * re-established and the lock taken again; in that short window another instance may judge this
+   * Liveness across machines: the instance keeps a dedicated connection open for as long as it
+   * runs, and records that connection's backend (pid and start time) in `sigil_instances`. It is
+   * alive while that backend exists (pg_stat_activity): a process that dies loses its connection,
+   * and the backend ends at once. Nobody without sigil's table privileges can write the row, and no
+   * session can be another backend, so this cannot be faked from outside (an advisory lock could:
+   * any role may take one). If the connection drops while the process lives (a database restart),
+   * it is re-established and the row updated; in that short window another instance may judge this
    * one dead and record its open intents as `unknown` — conservative (spend stays reserved), never
    * a retry.
    */
   async registerInstance(instanceId: string): Promise<void> {
     await this.schema();
-    this.liveness = new LivenessBeacon(this.url, `sigil:instance:${instanceId}`, this.db);
+    this.liveness = new LivenessBeacon(this.url, instanceId, this.db);
     await this.liveness.start();
   }
 
   async instanceAlive(instanceId: string): Promise<boolean | undefined> {
     await this.schema();
-    if (this.liveness?.key === `sigil:instance:${instanceId}`) return true;
+    if (this.liveness?.instanceId === instanceId) return true;
     try {
-      // A transaction-level try-lock conflicts with the instance's session-level lock.
-      const got = await this.db.tx("main", async (c) => {
-        const r = await c.query<{ got: boolean }>("SELECT pg_try_advisory_xact_lock(hashtextextended($1, 0)) AS got", [`sigil:instance:${instanceId}`]);
-        return r.rows[0]!.got;
-      });
-      return !got;
+      // backend_start is hidden for sessions of other roles; then the pid alone decides (a reused
+      // pid errs towards "alive": the intent is left open, never retried).
+      const r = await this.db.query<{ alive: boolean }>(
+        `SELECT EXISTS (
+           SELECT 1 FROM sigil_instances i JOIN pg_stat_activity a ON a.pid = i.backend_pid
+            WHERE i.id = $1 AND (a.backend_start = i.backend_start OR a.backend_start IS NULL OR i.backend_start IS NULL)
+         ) AS alive`,
+        [instanceId],
+      );
+      return r.rows[0]!.alive;
     } catch {
       return undefined; // cannot tell
     }
@@ -238,19 +250,39 @@ export class PostgresStore implements Store {
   }
 }
 
-/** Holds one advisory lock on its own connection, re-taking it after the connection drops. */
+/**
+ * Takes the lock `name`: its `sigil_locks` row, FOR UPDATE, until the caller's transaction ends.
+ * The row is created the first time the name is used.
+ */
+async function lockRow(c: Conn, name: string): Promise<void> {
+  const sel = "SELECT 1 FROM sigil_locks WHERE name = $1 FOR UPDATE";
+  if ((await c.query(sel, [name])).rowCount === 1) return;
+  await c.query("INSERT INTO sigil_locks (name) VALUES ($1) ON CONFLICT DO NOTHING", [name]);
+  if ((await c.query(sel, [name])).rowCount !== 1) throw new StoreError(`the lock ${name} cannot be taken`, "unavailable");
+}
+
+/** Keeps one connection open for the process's lifetime and records its backend as this instance's. */
 class LivenessBeacon {
   private client?: pg.Client;
   private stopped = false;
 
   constructor(
     private readonly url: string,
-    readonly key: string,
+    readonly instanceId: string,
     private readonly db: Database,
   ) {}
 
   async start(): Promise<void> {
     await this.db.retrying(() => this.connect());
+    // Rows of instances that are gone say nothing any more ("no row" reads as dead): drop them.
+    // (On the pool: the beacon's own connection does not keep the process alive.)
+    await this.db
+      .query(
+        `DELETE FROM sigil_instances i WHERE NOT EXISTS (
+           SELECT 1 FROM pg_stat_activity a WHERE a.pid = i.backend_pid
+              AND (a.backend_start = i.backend_start OR a.backend_start IS NULL OR i.backend_start IS NULL))`,
+      )
+      .catch(() => {});
   }
 
   private async connect(): Promise<void> {
@@ -258,7 +290,12 @@ class LivenessBeacon {
     client.on("error", (err) => this.db.log("the liveness connection was lost", err));
     await client.connect();
     try {
-      await client.query("SELECT pg_advisory_lock(hashtextextended($1, 0))", [this.key]);
+      await client.query(
+        `INSERT INTO sigil_instances (id, backend_pid, backend_start)
+           SELECT $1, pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()
+         ON CONFLICT (id) DO UPDATE SET backend_pid = EXCLUDED.backend_pid, backend_start = EXCLUDED.backend_start, seen_at = now()`,
+        [this.instanceId],
+      );
     } catch (err) {
       await client.end().catch(() => {});
       throw err;
@@ -285,6 +322,7 @@ class LivenessBeacon {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    await this.client?.query("DELETE FROM sigil_instances WHERE id = $1", [this.instanceId]).catch(() => {});
     await this.client?.end().catch(() => {});
   }
 }

@@ -1,6 +1,7 @@
 /**
- * The PostgreSQL schema as numbered migrations. Each runs once, in order, in one transaction under
- * an advisory lock (several instances starting together apply it once). A database whose schema is
+ * The PostgreSQL schema as numbered migrations. Each runs once, in order, in one transaction holding
+ * a lock on `sigil_schema` (several instances starting together apply it once). Not an advisory
+ * lock: any role can take those, and so block sigil's start. A database whose schema is
  * newer than this sigil knows is refused: an older binary must never write into tables it does not
  * understand. Migrations only ever add; an applied migration is never edited — add the next one.
  *
@@ -70,6 +71,25 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 3,
+    description: "locks and instance liveness on sigil's own tables (no advisory locks)",
+    sql: `
+      -- One row per lock name (an identity's admin lock, its secrets): held by SELECT … FOR UPDATE,
+      -- which needs UPDATE on this table, so a role without sigil's privileges cannot take it.
+      CREATE TABLE sigil_locks (
+        name text PRIMARY KEY
+      );
+      -- Each running instance's liveness connection: the instance is alive while a backend with
+      -- this pid and start time exists (pg_stat_activity); the row is written only by sigil.
+      CREATE TABLE sigil_instances (
+        id text PRIMARY KEY,
+        backend_pid integer NOT NULL,
+        backend_start timestamptz,
+        seen_at timestamptz NOT NULL DEFAULT now()
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;
@@ -94,18 +114,28 @@ export async function migrate(db: Database): Promise<number> {
   const seen = await db.tx("main", (c) => currentVersion(c));
   if (seen > LATEST_SCHEMA) throw tooNew(seen);
   if (seen === LATEST_SCHEMA) return seen;
-  return db.tx("main", async (c) => {
-    await c.query("SELECT pg_advisory_xact_lock(hashtextextended('sigil:migrate', 0))");
-    await c.query(
-      "CREATE TABLE IF NOT EXISTS sigil_schema (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
-    );
-    const v = await currentVersion(c);
-    if (v > LATEST_SCHEMA) throw tooNew(v);
-    for (const m of MIGRATIONS) {
-      if (m.version <= v) continue;
-      await c.query(m.sql);
-      await c.query("INSERT INTO sigil_schema (version, description) VALUES ($1, $2)", [m.version, m.description]);
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await db.tx("main", async (c) => {
+        await c.query(
+          "CREATE TABLE IF NOT EXISTS sigil_schema (version integer PRIMARY KEY, description text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())",
+        );
+        // Self-conflicting, and LOCK TABLE checks privileges before it waits: only sigil's role can hold it.
+        await c.query("LOCK TABLE sigil_schema IN SHARE ROW EXCLUSIVE MODE");
+        const v = await currentVersion(c);
+        if (v > LATEST_SCHEMA) throw tooNew(v);
+        for (const m of MIGRATIONS) {
+          if (m.version <= v) continue;
+          await c.query(m.sql);
+          await c.query("INSERT INTO sigil_schema (version, description) VALUES ($1, $2)", [m.version, m.description]);
+        }
+        return LATEST_SCHEMA;
+      });
+    } catch (err) {
+      // Two first starts creating sigil_schema at once: the loser sees a duplicate; it is there now.
+      const code = ((err as { cause?: { code?: unknown } }).cause ?? (err as { code?: unknown }))?.code;
+      if (attempt < 3 && (code === "23505" || code === "42P07")) continue;
+      throw err;
     }
-    return LATEST_SCHEMA;
-  });
+  }
 }
