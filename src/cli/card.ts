@@ -18,7 +18,7 @@ export const registerCardCommands: RegisterCommands = (program, kit) => {
     .addOption(kit.jsonOpt())
     .action(async (name: string, mcc: string, o: { json?: boolean }) => {
       const { addMerchant } = await import("../providers/card/embedded.js");
-      const r = await kit.withSigil(async () => {
+      const r = await kit.withApp(async () => {
         try {
           return await addMerchant(kit.home(), name, mcc);
         } catch (err) {
@@ -35,7 +35,7 @@ export const registerCardCommands: RegisterCommands = (program, kit) => {
     .addOption(kit.jsonOpt())
     .action(async (o: { json?: boolean }) => {
       const { readMerchants } = await import("../providers/card/embedded.js");
-      const known = await kit.withSigil(async () => {
+      const known = await kit.withApp(async () => {
         try {
           return await readMerchants(kit.home());
         } catch (err) {
