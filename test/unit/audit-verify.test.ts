@@ -258,3 +258,56 @@ describe("every byte of a line is authenticated, except the signature, whose enc
     expect(await verify(lines)).toMatchObject(bad(5, /not signed by the new key/));
   });
 });
+
+describe("edges the verdict depends on", () => {
+  it("an entry whose seq is not a number is reported as missing entries, not as a duplicate", async () => {
+    const lines = resealed(base, 5, (e) => (e.seq = "3"), oldKey);
+    expect(await verify(lines)).toMatchObject({ ...bad(5, /found seq 3 where 5 was expected \(entries missing/), entries: 4 });
+  });
+
+  it("a first entry that carries a key but is not the creation entry fails", async () => {
+    expect(await verify(resealed(base, 1, (e) => (e.tool = "whoami")))).toMatchObject({ ...bad(1, /not the identity's creation entry/), entries: 0 });
+  });
+
+  it("an entry dated exactly at its key's notBefore second verifies (the window is inclusive)", async () => {
+    const lines = resealed(base, 2, (e) => (e.ts = base.keys[0]!.notBefore));
+    expect(await verify(lines.slice(0, 2))).toMatchObject({ ok: true, entries: 2 });
+  });
+
+  it("keys without a window are valid throughout; an unreadable or inverted window is refused", async () => {
+    const bare = base.keys.map((k) => ({ keyId: k.keyId, publicKey: k.publicKey }));
+    expect(await verify(base.lines(), bare)).toMatchObject({ ok: true });
+    const k0 = base.keys[0]!;
+    expect(await verify(base.lines(), [{ ...k0, notBefore: "soon" }])).toMatchObject(bad(1, /unreadable validity window/));
+    expect(await verify(base.lines(), [{ ...k0, notAfter: "2000-01-01T00:00:00.000Z" }])).toMatchObject(bad(1, /unreadable validity window/));
+  });
+
+  const rotationLike: Array<[string, (e: Entry) => void]> = [
+    ["only a newPublicKey", (e) => (e.newPublicKey = base.active.publicKey)],
+    ["only a newKeyId", (e) => (e.newKeyId = base.active.keyId)],
+    ["the rotation's tool and nothing else", (e) => (e.tool = "key_rotated")],
+    [
+      "every rotation member but another tool",
+      (e) => Object.assign(e, { previousKeyId: oldKey.keyId, newKeyId: base.active.keyId, newPublicKey: base.active.publicKey }),
+    ],
+  ];
+  it.each(rotationLike)("an entry with %s is held to the rules of a rotation", async (_name, change) => {
+    const copy = { ...base.entries[2]! };
+    change(copy);
+    const lines = base.lines();
+    lines[2] = canonicalLine(seal(copy, oldKey, base.active));
+    expect(await verify(lines)).toMatchObject({ ok: false, firstBadSeq: 3, error: expect.stringMatching(/key rotation entry 3/) });
+  });
+
+  it("unresolved intents: an allowed intent without a result is listed, one with a result or a refusal is not", async () => {
+    const log = base.fork();
+    log.push({ tool: "send_sms", phase: "intent", decision: "allow" }); // 9: resolved below
+    log.push({ tool: "send_sms", phase: "intent", decision: "deny" }); // 10: a refusal has no result
+    log.push({ tool: "send_sms", phase: "result", decision: "ok", intent: 9 });
+    log.push({ tool: "card_charge", phase: "intent", decision: "allow" }); // 12: open
+    log.push({ tool: "send_sms", phase: "call", decision: "allow", intent: 12 }); // not a result
+    const r = await verify(log.lines());
+    expect(r).toMatchObject({ ok: true, entries: 13, unresolvedIntents: [12] });
+    expect(await verify(base.lines())).not.toHaveProperty("unresolvedIntents");
+  });
+});

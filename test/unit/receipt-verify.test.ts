@@ -142,6 +142,25 @@ describe("each check of verifyReceipt is reached by the receipt meant for it", (
     expect(verifyReceipt(rot)).toMatchObject(fails(/second signature does not verify/));
   });
 
+  it("a non-rotation entry co-signed with a key it names, or a rotation without its co-signature", async () => {
+    const stranger = await newKey();
+    const named = await receipt(2, { entries: resealed(2, (e) => (e.newPublicKey = stranger.publicKey)) });
+    const e = { ...named.entry };
+    named.entry = seal(e, oldKey, stranger); // validly co-signed, but entry 2 is not a rotation
+    expect(verifyReceipt(named)).toMatchObject(fails(/second signature does not verify/));
+    const bare = await receipt(5);
+    delete bare.entry.sigNew;
+    expect(verifyReceipt(bare)).toMatchObject(fails(/second signature does not verify/));
+  });
+
+  it("keys published without a window are valid throughout; an entry at its key's first second verifies", async () => {
+    const jwks = log.jwks();
+    for (const k of jwks.keys) delete k.nbf, delete k.exp;
+    expect(verifyReceipt(await receipt(2), jwks)).toMatchObject({ ok: true });
+    const first = await receipt(2, { entries: resealed(2, (e) => (e.ts = log.keys[0]!.notBefore)) });
+    expect(verifyReceipt(first)).toMatchObject({ ok: true });
+  });
+
   it("no checkpoint", async () => {
     const r = await receipt(2);
     expect(verifyReceipt({ ...r, checkpoint: undefined })).toMatchObject(fails(/has no checkpoint/));
@@ -155,25 +174,25 @@ describe("each check of verifyReceipt is reached by the receipt meant for it", (
   });
 
   it("a checkpoint for another log", async () => {
-    expect(verifyReceipt(await receipt(2, { origin: checkpointOrigin("id_ffffffffffffffffffff") }))).toMatchObject(fails(/checkpoint is for sigil\/id_f+, not/));
+    expect(verifyReceipt(await receipt(2, { origin: checkpointOrigin("id_ffffffffffffffffffff") }))).toMatchObject({ ...fails(/checkpoint is for sigil\/id_f+, not/), checkpoint: { size: 7 } });
   });
 
   it("a malformed inclusion proof", async () => {
     const r = await receipt(2);
     for (const bad of ["not base64!", Buffer.alloc(31).toString("base64"), 5]) {
-      expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, proof: [bad, ...r.inclusion.proof.slice(1)] } })).toMatchObject(fails(/inclusion proof is malformed/));
+      expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, proof: [bad, ...r.inclusion.proof.slice(1)] } })).toMatchObject({ ...fails(/inclusion proof is malformed/), checkpoint: { size: 7 } });
     }
   });
 
   it("an inclusion proof for another entry or tree size", async () => {
     const r = await receipt(2);
-    expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, leafIndex: 2 } })).toMatchObject(fails(/not for this entry and checkpoint/));
-    expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, treeSize: 6 } })).toMatchObject(fails(/not for this entry and checkpoint/));
+    expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, leafIndex: 2 } })).toMatchObject({ ...fails(/not for this entry and checkpoint/), checkpoint: { size: 7 } });
+    expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, treeSize: 6 } })).toMatchObject({ ...fails(/not for this entry and checkpoint/), checkpoint: { size: 7 } });
   });
 
   it("an entry the checkpoint does not commit to", async () => {
     const r = await receipt(2);
     const other = await receipt(3);
-    expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, proof: other.inclusion.proof } })).toMatchObject(fails(/not in the log the checkpoint commits to/));
+    expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, proof: other.inclusion.proof } })).toMatchObject({ ...fails(/not in the log the checkpoint commits to/), checkpoint: { size: 7 } });
   });
 });
