@@ -55,7 +55,7 @@ const card = (amountCents: number, currency = "USD", merchantCategory?: string):
     : { kind: "card", tool: "card_charge", amountCents, currency, merchantCategory };
 const sign = (url: string): Action => ({ kind: "sign", tool: "sign_http_request", url });
 
-const SPEC_EXAMPLE = {
+const DOCUMENTED_EXAMPLE = {
   allowedDomains: ["example.com"],
   maxRecipients: 10,
   allowedPhoneCountries: ["US", "CA"],
@@ -70,8 +70,8 @@ const SPEC_EXAMPLE = {
 };
 
 describe("parsePolicy", () => {
-  it("accepts the SPEC example unchanged", () => {
-    expect(parsePolicy(SPEC_EXAMPLE)).toEqual({ ok: true, policy: SPEC_EXAMPLE });
+  it("accepts the documented example policy unchanged", () => {
+    expect(parsePolicy(DOCUMENTED_EXAMPLE)).toEqual({ ok: true, policy: DOCUMENTED_EXAMPLE });
   });
 
   it("accepts the empty policy (deny everything)", () => {

@@ -26,7 +26,7 @@ export function formatAmount(amountCents: number, currency: string): string {
 /**
  * card_charge: charges the identity's own card.
  *
- * Policy (SPEC §4) decides before anything is charged: the rolling-24-hour limit counts every
+ * Policy (README: "Money" and "Policy") decides before anything is charged: the rolling-24-hour limit counts every
  * approved or still-pending charge, and the intent entry that carries `amountCents` IS the
  * reservation, written atomically with that decision under the identity's chain lock (so
  * concurrent calls, in any number of processes, never approve past the limit). A decline or an

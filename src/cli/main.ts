@@ -1,5 +1,5 @@
 /**
- * The `sigil` command line (SPEC §2). Every command that prints data accepts --json and then prints
+ * The `sigil` command line (README: "Command line"). Every command that prints data accepts --json and then prints
  * exactly one JSON document on stdout; errors go to stderr as one sentence with a non-zero exit.
  * The local CLI acts with the authority of whoever can read the home; it needs no token.
  */

@@ -1,5 +1,5 @@
 /**
- * The policy document (SPEC §4 plus `allowedSigningOrigins` and `cardCurrency`).
+ * The policy document (README: "Policy"; docs/ARCHITECTURE.md for where it is evaluated).
  *
  * Guarantees of `parsePolicy` / `parsePolicyJson`:
  *  - unknown keys (top level and inside `rateLimits` entries) are an error;

@@ -1,6 +1,6 @@
 /**
- * The providers a process acts through, chosen from the environment (SPEC §3): the outbox by
- * default, SMTP with SIGIL_SMTP_URL, Twilio with TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN. Each is
+ * The providers a process acts through, chosen from the environment (README: "Environment"): the
+ * outbox by default, SMTP with SIGIL_SMTP_URL, Twilio with TWILIO_ACCOUNT_SID/TWILIO_AUTH_TOKEN. Each is
  * created once per process, on first use, and its library is loaded only then (twilio and
  * nodemailer cost more to load than the rest of sigil, so a session that never sends never pays).
  */

@@ -10,7 +10,7 @@ export const createIdentity = defineAdminTool({
   input: z.strictObject({
     name: z.string().min(1).max(64).describe("A human-readable name"),
     channels: z.array(Channel).max(6).describe("Channels the identity may use: email, sms, voice, vault, card, sign"),
-    policies: z.record(z.string(), z.unknown()).optional().describe("The policy document (SPEC §4); default deny"),
+    policies: z.record(z.string(), z.unknown()).optional().describe("The policy document (see the README's Policy section); default deny"),
     email: z.string().max(254).optional().describe("The identity's own From address"),
     phone: z.string().max(16).optional().describe("The identity's own E.164 number"),
   }),
