@@ -5,7 +5,7 @@
  * baseline and whether the issue's targets hold. It measures; it asserts nothing (npm test has no
  * timing checks).
  *
- *   node bench/run.mjs [--json] [--quick] [--identities N] [--only cold,calls,recovery,verify,registry,pg]
+ *   node bench/run.mjs [--json] [--quick] [--identities N] [--only tools,cold,calls,recovery,verify,registry,pg]
  *                      [--log-sizes 10000,100000,1000000]
  *   node bench/run.mjs --render results.json     (the table of a saved --json run)
  *
@@ -15,6 +15,7 @@
  * durable intent entry, a durable outbox file and a durable result entry before it answers.
  */
 import { createPublicKey, createPrivateKey, sign as nodeSign, verify as nodeVerify } from "node:crypto";
+import { execFileSync } from "node:child_process";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
@@ -37,7 +38,7 @@ const JSON_OUT = flag("--json");
 const QUICK = flag("--quick");
 const BIG = opt("--identities", 10_000);
 const onlyIdx = argv.indexOf("--only");
-const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // cold,calls,recovery,verify,registry,pg
+const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // tools,cold,calls,recovery,verify,registry,pg
 const sizesIdx = argv.indexOf("--log-sizes");
 /** Audit log sizes for the first-call rows (besides the empty log); the largest is also verified. */
 const LOG_SIZES = sizesIdx >= 0 ? argv[sizesIdx + 1].split(",").map(Number) : QUICK ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
@@ -380,6 +381,10 @@ async function main() {
     const tools = hasSms ? ["whoami", "send_sms"] : ["whoami"];
     if (!hasSms) log("  send_sms is not in this build: its rows are skipped");
 
+    if (want("tools")) {
+      log("tools/list sizes…");
+      results.toolsList = await toolListSizes(dir);
+    }
     if (want("cold")) {
       log("cold start…");
       results.cold = await coldStart(ctx);
@@ -438,9 +443,31 @@ async function main() {
   else process.stdout.write(render(results));
 }
 
+/**
+ * What a client puts in the model's context: the JSON of tools/list (bytes), for an agent with every
+ * channel and for the admin surface, through the SDK client against `sigil serve`.
+ */
+async function toolListSizes(dir) {
+  const env = { ...process.env, SIGIL_HOME: path.join(dir, "tools-home") };
+  delete env.SIGIL_STORE_URL;
+  const run = (args) => JSON.parse(execFileSync(process.execPath, [CLI, ...args, "--json"], { env, encoding: "utf8" }));
+  const { adminToken } = run(["init"]);
+  const agent = run(["identity", "create", "--name", "all-channels", "--channels", "email,sms,voice,vault,card,sign", "--phone", "+14155550100"]);
+  const size = async (token) => {
+    const transport = new StdioClientTransport({ command: process.execPath, args: [CLI, "serve"], env: { ...getDefaultEnvironment(), SIGIL_HOME: env.SIGIL_HOME, SIGIL_TOKEN: token } });
+    const client = new Client({ name: "bench", version: "1.0.0" });
+    await client.connect(transport);
+    const r = await client.listTools();
+    await client.close();
+    return { bytes: Buffer.byteLength(JSON.stringify(r)), tools: r.tools.length };
+  };
+  return { agent: await size(agent.token), admin: await size(adminToken) };
+}
+
 function targets(r) {
   const t = [];
   const add = (name, value, limit, ok) => t.push({ name, value, limit, ok });
+  if (r.toolsList) add("agent tools/list (all channels) ≤ 8 KB", r.toolsList.agent.bytes / 1024, 8, r.toolsList.agent.bytes <= 8192);
   if (r.cold) add("cold start ≤ 1.2× baseline", r.cold.sigil / r.cold.baseline, 1.2, r.cold.sigil / r.cold.baseline <= 1.2);
   if (r.sigil?.latency.send_sms) {
     const added = r.sigil.latency.send_sms.p50 - r.baseline.latency.send_sms.p50;
@@ -493,6 +520,16 @@ function render(r) {
     "",
     ...(rows.length ? ["| measure | sigil | baseline | sigil / baseline |", "|---|---|---|---|", ...rows] : []),
   ];
+  if (r.toolsList) {
+    const { agent, admin } = r.toolsList;
+    out.push(
+      "",
+      "| tools/list (JSON, what the model's context holds) | tools | bytes |",
+      "|---|---|---|",
+      `| agent, all channels | ${agent.tools} | ${agent.bytes} (${f(agent.bytes / 1024, 1)} KB) |`,
+      `| admin | ${admin.tools} | ${admin.bytes} (${f(admin.bytes / 1024, 1)} KB) |`,
+    );
+  }
   if (v) {
     out.push(
       "",

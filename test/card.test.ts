@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from "node:net";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
+import { type Home, cleanupHomes, makeHome, stdioClient, text, hints } from "./support/home.js";
 import { openApp } from "../src/app.js";
 import { tokenHash } from "../src/crypto/core.js";
 import { callAgentTool } from "../src/pipeline/agent-call.js";
@@ -28,7 +28,7 @@ describe("card_charge: policy limits", () => {
     home.merchants({ "Acme Books": "5734" });
     const { client } = await stdioClient(home, a.token);
     const tool = (await client.listTools()).tools.find((t) => t.name === "card_charge")!;
-    expect(tool.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true });
+    expect(hints(tool.annotations)).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true });
     expect((tool.inputSchema as any).required).toEqual(expect.arrayContaining(["amountCents", "currency", "merchant", "idempotencyKey"]));
     const call = (args: Record<string, unknown>) => client.callTool({ name: "card_charge", arguments: args });
 

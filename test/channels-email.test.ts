@@ -8,7 +8,7 @@ import type { AddressInfo } from "node:net";
 import { simpleParser, type AddressObject } from "mailparser";
 import fc from "fast-check";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity } from "./support/home.js";
+import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity, hints } from "./support/home.js";
 import { startSmtpServer, type TestSmtpServer } from "./support/smtp.js";
 import { auditEntries, auditHasher, auditText, outboxFiles, toolEntries } from "./support/channels.js";
 
@@ -120,7 +120,7 @@ describe("send_email delivers exactly what policy validated", () => {
     const tools = (await sa.client.listTools()).tools;
     const t = tools.find((x) => x.name === "send_email")!;
     expect(t).toBeDefined();
-    expect(t.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true });
+    expect(hints(t.annotations)).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true });
     expect((t.inputSchema as any).additionalProperties).toBe(false);
     expect(Object.keys((t.inputSchema as any).properties).sort()).toEqual(["cc", "html", "idempotencyKey", "subject", "text", "to"]);
     expect(tools.map((x) => x.name)).not.toContain("send_sms");

@@ -4,7 +4,7 @@
  */
 import { readFileSync } from "node:fs";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity } from "./support/home.js";
+import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity, hints } from "./support/home.js";
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 import { auditHasher, auditText, outboxFiles, toolEntries } from "./support/channels.js";
 
@@ -123,7 +123,7 @@ describe("send_sms and place_call act from the identity's own number", () => {
     const tools = (await client.listTools()).tools;
     expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(["send_sms", "place_call"]));
     for (const t of tools.filter((x) => x.name === "send_sms" || x.name === "place_call")) {
-      expect(t.annotations).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true });
+      expect(hints(t.annotations)).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true });
       expect((t.inputSchema as any).additionalProperties).toBe(false);
     }
     const r1 = await client.callTool({ name: "send_sms", arguments: { to: "+14155550123", body: "hi" } });

@@ -40,6 +40,36 @@ describe("what each surface lists", () => {
     await expect(JSON.stringify({ agent: agentTools, admin: adminTools }, null, 2) + "\n").toMatchFileSnapshot("__snapshots__/tools.json");
   });
 
+  it("what the model's context holds is small: the agent's tools/list (all channels) ≤ 8 KB, the admin list ≤ 10 KB, without losing argument descriptions, the denied: convention or structured output", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "email,sms,voice,vault,card,sign", phone: "+14155550100" });
+    const agent = await stdioClient(home, a.token);
+    const admin = await stdioClient(home, home.adminToken);
+    const agentList = await agent.client.listTools();
+    const adminList = await admin.client.listTools();
+    const bytes = (x: unknown) => Buffer.byteLength(JSON.stringify(x));
+    expect(agentList.tools).toHaveLength(7);
+    expect(bytes(agentList)).toBeLessThanOrEqual(8 * 1024);
+    expect(bytes(adminList)).toBeLessThanOrEqual(10 * 1024);
+    for (const t of [...agentList.tools, ...adminList.tools]) {
+      for (const [arg, schema] of Object.entries<any>(t.inputSchema.properties ?? {})) expect(schema.description ?? "", `${t.name}.${arg}`).toMatch(/\w{2,}/);
+      expect(t.outputSchema?.type, t.name).toBe("object");
+      expect(Object.keys(t.outputSchema?.properties ?? {}).length, t.name).toBeGreaterThan(0);
+    }
+    for (const t of agentList.tools) {
+      expect(t.outputSchema!.properties, t.name).toHaveProperty("receipt");
+      if (t.name !== "whoami") expect(t.description, t.name).toContain("`denied: <code>: <why>`");
+    }
+    // The published output schemas still hold what sigil returns: the SDK client checks each
+    // structuredContent against the listed outputSchema and would throw here.
+    const who = await agent.client.callTool({ name: "whoami", arguments: {} });
+    expect((who.structuredContent as any).receipt.identityId).toBe(a.id);
+    const listed = await admin.client.callTool({ name: "list_identities", arguments: {} });
+    expect(listed.isError).toBeFalsy();
+    await agent.client.close();
+    await admin.client.close();
+  });
+
   it("the README's tool table states each agent tool's annotations as the tool declares them", async () => {
     const { readFileSync } = await import("node:fs");
     const { AGENT_TOOLS } = await import("../dist/tools/index.js");

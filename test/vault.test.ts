@@ -2,7 +2,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
+import { type Home, cleanupHomes, makeHome, stdioClient, text, hints } from "./support/home.js";
 import { secretNameProblem } from "../src/identity/vault.js";
 
 afterAll(cleanupHomes);
@@ -94,7 +94,7 @@ describe("vault_get over stdio", () => {
     const tools = (await client.listTools()).tools.map((t) => t.name).sort();
     expect(tools).toEqual(["vault_get", "whoami"]);
     const vg = (await client.listTools()).tools.find((t) => t.name === "vault_get")!;
-    expect(vg.annotations).toMatchObject({ readOnlyHint: true, destructiveHint: false, openWorldHint: false });
+    expect(hints(vg.annotations)).toMatchObject({ readOnlyHint: true, destructiveHint: false, openWorldHint: false });
 
     const ok = await client.callTool({ name: "vault_get", arguments: { name: "stripe/key" } });
     expect(ok.isError).toBeFalsy();

@@ -36,16 +36,16 @@ export const cardCharge = defineTool({
   name: "card_charge",
   title: "Charge the card",
   description:
-    "Charges this identity's own payment card. Amounts are integers in the currency's minor unit (cents). Governed by this identity's policy: a rolling 24-hour spending limit, a per-charge limit, allowed and blocked merchant categories, the card's currency, and, above a threshold, a human's approval. idempotencyKey is required: a retry with the same key and the same arguments returns the first result and charges once; the same key with different arguments is refused.",
+    "Charges this identity's card within the policy's 24-hour and per-charge limits, merchant categories and currency; above a threshold a human must approve. Refusal: `denied: <code>: <why>`.",
   channel: "card",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: true, openWorldHint: true },
   input: z.strictObject({
-    amountCents: z.int().positive().max(Number.MAX_SAFE_INTEGER).describe("The amount in the currency's minor unit, e.g. 1250 for $12.50"),
-    currency: z.string().regex(/^[A-Z]{3}$/, { message: "must be an upper-case ISO 4217 code such as USD" }).describe("ISO 4217 currency code, e.g. \"USD\""),
-    merchant: z.string().trim().min(1).max(200).regex(PRINTABLE, { message: "must not contain control characters" }).describe("The merchant's name as it should appear on the statement"),
-    merchantCategory: z.string().regex(/^\d{4}$/, { message: "must be a 4-digit merchant category code" }).optional().describe("Optional: the merchant category code (MCC) you expect, 4 digits, e.g. \"5734\". The card processor states the category; a charge whose category differs from this is refused"),
+    amountCents: z.int().positive().max(Number.MAX_SAFE_INTEGER).describe("In minor units: 1250 = $12.50"),
+    currency: z.string().regex(/^[A-Z]{3}$/, { message: "must be an upper-case ISO 4217 code such as USD" }).describe("ISO 4217, e.g. USD"),
+    merchant: z.string().trim().min(1).max(200).regex(PRINTABLE, { message: "must not contain control characters" }).describe("As on the statement"),
+    merchantCategory: z.string().regex(/^\d{4}$/, { message: "must be a 4-digit merchant category code" }).optional().describe("The MCC you expect, 4 digits; refused if the processor states another"),
     description: z.string().max(500).regex(PRINTABLE, { message: "must not contain control characters" }).optional().describe("What the charge is for"),
-    idempotencyKey: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, { message: "must be printable ASCII without spaces" }).describe("A key unique to this purchase; reuse it only to retry the same charge"),
+    idempotencyKey: z.string().min(1).max(200).regex(/^[\x21-\x7e]+$/, { message: "must be printable ASCII without spaces" }).describe("Unique per purchase; a retry with it returns the first result, charged once"),
   }),
   output: z.object({
     chargeId: z.string(),

@@ -13,7 +13,7 @@ export const idempotencyKeyField = z
   .regex(/^[\x21-\x7e]+$/, { error: "must be 1-255 printable ASCII characters without spaces" })
   .optional()
   .describe(
-    "Optional key (1-255 printable ASCII characters) that makes a retry safe: repeating the call with the same key and the same arguments within 24 hours returns the first result and sends nothing more; the same key with different arguments is refused.",
+    "Retry key: the same key and arguments within 24 h return the first result",
   );
 
 export const ReceiptSchema = z
@@ -24,7 +24,7 @@ export const ReceiptSchema = z
     keyId: z.string(),
     signature: z.string(),
   })
-  .describe("The signed audit entry that records this result");
+  .describe("The signed audit entry that records this result (published compactly: src/server/tool-listing.ts)");
 
 /** `accepted`: the provider (SMTP server, Twilio) took it; `outbox`: written to $SIGIL_HOME/outbox (no provider configured). */
 export const DeliveryStatus = z.enum(["accepted", "outbox"]).describe("accepted: handed to the provider; outbox: written to the local outbox (no provider configured)");

@@ -30,14 +30,14 @@ function escapedLength(s: string): number {
 }
 
 const input = z.strictObject({
-  to: z.string().min(1).max(64).describe("The number to call in E.164 form, e.g. +14155550123 (no spaces, prefixes or extensions)"),
+  to: z.string().min(1).max(64).describe("E.164, e.g. +14155550123"),
   message: z
     .string()
     .min(1)
     .max(MAX_CALL_MESSAGE)
     .refine((s) => s.trim().length > 0, { error: "must not be blank" })
     .refine((s) => escapedLength(s) <= MAX_ESCAPED, { error: "is too long to be spoken in one call" })
-    .describe("Plain text to be spoken to whoever answers (1-3000 characters); never TwiML or a URL"),
+    .describe("Plain text to speak (markup and URLs are read out, never followed)"),
   idempotencyKey: idempotencyKeyField,
 });
 
@@ -53,7 +53,7 @@ export const placeCall = defineTool({
   name: "place_call",
   title: "Place a voice call",
   description:
-    "Places a phone call from this identity's own number (see whoami) and speaks the given message to whoever answers. The number must be E.164 such as +14155550123 in a country or list the identity's policy allows; premium-rate numbers are always refused. The message is plain text; markup and URLs are spoken literally, never followed. Pass an idempotencyKey to make a retry safe. A refusal reads `denied: <reason_code>: <sentence>` and calls no one. Returns the provider's call sid and a signed audit receipt.",
+    "Calls a number the policy allows (premium-rate never) from this identity's own number and speaks the message. Refusal: `denied: <code>: <why>`.",
   channel: "voice",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input,

@@ -20,36 +20,36 @@ export const MAX_EMAIL_RECIPIENTS_PER_LIST = 100;
 export const MAX_SUBJECT = 998;
 export const MAX_BODY = 100_000;
 
-const address = z.string().min(1).max(254).describe("One plain email address such as alice@example.com (no display name, no list)");
+const address = z.string().min(1).max(254);
 
 const input = z.strictObject({
   to: z
     .array(address)
     .min(1)
     .max(MAX_EMAIL_RECIPIENTS_PER_LIST)
-    .describe("Recipients: plain addresses (alice@example.com), each in a domain the policy allows"),
+    .describe("Plain addresses, e.g. alice@example.com (no display names)"),
   cc: z
     .array(address)
     .max(MAX_EMAIL_RECIPIENTS_PER_LIST)
     .optional()
-    .describe("Carbon-copy recipients: plain addresses, each in a domain the policy allows"),
+    .describe("Cc: plain addresses"),
   subject: z
     .string()
     .max(MAX_SUBJECT)
     .refine((s) => !/[\u0000-\u001f\u007f-\u009f\u2028\u2029]/.test(s), { error: "must be one line without control characters" })
-    .describe("The subject line (one line, at most 998 characters)"),
+    .describe("One line"),
   text: z
     .string()
     .max(MAX_BODY)
     .refine((s) => !CONTROL_EXCEPT_WHITESPACE.test(s), { error: "must not contain control characters other than tab and line breaks" })
     .optional()
-    .describe("The plain-text body (at most 100000 characters)"),
+    .describe("Plain-text body"),
   html: z
     .string()
     .max(MAX_BODY)
     .refine((s) => !CONTROL_EXCEPT_WHITESPACE.test(s), { error: "must not contain control characters other than tab and line breaks" })
     .optional()
-    .describe("An HTML body (at most 100000 characters); sent as written, never fetched or rendered by sigil"),
+    .describe("HTML body, sent as written"),
   idempotencyKey: idempotencyKeyField,
 });
 
@@ -66,7 +66,7 @@ export const sendEmail = defineTool({
   name: "send_email",
   title: "Send email",
   description:
-    "Sends an email from this identity's own address (see whoami). Recipients must be plain addresses such as alice@example.com in domains the identity's policy allows, at most maxRecipients (default 10) across to and cc; one recipient that is not allowed refuses the whole message. There is no bcc, no attachments and no custom headers. Give text and/or html. Pass an idempotencyKey to make a retry safe. A refusal reads `denied: <reason_code>: <sentence>` and sends nothing. Returns the Message-ID and a signed audit receipt.",
+    "Emails plain addresses (alice@example.com) in the policy's domains from this identity's own address, at most maxRecipients across to+cc; one disallowed recipient refuses all. Refusal: `denied: <code>: <why>`.",
   channel: "email",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input,

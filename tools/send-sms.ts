@@ -20,13 +20,13 @@ export const NO_PHONE = {
 } as const;
 
 const input = z.strictObject({
-  to: z.string().min(1).max(64).describe("The destination in E.164 form, e.g. +14155550123 (no spaces, prefixes or extensions)"),
+  to: z.string().min(1).max(64).describe("E.164, e.g. +14155550123"),
   body: z
     .string()
     .min(1)
     .max(MAX_SMS_BODY)
     .refine((s) => s.trim().length > 0, { error: "must not be blank" })
-    .describe("The message text (1-1600 characters)"),
+    .describe("The text"),
   idempotencyKey: idempotencyKeyField,
 });
 
@@ -42,7 +42,7 @@ export const sendSms = defineTool({
   name: "send_sms",
   title: "Send SMS",
   description:
-    "Sends a text message from this identity's own phone number (see whoami). The destination must be an E.164 number such as +14155550123 in a country or list the identity's policy allows; premium-rate numbers are always refused. Pass an idempotencyKey to make a retry safe. A refusal reads `denied: <reason_code>: <sentence>` and sends nothing. Returns the provider's message sid and a signed audit receipt.",
+    "Sends an SMS from this identity's own number to a number the policy allows (premium-rate never). Refusal: `denied: <code>: <why>`.",
   channel: "sms",
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },
   input,

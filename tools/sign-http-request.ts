@@ -31,22 +31,22 @@ const input = z.strictObject({
     .min(1)
     .max(32)
     .regex(/^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/, { error: "must be an HTTP method token such as GET or POST" })
-    .describe("The HTTP method of the request to be sent, e.g. GET or POST"),
-  url: z.string().min(1).max(MAX_URL).describe("The absolute https URL the request goes to, in plain form (no user@, backslashes or escapes in the host); its origin must be in the policy's allowedSigningOrigins"),
+    .describe("e.g. GET"),
+  url: z.string().min(1).max(MAX_URL).describe("Absolute https URL (plain form: no user@ or escapes in the host)"),
   headers: z
     .record(z.string().max(256), z.string().max(8192))
     .refine((h) => Object.keys(h).length <= MAX_HEADERS, { error: `at most ${MAX_HEADERS} headers` })
     .optional()
-    .describe("The request's other headers (optional; not signed, checked only for an existing Signature or a Content-Digest that must match bodyDigest)"),
+    .describe("Its headers (checked, not signed)"),
   bodyDigest: z
     .string()
     .max(1024)
     .optional()
-    .describe("A Content-Digest value for the body (RFC 9530), e.g. sha-256=:<base64>:; signed when given — send it as the Content-Digest header"),
+    .describe("Content-Digest (RFC 9530) of the body, to sign; send it too"),
   tag: z
     .enum(SIGNATURE_TAGS as [SignatureTag, ...SignatureTag[]])
     .optional()
-    .describe("web-bot-auth (default), agent-browser-auth (browsing, Visa TAP) or agent-payer-auth (paying, Visa TAP)"),
+    .describe("Default web-bot-auth; Visa TAP: agent-browser-auth or agent-payer-auth"),
 });
 
 const output = z.object({
@@ -76,7 +76,7 @@ export const signHttpRequest = defineTool({
   name: "sign_http_request",
   title: "Sign an HTTP request",
   description:
-    "Signs an HTTP request you are about to send, so the website can verify it comes from this identity (RFC 9421 HTTP message signatures: Web Bot Auth, or Visa Trusted Agent Protocol with tag agent-browser-auth / agent-payer-auth). Give the method and absolute URL (its origin must be allowed by the policy's allowedSigningOrigins), optionally a bodyDigest (Content-Digest value) to bind the body. Returns the Signature-Input, Signature and (when the server has a public URL) Signature-Agent headers to add to the request, unchanged; they cover the host and path, expire after 60 seconds and carry a single-use nonce, so sign right before sending and sign again for every request. A refusal reads `denied: <reason_code>: <sentence>`.",
+    "Signs an HTTP request you will send (RFC 9421) so the site can verify this identity; the origin must be in allowedSigningOrigins. Send it to the returned url with the returned headers within 60 s; sign each request anew. Refusal: `denied: <code>: <why>`.",
   channel: "sign",
   // Open world: the signature is for a request the agent then sends to an outside website.
   annotations: { readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true },

@@ -16,7 +16,7 @@ export const vaultGet = defineTool({
   name: "vault_get",
   title: "Get a secret",
   description:
-    "Returns the current value of one of this identity's vault secrets, by name, if this identity's policy (allowedSecrets) lets it read that name. The value is returned to you only: it is never written to the audit log, and it cannot be sent out through email, SMS or calls in this session.",
+    "Returns a vault secret of this identity by name, if the policy's allowedSecrets lists it. Never logged; its value cannot leave through other tools. Refusal: `denied: <code>: <why>`.",
   channel: "vault",
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   input: z.strictObject({

@@ -5,7 +5,7 @@ export const whoami = defineTool({
   name: "whoami",
   title: "Who am I",
   description:
-    "Describes the identity this session acts as: its id, name, channels, email address and phone number, the key that signs its audit log, and the policy that governs it. Takes no arguments.",
+    "This session's identity: id, name, channels, own email and phone, signing key, and the policy all its tools obey. No arguments.",
   channel: null,
   annotations: { readOnlyHint: true, destructiveHint: false, idempotentHint: true, openWorldHint: false },
   input: z.strictObject({}),

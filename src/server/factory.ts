@@ -7,7 +7,7 @@
  * the governed pipeline alone, so no tool can be reached around policy and audit.
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
-import { CallToolRequestSchema, type CallToolResult } from "@modelcontextprotocol/sdk/types.js";
+import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
 import type { Principal } from "../identity/auth.js";
@@ -16,6 +16,7 @@ import { ADMIN_TOOLS, AGENT_TOOLS } from "../../tools/index.js";
 import { type AgentSession, callAgentTool } from "../pipeline/agent-call.js";
 import { callAdminTool } from "../pipeline/admin-call.js";
 import { track } from "./inflight.js";
+import { publishedTool } from "./tool-listing.js";
 import type { AdminTool, AgentTool, ElicitRequest, ElicitResponse } from "../pipeline/tool.js";
 
 export type { Principal };
@@ -35,6 +36,10 @@ function registerForListing(mcp: McpServer, tools: Array<AgentTool | AdminTool>)
     mcp.registerTool(t.name, { title: t.title, description: t.description, inputSchema: t.input, outputSchema: t.output, annotations: t.annotations }, stub);
   }
   mcp.server.removeRequestHandler("tools/call");
+  // What the model sees, kept small (src/server/tool-listing.ts), built once per tool.
+  const listing = { tools: tools.map(publishedTool) };
+  mcp.server.removeRequestHandler("tools/list");
+  mcp.server.setRequestHandler(ListToolsRequestSchema, () => listing);
 }
 
 /** How long a human has to answer an approval request: SIGIL_APPROVAL_TIMEOUT_MS (1 s to 1 h), default 120 s. */

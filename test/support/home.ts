@@ -163,6 +163,11 @@ export async function httpClient(url: string, token: string, capabilities: Recor
   return { client, transport };
 }
 
+/** A listed tool's annotations as a client reads them: MCP's defaults for the hints, then what is listed. */
+export function hints(annotations: Record<string, unknown> | undefined): Record<string, unknown> {
+  return { readOnlyHint: false, destructiveHint: true, idempotentHint: false, openWorldHint: true, ...annotations };
+}
+
 /** The text of a tool result's first content item. */
 export function text(result: any): string {
   return result?.content?.[0]?.text ?? "";
