@@ -116,7 +116,8 @@ export function signWithSodium(secretKey: Uint8Array, message: Uint8Array | stri
 }
 
 const keyObjects = new Map<string, KeyObject>();
-function publicKeyObject(publicKey: Uint8Array): KeyObject {
+/** A node:crypto public key object from a raw 32-byte Ed25519 public key (cached per key). */
+export function publicKeyObject(publicKey: Uint8Array): KeyObject {
   const x = b64url(publicKey);
   let k = keyObjects.get(x);
   if (!k) {
@@ -127,13 +128,26 @@ function publicKeyObject(publicKey: Uint8Array): KeyObject {
   return k;
 }
 
-/** Verifies with node:crypto (OpenSSL), which needs no libsodium initialisation. */
+/**
+ * Ed25519 verification with node:crypto (OpenSSL), which needs no libsodium initialisation: the one
+ * implementation (crypto/jwk.ts's verifyEd25519 is this). False, never a throw, for a wrong-length
+ * key or signature or a key OpenSSL will not load.
+ */
 export function verifySignature(publicKey: Uint8Array, message: Uint8Array | string, signature: Uint8Array): boolean {
   if (publicKey.length !== 32 || signature.length !== 64) return false;
-  return nodeVerify(null, typeof message === "string" ? Buffer.from(message) : message, publicKeyObject(publicKey), signature);
+  try {
+    return nodeVerify(null, typeof message === "string" ? Buffer.from(message) : message, publicKeyObject(publicKey), signature);
+  } catch {
+    return false;
+  }
 }
 
-/** RFC 7638 JWK thumbprint of an Ed25519 public key: sigil's key id everywhere. */
+/**
+ * RFC 7638 JWK thumbprint of an Ed25519 public key: sigil's key id everywhere. The required members
+ * in lexicographic order, no whitespace — for OKP keys exactly `{"crv":"Ed25519","kty":"OKP","x":"…"}`
+ * (RFC 8037 §A.3); x is base64url, so it needs no JSON escaping, and the string is built by hand so
+ * the member order can never depend on an object's key order.
+ */
 export function keyThumbprint(publicKey: Uint8Array): string {
   return sha256(`{"crv":"Ed25519","kty":"OKP","x":"${b64url(publicKey)}"}`).toString("base64url");
 }

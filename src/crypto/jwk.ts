@@ -3,7 +3,14 @@
  * message signatures and the `kid` of our JWKS and e-mail signatures), and the small key helpers
  * the other provenance modules share.
  */
-import { createHash, createPublicKey, verify as cryptoVerify, type KeyObject } from "node:crypto";
+import { b64url, keyThumbprint, verifySignature } from "./core.js";
+
+/**
+ * One implementation each, in crypto/core.ts: base64 and base64url encoding, the public key object,
+ * Ed25519 verification (false, never a throw, for a wrong-length key or signature). The names here
+ * are the ones the provenance modules use.
+ */
+export { b64 as base64, b64url as base64url, publicKeyObject, verifySignature as verifyEd25519 } from "./core.js";
 
 /**
  * Anything that can sign with one Ed25519 key. The private key stays behind `sign`, so a key
@@ -48,14 +55,6 @@ export function assertPublicKey(publicKey: Uint8Array): void {
   }
 }
 
-export function base64url(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64url");
-}
-
-export function base64(bytes: Uint8Array): string {
-  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("base64");
-}
-
 /** Strict standard base64 (with padding): returns undefined unless `s` is the canonical encoding. */
 export function decodeBase64Strict(s: string): Uint8Array | undefined {
   if (!/^[A-Za-z0-9+/]*={0,2}$/.test(s) || s.length % 4 !== 0) return undefined;
@@ -73,19 +72,13 @@ export function decodeBase64UrlStrict(s: string): Uint8Array | undefined {
 /** The public JWK of an Ed25519 key (RFC 8037 §2): `x` is base64url without padding. */
 export function publicJwk(publicKey: Uint8Array): Ed25519PublicJwk {
   assertPublicKey(publicKey);
-  return { kty: "OKP", crv: "Ed25519", x: base64url(publicKey) };
+  return { kty: "OKP", crv: "Ed25519", x: b64url(publicKey) };
 }
 
-/**
- * RFC 7638 JWK thumbprint: base64url(SHA-256) of the required members in lexicographic order,
- * no whitespace — for OKP keys exactly `{"crv":"Ed25519","kty":"OKP","x":"…"}` (RFC 8037 §A.3).
- */
+/** RFC 7638 thumbprint of a 32-byte Ed25519 public key (crypto/core.ts's keyThumbprint, length checked). */
 export function jwkThumbprint(publicKey: Uint8Array): string {
-  const { x } = publicJwk(publicKey);
-  // x is base64url, so it needs no JSON escaping; the string is built by hand so that the member
-  // order can never depend on an object's key order.
-  const canonical = `{"crv":"Ed25519","kty":"OKP","x":"${x}"}`;
-  return createHash("sha256").update(canonical, "utf8").digest("base64url");
+  assertPublicKey(publicKey);
+  return keyThumbprint(publicKey);
 }
 
 function numericDate(iso: string, what: string): number {
@@ -119,26 +112,6 @@ export function jwks(keys: JwksInput[]): { keys: JwksKey[] } {
   };
 }
 
-/** A node:crypto public key object from a raw 32-byte Ed25519 public key. */
-export function publicKeyObject(publicKey: Uint8Array): KeyObject {
-  return createPublicKey({ key: { ...publicJwk(publicKey) }, format: "jwk" });
-}
-
-/** Ed25519 verification; false (never a throw) for a wrong-length signature or key. */
-export function verifyEd25519(
-  publicKey: Uint8Array,
-  message: Uint8Array,
-  signature: Uint8Array,
-): boolean {
-  if (publicKey.length !== ED25519_PUBLIC_KEY_BYTES) return false;
-  if (signature.length !== ED25519_SIGNATURE_BYTES) return false;
-  try {
-    return cryptoVerify(null, message, publicKeyObject(publicKey), signature);
-  } catch {
-    return false;
-  }
-}
-
 /** Calls the signer and checks that it returned a well-formed signature that verifies. */
 export async function signChecked(signer: Signer, message: Uint8Array): Promise<Uint8Array> {
   assertPublicKey(signer.publicKey);
@@ -146,7 +119,7 @@ export async function signChecked(signer: Signer, message: Uint8Array): Promise<
   if (!(signature instanceof Uint8Array) || signature.length !== ED25519_SIGNATURE_BYTES) {
     throw new Error("signer returned a malformed Ed25519 signature");
   }
-  if (!verifyEd25519(signer.publicKey, message, signature)) {
+  if (!verifySignature(signer.publicKey, message, signature)) {
     throw new Error("signer's signature does not verify under its public key");
   }
   return signature;

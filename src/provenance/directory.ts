@@ -17,7 +17,7 @@
 import { randomBytes } from "node:crypto";
 import type { IdentityRecord } from "../../store/types.js";
 import type { App } from "../app.js";
-import { decodeBase64Strict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "../crypto/jwk.js";
+import { decodeBase64Strict, decodeBase64UrlStrict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "../crypto/jwk.js";
 import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
 
 export type IdentityJwks = { identity: string; revokedAt?: string; keys: JwksKey[] };
@@ -64,8 +64,8 @@ export function keysFromJwks(doc: unknown): Array<{ kid: string; publicKey: Uint
   const out: Array<{ kid: string; publicKey: Uint8Array; notBefore?: string; notAfter?: string }> = [];
   for (const k of list as Array<Record<string, unknown>>) {
     if (!k || k.kty !== "OKP" || k.crv !== "Ed25519" || typeof k.x !== "string") continue;
-    const publicKey = new Uint8Array(Buffer.from(k.x, "base64url"));
-    if (publicKey.length !== 32 || Buffer.from(publicKey).toString("base64url") !== k.x) continue;
+    const publicKey = decodeBase64UrlStrict(k.x);
+    if (!publicKey || publicKey.length !== 32) continue;
     const kid = jwkThumbprint(publicKey);
     if (k.kid !== undefined && k.kid !== kid) continue; // a kid that is not the key's thumbprint: ignored
     const at = (v: unknown): string | undefined =>
