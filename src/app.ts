@@ -27,6 +27,7 @@ import { ActiveSigners, Keyring } from "./identity/keyring.js";
 import { Authenticator } from "./identity/auth.js";
 import { Identities } from "./identity/identities.js";
 import { Secrets } from "./identity/secrets.js";
+import { ExfiltrationJournal } from "./policy/exfiltration-journal.js";
 import { Vault } from "./identity/vault.js";
 import { AuditLog } from "./identity/audit-log.js";
 import { publicOrigin } from "./provenance/receipt.js";
@@ -104,7 +105,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     secrets,
     audit,
     providers,
-    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, exfiltration: new ExfiltrationJournal(store, master, now), providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     admin: { auth, ops: { identities, secrets, audit } },
     auditHash,
     close: async () => {

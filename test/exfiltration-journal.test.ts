@@ -31,36 +31,39 @@ describe.each(backends)("the exfiltration journal (%s store)", (backend) => {
 
   it("a read recorded by one instance guards every instance on the same store, for 24 hours", async () => {
     const { a, j1, j2, clock, close } = await setup();
-    expect(await j2.carries(a.id, [`x ${SECRET}`], true)).toBe(false); // nothing read yet
+    expect(await j2.carries(a.id, [["body", `x ${SECRET}`]], true)).toBe(false); // nothing read yet
     await j1.recordRead(a.id, { name: "k", version: 1, value: SECRET });
-    expect(await j2.carries(a.id, [`x ${SECRET}`], true)).toBe(true);
-    expect(await j2.carries(a.id, [Buffer.from(SECRET).toString("base64")], false)).toBe(true);
-    expect(await j2.carries(a.id, ["unrelated"], true)).toBe(false);
+    expect(await j2.carries(a.id, [["body", `x ${SECRET}`]], true)).toBe(true);
+    expect(await j2.carries(a.id, [["body", Buffer.from(SECRET).toString("base64")]], false)).toBe(true);
+    expect(await j2.carries(a.id, [["body", "unrelated"]], true)).toBe(false);
     const t0 = clock.get();
     clock.set(t0 + READ_WINDOW_MS - 1);
-    expect(await j2.carries(a.id, [SECRET], true)).toBe(true);
+    expect(await j2.carries(a.id, [["body", SECRET]], true)).toBe(true);
     clock.set(t0 + READ_WINDOW_MS);
-    expect(await j2.carries(a.id, [SECRET], true)).toBe(false);
+    expect(await j2.carries(a.id, [["body", SECRET]], true)).toBe(false);
     await close();
   });
 
   it("a secret split across calls is caught within the hour, across instances, even with blank calls between", async () => {
     const { a, j1, j2, clock, close } = await setup();
     await j1.recordRead(a.id, { name: "k", version: 1, value: SECRET });
-    expect(await j1.carries(a.id, [`part 1: ${SECRET.slice(0, 10)}`], true)).toBe(false);
-    expect(await j2.carries(a.id, [" ".repeat(6000)], true)).toBe(false);
-    expect(await j2.carries(a.id, [`${SECRET.slice(10, 20)} end`], true)).toBe(true);
+    expect(await j1.carries(a.id, [["body", `part 1: ${SECRET.slice(0, 10)}`]], true)).toBe(false);
+    expect(await j2.carries(a.id, [["body", " ".repeat(6000)]], true)).toBe(false);
+    expect(await j2.carries(a.id, [["body", `${SECRET.slice(10, 20)} end`]], true)).toBe(true);
     // Encodings split across calls too.
     const b64 = Buffer.from(`>>${SECRET}<<`).toString("base64");
-    expect(await j1.carries(a.id, [`a ${b64.slice(0, 14)}`], true)).toBe(false);
-    expect(await j2.carries(a.id, [`${b64.slice(14)} b`], true)).toBe(true);
+    expect(await j1.carries(a.id, [["body", `a ${b64.slice(0, 14)}`]], true)).toBe(false);
+    expect(await j2.carries(a.id, [["body", `${b64.slice(14)} b`]], true)).toBe(true);
+    // Across fields and tools: an SMS body, then an email's text (other fields between do not hide it).
+    expect(await j1.carries(a.id, [["to", "+14155550123"], ["body", `x ${SECRET.slice(0, 10)}`]], true)).toBe(false);
+    expect(await j2.carries(a.id, [["to", "bob@example.com"], ["subject", "s"], ["text", `${SECRET.slice(10, 20)} y`]], true)).toBe(true);
     // After an hour the tail is forgotten.
-    expect(await j1.carries(a.id, [`part 1: ${SECRET.slice(0, 10)}`], true)).toBe(false);
+    expect(await j1.carries(a.id, [["body", `part 1: ${SECRET.slice(0, 10)}`]], true)).toBe(false);
     clock.set(clock.get() + SEND_WINDOW_MS);
-    expect(await j2.carries(a.id, [`${SECRET.slice(10, 20)} end`], true)).toBe(false);
+    expect(await j2.carries(a.id, [["body", `${SECRET.slice(10, 20)} end`]], true)).toBe(false);
     // A check that is not outbound (e.g. vault_get's own arguments) does not extend the tail.
-    expect(await j1.carries(a.id, [SECRET.slice(0, 10)], false)).toBe(false);
-    expect(await j1.carries(a.id, [SECRET.slice(10, 20)], true)).toBe(false);
+    expect(await j1.carries(a.id, [["body", SECRET.slice(0, 10)]], false)).toBe(false);
+    expect(await j1.carries(a.id, [["body", SECRET.slice(10, 20)]], true)).toBe(false);
     await close();
   });
 
@@ -69,10 +72,10 @@ describe.each(backends)("the exfiltration journal (%s store)", (backend) => {
     await j1.recordRead(a.id, { name: "k", version: 1, value: SECRET });
     // T alone carries no run of the secret, but T followed by T does (its end + its start spell SECRET[0..20]).
     const t = `${SECRET.slice(10, 20)}${SECRET.slice(0, 10)}`;
-    expect(await j1.carries(a.id, [t], false)).toBe(false);
+    expect(await j1.carries(a.id, [["body", t]], false)).toBe(false);
     for (let round = 0; round < 4; round++) {
-      await j1.carries(a.id, ["reset the tail with unrelated words"], true);
-      const results = await Promise.all([j1.carries(a.id, [t], true), j2.carries(a.id, [t], true)]);
+      await j1.carries(a.id, [["body", "reset the tail with unrelated words"]], true);
+      const results = await Promise.all([j1.carries(a.id, [["body", t]], true), j2.carries(a.id, [["body", t]], true)]);
       expect(results.sort(), `round ${round}`).toEqual([false, true]);
     }
     await close();
@@ -84,7 +87,7 @@ describe.each(backends)("the exfiltration journal (%s store)", (backend) => {
     expect(await new Vault(store, master).names(a.id)).toEqual([]);
     expect(await store.listSecretNames(a.id)).toContain(JOURNAL_NAME);
     const wrongKey = new ExfiltrationJournal(store, MasterKey.generate());
-    await expect(wrongKey.carries(a.id, ["hello"], true)).rejects.toMatchObject({ code: "guard_unavailable" });
+    await expect(wrongKey.carries(a.id, [["body", "hello"]], true)).rejects.toMatchObject({ code: "guard_unavailable" });
     await expect(wrongKey.recordRead(a.id, { name: "k", version: 1, value: SECRET })).rejects.toMatchObject({ code: "guard_unavailable" });
     await close();
   });

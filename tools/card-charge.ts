@@ -1,6 +1,5 @@
 import * as z from "zod";
 import { Denied } from "../src/errors.js";
-import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
 import { defineTool } from "../src/pipeline/tool.js";
 import { ProviderError } from "../src/providers/types.js";
 import { CardDeclined, categoryDecision, categoryRulesOf, type CardProcessor } from "../src/providers/card/processor.js";
@@ -74,8 +73,6 @@ export const cardCharge = defineTool({
     idempotencyKey: a.idempotencyKey,
   }),
   idempotencyKey: (a) => a.idempotencyKey,
-  // A charge's merchant and description leave sigil for the issuer: a secret read must not go with them.
-  guard: (ctx, a) => (carriesSecret(ctx.memory, [a.merchant, a.description, a.idempotencyKey]) ? { ...EXFILTRATION } : undefined),
   approval(a, normalized) {
     const amountCents = normalized.kind === "card" ? normalized.amountCents : a.amountCents;
     const currency = normalized.kind === "card" ? normalized.currency : a.currency;

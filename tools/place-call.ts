@@ -8,7 +8,6 @@
  * only as a keyed hash.
  */
 import * as z from "zod";
-import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
 import { defineTool } from "../src/pipeline/tool.js";
 import { DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
 import { NO_PHONE } from "./send-sms.js";
@@ -68,7 +67,6 @@ export const placeCall = defineTool({
   idempotencyKey: (a) => a.idempotencyKey,
   guard(ctx, a) {
     if (!ctx.identity.phone) return { ...NO_PHONE };
-    if (carriesSecret(ctx.memory, [a.to, a.message])) return { ...EXFILTRATION };
     return undefined;
   },
   async run(ctx, a, normalized) {

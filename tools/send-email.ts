@@ -10,7 +10,6 @@
  */
 import { randomUUID } from "node:crypto";
 import * as z from "zod";
-import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
 import { defineTool } from "../src/pipeline/tool.js";
 import type { EmailMessage } from "../src/providers/types.js";
 import { EMAIL_SIGNATURE_HEADER, composedParts, emailPartsSha256, signEmail } from "../src/provenance/email-signature.js";
@@ -82,10 +81,6 @@ export const sendEmail = defineTool({
     ...(a.idempotencyKey !== undefined ? { idempotencyKey: a.idempotencyKey } : {}),
   }),
   idempotencyKey: (a) => a.idempotencyKey,
-  guard(ctx, a) {
-    if (carriesSecret(ctx.memory, [a.subject, a.text, a.html, ...a.to, ...(a.cc ?? [])])) return { ...EXFILTRATION };
-    return undefined;
-  },
   async run(ctx, a, normalized) {
     if (normalized.kind !== "email") throw new Error("send_email needs an email decision");
     const from = ctx.identity.email;

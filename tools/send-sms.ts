@@ -7,7 +7,6 @@
  * body reaches the audit log only as a keyed hash.
  */
 import * as z from "zod";
-import { EXFILTRATION, carriesSecret } from "../src/policy/exfiltration.js";
 import { defineTool } from "../src/pipeline/tool.js";
 import { DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
 
@@ -57,7 +56,6 @@ export const sendSms = defineTool({
   idempotencyKey: (a) => a.idempotencyKey,
   guard(ctx, a) {
     if (!ctx.identity.phone) return { ...NO_PHONE };
-    if (carriesSecret(ctx.memory, [a.to, a.body])) return { ...EXFILTRATION };
     return undefined;
   },
   async run(ctx, a, normalized) {

@@ -10,7 +10,7 @@ import { ReceiptSchema } from "./outbound.js";
  * It is an "act" tool rather than a "read" one: the intent entry (name only) is durable before the
  * secret is opened, and the result entry records `{name, version}` — the version is only known
  * once the secret is read — never the value. The value goes back to this session only, and is
- * remembered in memory for the exfiltration guard of the outbound tools.
+ * recorded in the exfiltration guard's sealed journal by the reader the pipeline hands out.
  */
 export const vaultGet = defineTool({
   name: "vault_get",

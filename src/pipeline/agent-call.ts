@@ -15,12 +15,14 @@ import { Denied, SigilError, logInternal, refId, safeText, scrubberOf } from "..
 import { type AuditChains, type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
 import type { AuditEntry } from "../audit/entry.js";
 import { evaluate, type Decision, type NormalizedAction } from "../policy/evaluate.js";
+import { EXFILTRATION } from "../policy/exfiltration.js";
+import { type ExfiltrationJournal, stringsOf } from "../policy/exfiltration-journal.js";
 import { parsePolicy, type Policy } from "../policy/schema.js";
 import { ProviderError } from "../providers/types.js";
 import type { Providers } from "../providers/index.js";
 import type { IdentityRecord, Store } from "../../store/types.js";
 import type { ActiveSigners } from "../identity/keyring.js";
-import type { Secrets } from "../identity/secrets.js";
+import type { Secrets, VaultReader } from "../identity/secrets.js";
 import { viewOf } from "../identity/records.js";
 import { jcs } from "../util/jcs.js";
 import type { AgentTool, ElicitRequest, ElicitResponse, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
@@ -42,6 +44,8 @@ export interface AgentDeps {
   hash: (value: string) => string;
   signers: Pick<ActiveSigners, "active">;
   secrets: Pick<Secrets, "readerFor">;
+  /** The exfiltration guard's memory (values read, recent outbound text) per identity. */
+  exfiltration: Pick<ExfiltrationJournal, "carries" | "recordRead">;
   providers: Providers;
   publicUrl?: string;
 }
@@ -65,10 +69,28 @@ function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
   };
 }
 
-function argumentShape(raw: unknown): Record<string, unknown> {
+/**
+ * What the log records of arguments it does not keep: their names — the tool's own argument names
+ * as they are, any other name only as a keyed hash (an unknown name may carry a secret).
+ */
+function argumentShape(raw: unknown, known: ReadonlySet<string>, hash: (v: string) => string): Record<string, unknown> {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { type: raw === null ? "null" : Array.isArray(raw) ? "array" : typeof raw };
-  return { keys: Object.keys(raw).slice(0, 20).map((k) => safeText(k, 40)) };
+  return { keys: Object.keys(raw).slice(0, 20).map((k) => (known.has(k) ? k : `unknown:${hash(k)}`)) };
 }
+
+/** A vault reader that records each value in the exfiltration guard's journal before returning it. */
+function guardedReader(reader: VaultReader, journal: AgentDeps["exfiltration"], identityId: string): VaultReader {
+  return {
+    async get(name) {
+      const v = await reader.get(name);
+      if (v) await journal.recordRead(identityId, { name: v.name, version: v.version, value: v.value });
+      return v;
+    },
+  };
+}
+
+/** How the log names a tool that does not exist: a keyed hash of the name given (it may carry a secret). */
+const unknownToolName = (name: string, hash: (v: string) => string): string => `unknown:${hash(String(name))}`;
 
 /**
  * Parsed policies, keyed by the registry's policy object. The store hands out the same (never
@@ -110,7 +132,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     return deniedResult("registry_unavailable", `the registry cannot be read, so nothing was done (${ref}).`);
   }
   if (!identity) return deniedResult("revoked", "this identity no longer exists.");
-  const toolName = tool?.name ?? safeText(name, 64);
+  const toolName = tool?.name ?? unknownToolName(name, hash);
   if (identity.revokedAt) return refuse(toolName, "revoked", "this identity has been revoked.");
   if (!hashesEqual(identity.tokenHash, session.tokenHash)) return refuse(toolName, "token_rotated", "this session's token has been replaced; reconnect with the new token.");
   if (!tool || (tool.channel !== null && !identity.channels.includes(tool.channel))) {
@@ -118,16 +140,34 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   }
 
   // 2. validate strictly (unknown keys refused); the log records the argument names, not values.
+  const known = new Set(Object.keys(tool.input.shape));
   const parsed = tool.input.safeParse(rawArgs ?? {});
   if (!parsed.success) {
-    return refuse(tool.name, "invalid_arguments", describeIssues(parsed.error as never), { args: argumentShape(rawArgs) });
+    return refuse(tool.name, "invalid_arguments", describeIssues(parsed.error as never), { args: argumentShape(rawArgs, known, hash) });
   }
   const args = parsed.data as Record<string, unknown>;
+
+  // 3. the exfiltration guard, before anything that records values: no argument of any tool may
+  // carry a vault value this identity read in the last 24 hours (any session, any process), nor
+  // continue one from what it sent in the last hour. See README "Secrets stay secret".
+  try {
+    const outbound = tool.channel !== null && tool.channel !== "vault";
+    const fields = Object.entries(args).map(([k, v]) => [k, stringsOf(v).join("\n")] as const);
+    if (await deps.exfiltration.carries(identityId, fields, outbound)) {
+      return refuse(tool.name, EXFILTRATION.reason, EXFILTRATION.message, { args: argumentShape(args, known, hash) });
+    }
+  } catch (err) {
+    const ref = refId();
+    logInternal(ref, "exfiltration guard", err);
+    const code = err instanceof SigilError ? err.code : "guard_unavailable";
+    return refuse(tool.name, code, `the exfiltration guard cannot check this call, so nothing was done (${ref}).`, { args: argumentShape(args, known, hash) });
+  }
+
   let redacted: Record<string, unknown>;
   try {
     redacted = tool.redact(args as never, hash);
   } catch {
-    return refuse(tool.name, "invalid_arguments", "the arguments cannot be recorded.", { args: argumentShape(rawArgs) });
+    return refuse(tool.name, "invalid_arguments", "the arguments cannot be recorded.", { args: argumentShape(rawArgs, known, hash) });
   }
   const policyParse = cachedPolicy(identity.policy);
   if (!policyParse.ok) return refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
@@ -137,7 +177,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     policy,
     sessionId,
     signer: () => deps.signers.active(identityId),
-    vault: deps.secrets.readerFor(identityId),
+    vault: guardedReader(deps.secrets.readerFor(identityId), deps.exfiltration, identityId),
     providers: deps.providers,
     memory: session.memory,
     now: deps.now,
@@ -145,11 +185,9 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     hash,
   };
 
-  // 3. session guard (e.g. a secret read in this session leaving through a channel).
+  // 3b. the tool's own session checks (e.g. an identity without a phone number of its own).
   const guarded = tool.guard?.(ctx, args as never);
-  // A refusal by the guard records only the argument names: the refused values may carry the very
-  // secret the guard stopped (e.g. inside a recipient address, which the log otherwise keeps).
-  if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: argumentShape(args) });
+  if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: argumentShape(args, known, hash) });
 
   const action = tool.action(args as never);
   const idemKey = tool.idempotencyKey?.(args as never);

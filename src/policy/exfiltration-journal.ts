@@ -1,6 +1,7 @@
 /**
  * What the exfiltration guard remembers about one identity, across sessions and processes: the
- * vault values it read in the last 24 hours and the tail of what it sent out in the last hour.
+ * vault values it read in the last 24 hours and, per argument name, the end of what it sent out in
+ * the last hour.
  *
  * It is one record per identity in the store's secret space, under a name the vault's name rule
  * can never produce (`JOURNAL_NAME`), sealed with XChaCha20-Poly1305 under the vault subkey with
@@ -16,14 +17,14 @@
 import { open as openSealed, seal, type MasterKey } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
 import type { Store } from "../../store/types.js";
-import { carriesAny, compileSecrets, normalize } from "./exfiltration.js";
+import { carriesAny, compileSecrets, normalize, scan } from "./exfiltration.js";
 
 /** Not a valid secret name (`~` is outside the vault's name rule), so no tool or command can reach it. */
 export const JOURNAL_NAME = "~exfiltration-guard";
 export const READ_WINDOW_MS = 24 * 60 * 60 * 1000;
 export const SEND_WINDOW_MS = 60 * 60 * 1000;
-/** Raw characters of recent outbound text kept for encodings split across calls. */
-export const RAW_TAIL = 4096;
+/** Raw characters of recent outbound text kept per argument (and of a field's start checked after it). */
+export const RAW_TAIL = 1024;
 /** Normalised characters of recent outbound text kept for plain runs split across calls. */
 export const NORMALIZED_TAIL = 64;
 const MAX_ATTEMPTS = 20;
@@ -35,15 +36,22 @@ interface Read {
   at: number;
 }
 
-interface Journal {
-  reads: Read[];
-  /** Recent outbound text: the raw tail and the normalised tail, and when it was last extended. */
+/** The recent end of one argument's outbound stream (by argument name): raw, and normalised. */
+interface End {
   raw: string;
   norm: string;
+}
+
+interface Journal {
+  reads: Read[];
+  /** The last hour's outbound text, per argument name, and when it was last extended. */
+  ends: Record<string, End>;
   sentAt: number;
 }
 
-const EMPTY: Journal = { reads: [], raw: "", norm: "", sentAt: 0 };
+const EMPTY: Journal = { reads: [], ends: {}, sentAt: 0 };
+/** At most this many argument names are followed (tools have fewer). */
+const MAX_ENDS = 32;
 
 const ad = (identityId: string, version: number): string => `sigil-exfiltration-guard-v1\n${identityId}\n${version}`;
 
@@ -65,7 +73,7 @@ export class ExfiltrationJournal {
       const plain = openSealed(this.key, rec.sealed, ad(identityId, rec.version));
       const j = JSON.parse(Buffer.from(plain).toString("utf8")) as Journal;
       plain.fill(0);
-      if (!Array.isArray(j.reads) || typeof j.raw !== "string" || typeof j.norm !== "string") throw new Error("shape");
+      if (!Array.isArray(j.reads) || j.ends === null || typeof j.ends !== "object") throw new Error("shape");
       return { version: rec.version, journal: j };
     } catch {
       throw new SigilError("guard_unavailable", "the exfiltration guard's record for this identity cannot be opened, so nothing is sent.");
@@ -93,7 +101,7 @@ export class ExfiltrationJournal {
   private live(j: Journal, now: number): Journal {
     const reads = j.reads.filter((r) => now - r.at < READ_WINDOW_MS && r.at <= now + 60_000);
     const recent = now - j.sentAt < SEND_WINDOW_MS;
-    return { reads, raw: recent ? j.raw : "", norm: recent ? j.norm : "", sentAt: recent ? j.sentAt : 0 };
+    return { reads, ends: recent ? j.ends : {}, sentAt: recent ? j.sentAt : 0 };
   }
 
   /** Remembers a value read with vault_get (call before the value is handed out; if it throws, do not hand it out). */
@@ -110,30 +118,58 @@ export class ExfiltrationJournal {
   }
 
   /**
-   * True if `texts` (the string arguments of one tool call) carry a value this identity read in
-   * the last 24 hours — alone, or following on from what it sent in the last hour. When they do
-   * not and `outbound` is set, they are appended to the recent outbound tail (atomically with the
-   * check). Identities that read nothing in 24 hours cost one record read.
+   * True if `fields` (a tool call's arguments, by name, as text) carry a value this identity read
+   * in the last 24 hours — alone, or continuing what it sent in the last hour: each field's start
+   * is checked after the end of every field sent before (so a secret split over two messages, or
+   * over an SMS body and an email text, is caught), and each field's stream is followed across
+   * calls (so one split over many messages is too, blank ones between included). When nothing is
+   * carried and `outbound` is set, the fields extend the streams, atomically with the check.
+   * Identities that read nothing in 24 hours cost one record read.
    */
-  async carries(identityId: string, texts: readonly string[], outbound: boolean): Promise<boolean> {
+  async carries(identityId: string, fields: ReadonlyArray<readonly [string, string]>, outbound: boolean): Promise<boolean> {
     for (let i = 0; i < MAX_ATTEMPTS; i++) {
       const now = this.now();
       const { version, journal } = await this.load(identityId);
       const j = this.live(journal, now);
       if (j.reads.length === 0) return false;
       const set = compileSecrets(j.reads.map((r) => r.value));
-      if (carriesAny(set, texts)) return true;
+      if (carriesAny(set, fields.map(([, v]) => v))) return true;
       if (!outbound) return false;
-      const joined = texts.filter((t) => t.length > 0).join("\n");
-      // The same rule over the concatenation with the last hour's outbound text.
-      if (j.raw !== "" && carriesAny(set, [j.raw, joined])) return true;
-      if (j.norm !== "" && carriesAny(set, [j.norm + normalize(joined)])) return true;
-      const raw = (j.raw + "\n" + joined).slice(-RAW_TAIL);
-      const norm = (j.norm + normalize(joined)).slice(-NORMALIZED_TAIL);
-      if (await this.swap(identityId, version, { reads: j.reads, raw, norm, sentAt: now })) return false;
+      const ends = Object.values(j.ends);
+      for (const [, v] of fields) {
+        if (v.length === 0) continue;
+        const head = v.slice(0, RAW_TAIL);
+        const headNorm = normalize(head);
+        for (const e of ends) {
+          if (carriesAny(set, [e.raw, head]) || scan(set, e.norm + headNorm)) return true;
+        }
+      }
+      const next: Record<string, End> = { ...j.ends };
+      for (const [name, v] of fields) {
+        if (v.length === 0) continue;
+        const prev = next[name] ?? { raw: "", norm: "" };
+        next[name] = { raw: (prev.raw + "\n" + v).slice(-RAW_TAIL), norm: (prev.norm + normalize(v)).slice(-NORMALIZED_TAIL) };
+      }
+      const names = Object.keys(next);
+      for (const n of names.slice(0, Math.max(0, names.length - MAX_ENDS))) delete next[n];
+      if (await this.swap(identityId, version, { reads: j.reads, ends: next, sentAt: now })) return false;
     }
     throw new SigilError("guard_unavailable", "the exfiltration guard's record is too busy to update; nothing was sent.");
   }
 }
 
 class CasConflict extends Error {}
+
+/** Every string in a value — strings and property names, at any depth (a tool call's argument, for the guard). */
+export function stringsOf(value: unknown, out: string[] = [], depth = 0): string[] {
+  if (depth > 8) return out;
+  if (typeof value === "string") out.push(value);
+  else if (Array.isArray(value)) for (const v of value) stringsOf(v, out, depth + 1);
+  else if (value !== null && typeof value === "object") {
+    for (const [k, v] of Object.entries(value)) {
+      out.push(k);
+      stringsOf(v, out, depth + 1);
+    }
+  }
+  return out;
+}
