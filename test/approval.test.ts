@@ -48,6 +48,7 @@ describe("card charges above approvalAboveCents ask the human through MCP elicit
       ["decline", async () => ({ action: "decline" }), /^denied: approval_declined: .*\(decline\)/],
       ["cancel", async () => ({ action: "cancel" }), /^denied: approval_declined: .*\(cancel\)/],
       ["unticked", async () => ({ action: "accept", content: { approve: false } }), /^denied: approval_declined: .*\(decline\)/],
+      ["accept-without-approve", async () => ({ action: "accept" }), /^denied: approval_declined: .*\(decline\)/],
       ["error", async () => Promise.reject(new Error("client failed")), /^denied: approval_declined: .*\(cancel\)/],
       ["timeout", () => new Promise((r) => setTimeout(() => r({ action: "accept", content: { approve: true } }), 3000)), /^denied: approval_declined: .*\(timeout\)/],
     ];
@@ -75,6 +76,7 @@ describe("card charges above approvalAboveCents ask the human through MCP elicit
       ["intent", "allow", null, "accepted"],
       ["call", "deny", "approval_declined", "decline"],
       ["call", "deny", "approval_declined", "cancel"],
+      ["call", "deny", "approval_declined", "decline"],
       ["call", "deny", "approval_declined", "decline"],
       ["call", "deny", "approval_declined", "cancel"],
       ["call", "deny", "approval_declined", "timeout"],
@@ -132,5 +134,60 @@ describe("card charges above approvalAboveCents ask the human through MCP elicit
       await server.stop();
     }
     expect((await readLedger(home.env.SIGIL_HOME!, a.id)).map((l) => [l.status, l.amountCents])).toEqual([["approved", 8000]]);
+  });
+});
+
+describe("a charge waiting for the human's answer is decided again on the identity's current state", () => {
+  const cases: Array<[string, (home: Home, id: string, admin: Client) => Promise<string>, RegExp]> = [
+    ["revoked", async (home, id) => (home.json(["identity", "revoke", id]), "identity_revoked"), /^denied: revoked: /],
+    ["token rotated", async (home, id) => (home.json(["identity", "rotate-token", id]), "token_rotated"), /^denied: token_rotated: /],
+    [
+      "limit cut to 0",
+      async (_home, id, admin) => {
+        const r = await admin.callTool({ name: "update_policy", arguments: { identityId: id, policies: { ...POLICY, cardSpendingLimitCents: 0 } } });
+        expect(r.isError, text(r)).toBeFalsy();
+        return "policy_updated";
+      },
+      /^denied: spending_limit: /,
+    ],
+    [
+      "policy changed, approval still needed",
+      async (_home, id, admin) => {
+        const r = await admin.callTool({ name: "update_policy", arguments: { identityId: id, policies: { ...POLICY, cardSpendingLimitCents: 200_000 } } });
+        expect(r.isError, text(r)).toBeFalsy();
+        return "policy_updated";
+      },
+      /^denied: approval_stale: /, // the human approved under the previous policy version
+    ],
+  ];
+  it.each(cases)("%s while the question is open: the human's accept charges nothing and no intent follows the admin event", async (_name, act, refusal) => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "card", policy: POLICY });
+    const admin = await stdioClient(home, home.adminToken);
+    const { client } = await stdioClient(home, a.token, { capabilities: { elicitation: {} } });
+    let asked!: () => void;
+    const questionOpen = new Promise<void>((r) => (asked = r));
+    let answer!: (r: ElicitResult) => void;
+    client.setRequestHandler(ElicitRequestSchema, () => {
+      asked();
+      return new Promise<ElicitResult>((r) => (answer = r)); // the human takes their time
+    });
+    const pending = client.callTool({ name: "card_charge", arguments: { amountCents: 6000, currency: "USD", merchant: "Acme", idempotencyKey: "wait" } });
+    await questionOpen;
+    const event = await act(home, a.id, admin.client);
+    answer({ action: "accept", content: { approve: true } });
+    const r = await pending;
+    expect(r.isError).toBe(true);
+    expect(text(r)).toMatch(refusal);
+    await client.close();
+    await admin.client.close();
+
+    expect(await readLedger(home.env.SIGIL_HOME!, a.id)).toEqual([]);
+    const log = auditLog(home, a.id);
+    const at = log.findIndex((e) => e.tool === event);
+    expect(at).toBeGreaterThan(0);
+    expect(log.filter((e) => e.tool === "card_charge" && e.phase === "intent")).toEqual([]);
+    expect(log.slice(at + 1).filter((e) => e.tool === "card_charge").map((e) => [e.phase, e.decision])).toEqual([["call", "deny"]]);
+    expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
   });
 });

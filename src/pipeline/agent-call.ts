@@ -61,6 +61,8 @@ export interface AgentSession {
 export type Elicit = ((req: ElicitRequest) => Promise<ElicitResponse>) | undefined;
 
 const IDEMPOTENCY_WAIT_MS = 30_000;
+/** How long a human's approval stays usable after the question was asked. */
+const APPROVAL_VALID_MS = 10 * 60_000;
 
 function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
   return {
@@ -171,7 +173,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   }
   const policyParse = cachedPolicy(identity.policy);
   if (!policyParse.ok) return refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
-  const policy: Policy = policyParse.policy;
+  let policy: Policy = policyParse.policy;
   const ctx: ToolContext = {
     identity: viewOf(identity),
     policy,
@@ -192,7 +194,10 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   const action = tool.action(args as never);
   const idemKey = tool.idempotencyKey?.(args as never);
   const argsHash = idemKey !== undefined ? hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } })) : undefined;
-  const base = { tool: tool.name, session: sessionId, args: redacted, policyVersion: identity.policyVersion };
+  let base = { tool: tool.name, session: sessionId, args: redacted, policyVersion: identity.policyVersion };
+  /** What the human approved: this exact action under this policy version, once, until `expiresAt`. */
+  const actionHash = hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } }));
+  let approval: { actionHash: string; policyVersion: number; expiresAt: number; used: boolean } | undefined;
 
   // 4. policy, idempotency and the intent entry: one atomic step under the identity's chain lock.
   type Step =
@@ -201,9 +206,23 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     | { kind: "go"; normalized: NormalizedAction }
     | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
     | { kind: "wait" };
-  let approved: "accept" | undefined;
   const decide = async (state: ChainState): Promise<Built<Step>> => {
     const now = deps.now();
+    // Decided on the identity's CURRENT record and policy, read under the chain lock: whatever this
+    // call waited for (the lock, a human, an idempotent twin), a revocation, a token rotation or a
+    // policy change that took effect meanwhile applies to it.
+    const current = await deps.store.getIdentity(identityId);
+    if (!current || current.revokedAt) return deny("revoked", "this identity has been revoked.");
+    if (!hashesEqual(current.tokenHash, session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
+    if (tool.channel !== null && !current.channels.includes(tool.channel)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
+    if (current.policyVersion !== base.policyVersion) {
+      const p = cachedPolicy(current.policy);
+      if (!p.ok) return deny("policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
+      policy = p.policy;
+      ctx.policy = policy;
+      ctx.identity = viewOf(current);
+      base = { ...base, policyVersion: current.policyVersion };
+    }
     if (idemKey !== undefined) {
       const prior = state.idempotency(tool.name, idemKey, now);
       if (prior) {
@@ -221,7 +240,15 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     }
     const d: Decision = evaluate(policy, action, state, now);
     if (!d.allow) return deny(d.reason, d.message);
-    if (d.needsApproval && approved === undefined) return { value: { kind: "approve", normalized: d.normalized } };
+    if (d.needsApproval) {
+      if (!approval) return { value: { kind: "approve", normalized: d.normalized } };
+      // The approval answered a question about one exact action under one policy version.
+      if (approval.used || approval.actionHash !== actionHash || approval.policyVersion !== current.policyVersion) {
+        return deny("approval_stale", "the policy changed while the human was deciding; the approval does not apply to it, so nothing was done.");
+      }
+      if (now > approval.expiresAt) return deny("approval_expired", "the human's approval came too late; nothing was done.");
+      approval.used = true;
+    }
     const amount = d.normalized.kind === "card" ? d.normalized.amountCents : undefined;
     const draft: Draft = {
       ...base,
@@ -261,6 +288,9 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
         continue;
       }
       if (step.kind === "approve") {
+        if (approval) throw new Error("an approval is asked for once per call");
+        const askedUnder = base.policyVersion;
+        const askedAt = deps.now();
         const answer = await askApproval(tool, args, step.normalized, elicit);
         if (answer !== "accept") {
           const reason = answer === "unsupported" ? "approval_unavailable" : "approval_declined";
@@ -270,7 +300,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
               : `the human did not approve this action (${answer}).`;
           return await refuse(tool.name, reason, message, { args: redacted, approval: answer });
         }
-        approved = "accept";
+        approval = { actionHash, policyVersion: askedUnder, expiresAt: askedAt + APPROVAL_VALID_MS, used: false };
         continue;
       }
       break;
@@ -335,8 +365,8 @@ async function askApproval(tool: AgentTool, args: Record<string, unknown>, norma
   try {
     const res = await elicit(tool.approval(args as never, normalized));
     if (res.action !== "accept") return res.action;
-    const confirm = res.content?.approve;
-    return confirm === false ? "decline" : "accept";
+    // Only an explicit approve: true approves; an `accept` without it approves nothing.
+    return res.content?.approve === true ? "accept" : "decline";
   } catch (err) {
     if (err instanceof SigilError && err.code === "timeout") return "timeout";
     if (err instanceof McpError && err.code === ErrorCode.RequestTimeout) return "timeout";
