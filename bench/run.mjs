@@ -5,7 +5,7 @@
  * baseline and whether the issue's targets hold. It measures; it asserts nothing (npm test has no
  * timing checks).
  *
- *   node bench/run.mjs [--json] [--quick] [--identities N] [--only tools,cold,calls,recovery,verify,registry,pg]
+ *   node bench/run.mjs [--json] [--quick] [--identities N] [--only tools,cold,calls,recovery,verify,registry,sessions,pg]
  *                      [--log-sizes 10000,100000,1000000]
  *   node bench/run.mjs --render results.json     (the table of a saved --json run)
  *
@@ -38,7 +38,7 @@ const JSON_OUT = flag("--json");
 const QUICK = flag("--quick");
 const BIG = opt("--identities", 10_000);
 const onlyIdx = argv.indexOf("--only");
-const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // tools,cold,calls,recovery,verify,registry,pg
+const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // tools,cold,calls,recovery,verify,registry,sessions,pg
 const sizesIdx = argv.indexOf("--log-sizes");
 /** Audit log sizes for the first-call rows (besides the empty log); the largest is also verified. */
 const LOG_SIZES = sizesIdx >= 0 ? argv[sizesIdx + 1].split(",").map(Number) : QUICK ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
@@ -350,6 +350,49 @@ async function registry(count) {
   }
 }
 
+/**
+ * Bytes per idle HTTP session: `sigil serve --http` (its own process), one token opening `count`
+ * sessions (initialize + notifications/initialized, 20 at a time; the per-identity cap raised for
+ * the measurement), VmRSS before and after, settled for a moment each time.
+ */
+async function idleSessions(ctx, count) {
+  const { spawn } = await import("node:child_process");
+  const proc = spawn(process.execPath, [CLI, "serve", "--http", "--port", "0"], {
+    env: { ...process.env, ...ctx.env, SIGIL_MAX_SESSIONS_PER_IDENTITY: String(count + 100) },
+    stdio: ["ignore", "ignore", "pipe"],
+  });
+  try {
+    const url = await new Promise((resolve, reject) => {
+      let buf = "";
+      proc.stderr.on("data", (d) => {
+        buf += d;
+        const m = /serving Streamable HTTP at (\S+)/.exec(buf);
+        if (m) resolve(m[1]);
+      });
+      proc.once("exit", (code) => reject(new Error(`sigil serve --http exited ${code}: ${buf}`)));
+    });
+    const headers = { "content-type": "application/json", accept: "application/json, text/event-stream", authorization: `Bearer ${ctx.token}` };
+    const init = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-06-18", capabilities: {}, clientInfo: { name: "bench", version: "1" } } };
+    const open = async () => {
+      const r = await fetch(url, { method: "POST", headers, body: JSON.stringify(init) });
+      await r.text();
+      const sid = r.headers.get("mcp-session-id");
+      if (r.status !== 200 || !sid) throw new Error(`initialize: ${r.status}`);
+      const n = await fetch(url, { method: "POST", headers: { ...headers, "mcp-session-id": sid, "mcp-protocol-version": "2025-06-18" }, body: JSON.stringify({ jsonrpc: "2.0", method: "notifications/initialized" }) });
+      await n.text();
+    };
+    for (let i = 0; i < 50; i++) await open(); // warm: code loaded, first allocations made
+    await new Promise((r) => setTimeout(r, 1000));
+    const before = memoryOf(proc.pid).rssMB;
+    for (let i = 0; i < count; i += 20) await Promise.all(Array.from({ length: Math.min(20, count - i) }, open));
+    await new Promise((r) => setTimeout(r, 1500));
+    const after = memoryOf(proc.pid).rssMB;
+    return { count, beforeMB: before, afterMB: after, bytesPerSession: ((after - before) * 2 ** 20) / count };
+  } finally {
+    proc.kill();
+  }
+}
+
 // ---- main ------------------------------------------------------------------------------------
 
 function machine() {
@@ -414,6 +457,11 @@ async function main() {
         results.verifyRotations = { ...rot, ratio: rot.rate / (raw * cores) };
       }
       rmSync(logs.home, { recursive: true, force: true });
+    }
+    if (want("sessions")) {
+      const count = QUICK ? 1000 : 4000;
+      log(`${count} idle HTTP sessions…`);
+      results.sessions = await idleSessions(ctx, count);
     }
     if (want("registry")) {
       log("registry with 10 identities…");
@@ -484,6 +532,8 @@ function targets(r) {
     add(`first call with ${big.entries} entries ≤ 1.5× the empty log's`, x, 1.5, x <= 1.5);
   }
   if (r.verify) add(`audit verify (${r.verify.entries} entries) ≥ 80% of raw verify × cores`, r.verify.ratio, 0.8, r.verify.ratio >= 0.8);
+  if (r.sigil) add("peak RSS @16 ≤ 1.3× baseline", r.sigil.peakMB / r.baseline.peakMB, 1.3, r.sigil.peakMB / r.baseline.peakMB <= 1.3);
+  if (r.sessions) add("idle HTTP session ≤ 20 KB (VmRSS)", r.sessions.bytesPerSession / 1024, 20, r.sessions.bytesPerSession <= 20 * 1024);
   if (r.registry) {
     const s = r.registry.big.sessionMs / r.registry.small.sessionMs;
     const k = r.registry.big.rotateMs / r.registry.small.rotateMs;
@@ -561,6 +611,15 @@ function render(r) {
       `| key rotation (median, ms) | ${f(small.rotateMs, 3)} | ${f(big.rotateMs, 3)} | ${ratio(big.rotateMs, small.rotateMs)} |`,
       `| \`sigil serve\` cold start (median, ms) | ${f(small.serveColdMs, 1)} | ${f(big.serveColdMs, 1)} | ${ratio(big.serveColdMs, small.serveColdMs)} |`,
       `| creating the identities (s, 64 at a time, in-process) | ${f(small.createMs / 1000)} | ${f(big.createMs / 1000)} | ${f(big.createMs / big.count, 3)} ms each |`,
+    );
+  }
+  if (r.sessions) {
+    const x = r.sessions;
+    out.push(
+      "",
+      "| idle HTTP sessions (one token, `sigil serve --http`) | sessions | VmRSS before → after (MB) | per session |",
+      "|---|---|---|---|",
+      `| initialize + initialized, then idle | ${x.count} | ${f(x.beforeMB, 1)} → ${f(x.afterMB, 1)} | ${f(x.bytesPerSession / 1024, 1)} KB |`,
     );
   }
   if (r.pg?.skipped) out.push("", `PostgreSQL rows skipped: ${r.pg.skipped}.`);

@@ -3,10 +3,13 @@
  *
  * Tools are filtered before anything is registered: an agent sees `whoami` and the tools of its
  * channels, an admin sees the admin tools, and neither can call what it was not shown. The SDK
- * server stays private here: tools are registered for listing, and `tools/call` is answered by
- * the governed pipeline alone, so no tool can be reached around policy and audit.
+ * server stays private here: `tools/list` answers with a listing shared by every session with the
+ * same tools, and `tools/call` is answered by the governed pipeline alone, so no tool can be
+ * reached around policy and audit.
  */
 import { McpServer } from "@modelcontextprotocol/sdk/server/mcp.js";
+import type { jsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/types.js";
+import { AjvJsonSchemaValidator } from "@modelcontextprotocol/sdk/validation/ajv";
 import { CallToolRequestSchema, type CallToolResult, ListToolsRequestSchema } from "@modelcontextprotocol/sdk/types.js";
 import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
@@ -27,19 +30,29 @@ export function toolsFor(identity: IdentityRecord): AgentTool[] {
   return AGENT_TOOLS.filter((t) => t.channel === null || identity.channels.includes(t.channel));
 }
 
-const stub = (): never => {
-  throw new Error("tools are called through the governed pipeline");
-};
+/**
+ * What the model sees, kept small (src/server/tool-listing.ts), built once per set of tools and
+ * shared by every session listing that set: sessions register no tools of their own, which keeps
+ * an idle HTTP session small.
+ */
+const listings = new Map<string, { tools: ReturnType<typeof publishedTool>[] }>();
 
-function registerForListing(mcp: McpServer, tools: Array<AgentTool | AdminTool>): void {
-  for (const t of tools) {
-    mcp.registerTool(t.name, { title: t.title, description: t.description, inputSchema: t.input, outputSchema: t.output, annotations: t.annotations }, stub);
-  }
-  mcp.server.removeRequestHandler("tools/call");
-  // What the model sees, kept small (src/server/tool-listing.ts), built once per tool.
-  const listing = { tools: tools.map(publishedTool) };
-  mcp.server.removeRequestHandler("tools/list");
-  mcp.server.setRequestHandler(ListToolsRequestSchema, () => listing);
+function listOnly(mcp: McpServer, tools: Array<AgentTool | AdminTool>): void {
+  const key = tools.map((t) => t.name).join("\n");
+  let listing = listings.get(key);
+  if (!listing) listings.set(key, (listing = { tools: tools.map(publishedTool) }));
+  const shared = listing;
+  mcp.server.setRequestHandler(ListToolsRequestSchema, () => shared);
+}
+
+/**
+ * The JSON Schema validator a session's server checks elicitation answers with, made on first use:
+ * the SDK would otherwise build an Ajv instance for every session (most of an idle HTTP session's
+ * memory), though only sessions that ask a human for approval ever use one.
+ */
+function lazyValidator(): jsonSchemaValidator {
+  let inner: AjvJsonSchemaValidator | undefined;
+  return { getValidator: (schema) => (inner ??= new AjvJsonSchemaValidator()).getValidator(schema) };
 }
 
 /** How long a human has to answer an approval request: SIGIL_APPROVAL_TIMEOUT_MS (1 s to 1 h), default 120 s. */
@@ -55,14 +68,14 @@ export interface SessionDeps {
 }
 
 export async function createSessionServer(principal: Principal, deps: SessionDeps): Promise<McpServer> {
-  const mcp = new McpServer(SERVER_INFO, { capabilities: { tools: {}, logging: {} } });
+  const mcp = new McpServer(SERVER_INFO, { capabilities: { tools: { listChanged: true }, logging: {} }, jsonSchemaValidator: lazyValidator() });
   if (principal.kind === "agent") {
     const agent = deps.app.agent;
     const identity = await agent.store.getIdentity(principal.identityId);
     if (!identity) throw new SigilError("revoked", "this identity no longer exists");
     const tools = toolsFor(identity);
     const byName = new Map(tools.map((t) => [t.name, t]));
-    registerForListing(mcp, tools);
+    listOnly(mcp, tools);
     const session: AgentSession = {
       deps: agent,
       identityId: principal.identityId,
@@ -89,7 +102,7 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
   } else {
     const admin = deps.app.admin;
     const byName = new Map(ADMIN_TOOLS.map((t) => [t.name, t]));
-    registerForListing(mcp, ADMIN_TOOLS);
+    listOnly(mcp, ADMIN_TOOLS);
     mcp.server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> =>
       track(callAdminTool(admin, principal.tokenHash, byName.get(req.params.name), req.params.name, req.params.arguments)),
     );
