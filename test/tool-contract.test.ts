@@ -1,5 +1,5 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
+import { cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
 
 afterAll(cleanupHomes);
 
@@ -67,6 +67,29 @@ describe("what each surface lists", () => {
     const listed = await admin.client.callTool({ name: "list_identities", arguments: {} });
     expect(listed.isError).toBeFalsy();
     await agent.client.close();
+    await admin.client.close();
+  });
+
+  it("one vocabulary: the admin tools take policy (policies, the older name, still works; both at once is refused), and the CLI and list_identities list identities of one shape", async () => {
+    const home = makeHome();
+    const admin = await stdioClient(home, home.adminToken);
+    const call = async (name: string, args: Record<string, unknown>) => (await admin.client.callTool({ name, arguments: args })) as any;
+    const created = await call("create_identity", { name: "new-name", channels: ["email"], policy: { allowedDomains: ["example.com"] } });
+    expect(created.isError, text(created)).toBeFalsy();
+    const id = created.structuredContent.id;
+    const old = await call("create_identity", { name: "old-name", channels: ["email"], policies: { allowedDomains: ["example.org"] } });
+    expect(old.isError, text(old)).toBeFalsy();
+    const both = await call("create_identity", { name: "both", channels: [], policy: {}, policies: {} });
+    expect(text(both)).toMatch(/^denied: invalid_arguments: .*give the policy document once, as policy/);
+    expect((await call("update_policy", { identityId: id, policy: { allowedDomains: ["example.net"] } })).structuredContent.policy).toEqual({ allowedDomains: ["example.net"] });
+    expect((await call("update_policy", { identityId: id, policies: { allowedDomains: ["example.com"] } })).structuredContent.policy).toEqual({ allowedDomains: ["example.com"] });
+    expect(text(await call("update_policy", { identityId: id }))).toMatch(/^denied: invalid_arguments: .*give the new policy document once, as policy/);
+    expect(home.json(["identity", "show", old.structuredContent.id]).policy).toEqual({ allowedDomains: ["example.org"] });
+    // Lists: the CLI prints the array, list_identities wraps the same array in {identities}
+    // (MCP structured content is an object); each element is the same document.
+    const listed = (await call("list_identities", {})).structuredContent.identities;
+    expect(home.json(["identity", "list"])).toEqual(listed);
+    expect(listed.map((i: any) => i.name).sort()).toEqual(["new-name", "old-name"]);
     await admin.client.close();
   });
 

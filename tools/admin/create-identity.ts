@@ -10,10 +10,11 @@ export const createIdentity = defineAdminTool({
   input: z.strictObject({
     name: z.string().min(1).max(64).describe("A human-readable name"),
     channels: z.array(Channel).max(6).describe("Channels the identity may use: email, sms, voice, vault, card, sign"),
-    policies: z.record(z.string(), z.unknown()).optional().describe("The policy document (see the README's Policy section); default deny"),
+    policy: z.record(z.string(), z.unknown()).optional().describe("The policy document (see the README's Policy section); default deny"),
+    policies: z.record(z.string(), z.unknown()).optional().describe("Older name of policy, still accepted"),
     email: z.string().max(254).optional().describe("The identity's own From address"),
     phone: z.string().max(16).optional().describe("The identity's own E.164 number"),
-  }),
+  }).refine((a) => a.policy === undefined || a.policies === undefined, { error: "give the policy document once, as policy (policies is its older name)", path: ["policy"] }),
   output: z.object({ id: z.string(), name: z.string(), token: z.string(), keyId: z.string(), publicKey: z.string() }),
-  run: ({ identities }, a) => identities.create({ name: a.name, channels: a.channels, policy: a.policies ?? {}, email: a.email, phone: a.phone }),
+  run: ({ identities }, a) => identities.create({ name: a.name, channels: a.channels, policy: a.policy ?? a.policies ?? {}, email: a.email, phone: a.phone }),
 });

@@ -7,7 +7,13 @@ export const updatePolicy = defineAdminTool({
   title: "Update policy",
   description: "Replaces an identity's policy document (validated; default deny). Takes effect on the next call of every running session.",
   annotations: { ...ADMIN, idempotentHint: true },
-  input: z.strictObject({ identityId, policies: z.record(z.string(), z.unknown()).describe("The complete new policy document") }),
+  input: z
+    .strictObject({
+      identityId,
+      policy: z.record(z.string(), z.unknown()).optional().describe("The complete new policy document"),
+      policies: z.record(z.string(), z.unknown()).optional().describe("Older name of policy, still accepted"),
+    })
+    .refine((a) => (a.policy === undefined) !== (a.policies === undefined), { error: "give the new policy document once, as policy (policies is its older name)", path: ["policy"] }),
   output: IdentityView,
-  run: async ({ identities }, a) => ({ ...(await identities.updatePolicy(a.identityId, a.policies)) }),
+  run: async ({ identities }, a) => ({ ...(await identities.updatePolicy(a.identityId, a.policy ?? a.policies)) }),
 });
