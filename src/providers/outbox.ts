@@ -31,17 +31,37 @@ export function outboxFileName(ext: OutboxExtension, now: Date = new Date()): st
  * Throws (without leaving a temporary file behind) if anything fails.
  */
 export async function writeOutboxFile(dir: string, name: string, data: Buffer | string): Promise<string> {
+  checkName(name);
+  const prepared = await prepareOutboxFile(dir, data);
+  return prepared.deliver(name);
+}
+
+/**
+ * The two phases of a delivery, for callers that can prepare while something else is flushed
+ * (the audit intent entry): `prepareOutboxFile` writes the data to a temporary file and fsyncs it
+ * — nothing is delivered yet, a temporary file is not a message, and a crashed process's are
+ * swept; `deliver` is the act: the rename to the final name, made durable by an fsync of the
+ * directory. `discard` removes the temporary file (the act was refused). Exactly one of the two
+ * must be called.
+ */
+export interface PreparedOutboxFile {
+  deliver(name: string): Promise<string>;
+  discard(): Promise<void>;
+}
+
+function checkName(name: string): void {
   if (!SAFE_NAME.test(name) || name.includes("..")) {
     throw new Error("outbox: refusing an unsafe file name");
   }
-  const finalPath = path.join(dir, name);
+}
+
+export async function prepareOutboxFile(dir: string, data: Buffer | string): Promise<PreparedOutboxFile> {
   // The calls that only touch the page cache and the dentry cache (write, close, rename) are made
   // synchronously — microseconds each, where a trip through the thread pool costs ~20 µs of
   // latency and CPU apiece; the two that wait for the disk (fsync of the file, fsync of the
   // directory) stay asynchronous. Creating the file — slow on some file systems (~0.4 ms here) —
   // was done ahead of time: see takeSpare.
   const { fd, path: tmpPath } = await takeSpare(dir);
-  let renamed = false;
   try {
     try {
       const buf = typeof data === "string" ? Buffer.from(data) : data;
@@ -50,14 +70,37 @@ export async function writeOutboxFile(dir: string, name: string, data: Buffer | 
     } finally {
       fs.closeSync(fd);
     }
-    fs.renameSync(tmpPath, finalPath);
-    renamed = true;
-    await syncDir(dir);
-  } finally {
+  } catch (err) {
     live.delete(tmpPath);
-    if (!renamed) await unlink(tmpPath).catch(() => undefined);
+    await unlink(tmpPath).catch(() => undefined);
+    throw err;
   }
-  return finalPath;
+  let used = false;
+  const discard = async (): Promise<void> => {
+    if (used) return;
+    used = true;
+    live.delete(tmpPath);
+    await unlink(tmpPath).catch(() => undefined);
+  };
+  return {
+    discard,
+    async deliver(name: string): Promise<string> {
+      if (used) throw new Error("outbox: this prepared file was already delivered or discarded");
+      let renamed = false;
+      try {
+        checkName(name);
+        const finalPath = path.join(dir, name);
+        fs.renameSync(tmpPath, finalPath);
+        renamed = true;
+        used = true;
+        live.delete(tmpPath);
+        await syncDir(dir);
+        return finalPath;
+      } finally {
+        if (!renamed) await discard();
+      }
+    },
+  };
 }
 
 /**
