@@ -8,6 +8,8 @@
  */
 import * as z from "zod";
 import { defineTool } from "../src/pipeline/tool.js";
+import { parsePhone } from "../src/policy/phone.js";
+import type { PreparedSms } from "../src/providers/types.js";
 import { DeliveryStatus, ReceiptSchema, acquire, deliveryStatus, idempotencyKeyField } from "./outbound.js";
 
 /** Twilio's limit for one message body (it is split into segments by the carrier). */
@@ -58,12 +60,25 @@ export const sendSms = defineTool({
     if (!ctx.identity.phone) return { ...NO_PHONE };
     return undefined;
   },
-  async run(ctx, a, normalized) {
+  // With the outbox provider: the message is written to a temporary file and fsync'd while the
+  // intent entry is flushed; run's rename is the delivery (see providers/outbox.ts).
+  async prepare(ctx, a) {
+    const from = ctx.identity.phone;
+    const to = parsePhone(a.to);
+    if (!from || !to.ok) return undefined;
+    const provider = await ctx.providers.telephony().catch(() => undefined);
+    return provider?.prepareSms?.({ from, to: to.e164, body: a.body });
+  },
+  async run(ctx, a, normalized, prepared) {
     if (normalized.kind !== "sms") throw new Error("send_sms needs an sms decision");
     const from = ctx.identity.phone;
     if (!from) throw new Error("send_sms: the identity has no phone number"); // the guard refuses this first
     const provider = await acquire(() => ctx.providers.telephony(), "telephony");
-    const sent = await provider.sendSms({ from, to: normalized.to, body: a.body });
+    const p = prepared as PreparedSms | undefined;
+    // Only what policy decided is sent: the prepared message is used if it is exactly that one.
+    const ready = p && p.request.from === from && p.request.to === normalized.to && p.request.body === a.body ? p : undefined;
+    if (p && !ready) await p.discard();
+    const sent = ready ? await ready.send() : await provider.sendSms({ from, to: normalized.to, body: a.body });
     const structured = { sid: sent.providerId, status: deliveryStatus(provider.name), from, to: normalized.to };
     return {
       structured,

@@ -272,6 +272,14 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     draft: { ...base, phase: "call", decision: "deny", reason },
   });
 
+  // 4a. The tool's first phase of the act, if it has one (the outbox's fsync'd temporary file), runs
+  // while the intent entry is being flushed. It has no effect until `run` completes it; every other
+  // way out of this call discards it.
+  const preparing = tool.effect === "act" && tool.prepare ? tool.prepare(ctx, args as never).catch(() => undefined) : undefined;
+  const dropPrepared = async (): Promise<void> => {
+    if (preparing) await preparing.then((p) => p?.discard()).catch(() => {});
+  };
+
   let step: Step;
   let intent: AuditEntry | undefined;
   const started = Date.now();
@@ -282,6 +290,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
       intent = r.entry;
       if (step.kind === "wait") {
         if (Date.now() - started > IDEMPOTENCY_WAIT_MS) {
+          await dropPrepared();
           return await refuse(tool.name, "outcome_unknown", "an earlier attempt with this idempotencyKey is still unresolved; it is not repeated.", { args: redacted });
         }
         await new Promise((r) => setTimeout(r, 20));
@@ -298,6 +307,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
             answer === "unsupported"
               ? "this action needs a human's approval and this client cannot ask for it."
               : `the human did not approve this action (${answer}).`;
+          await dropPrepared();
           return await refuse(tool.name, reason, message, { args: redacted, approval: answer });
         }
         approval = { actionHash, policyVersion: askedUnder, expiresAt: askedAt + APPROVAL_VALID_MS, used: false };
@@ -306,10 +316,12 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
       break;
     }
   } catch (err) {
+    await dropPrepared();
     const ref = refId();
     logInternal(ref, `audit intent for ${tool.name}`, err);
     return deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`);
   }
+  if (step.kind !== "go") await dropPrepared();
   if (step.kind === "denied") return deniedResult(step.reason, step.message);
   if (step.kind === "replay") {
     return {
@@ -323,13 +335,14 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   let outcome: ToolOutcome | undefined;
   let failure: { decision: "failed" | "unknown"; reason: string; result: CallToolResult } | undefined;
   try {
-    outcome = await tool.run(ctx, args as never, step.normalized);
+    outcome = await tool.run(ctx, args as never, step.normalized, await preparing);
   } catch (err) {
     // What the log keeps only as hashes (message bodies…) and the secrets this session read stay out
     // of stderr too, even when a provider's error text echoes them.
     const hidden = Object.entries(args).filter(([k, v]) => typeof v === "string" && redacted[k] !== v).map(([, v]) => v as string);
     failure = mapFailure(tool.name, err, scrubberOf([...hidden, ...session.memory.secretsRead]));
   }
+  await dropPrepared(); // a no-op when run completed it
 
   // 6. the result entry (for "read" tools the call entry already is the record, unless it failed).
   if (tool.effect === "read" && outcome) return successResult(outcome, receiptOf(intent!));

@@ -58,6 +58,11 @@ export interface ToolOutcome {
   audit?: Record<string, unknown>;
 }
 
+/** What a tool's `prepare` made: the first phase of its act, without effect until `run` completes it. */
+export interface PreparedAct {
+  discard(): Promise<void>;
+}
+
 export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
   name: string;
   title: string;
@@ -78,7 +83,14 @@ export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
   guard?(ctx: ToolContext, args: z.output<S>): { reason: string; message: string } | undefined;
   /** The question put to the human when policy asks for approval. */
   approval?(args: z.output<S>, normalized: NormalizedAction): ElicitRequest;
-  run(ctx: ToolContext, args: z.output<S>, normalized: NormalizedAction): Promise<ToolOutcome>;
+  /**
+   * Optional first phase of the act, started while the intent entry is being flushed (so its disk
+   * flush overlaps the log's). It must have no effect anyone can observe — nothing sent, nothing
+   * charged, nothing a crash could leave delivered — and be safe to abandon: the pipeline hands it
+   * to `run`, which completes or discards it, or discards it itself if the call goes no further.
+   */
+  prepare?(ctx: ToolContext, args: z.output<S>): Promise<PreparedAct | undefined>;
+  run(ctx: ToolContext, args: z.output<S>, normalized: NormalizedAction, prepared?: PreparedAct): Promise<ToolOutcome>;
 }
 
 export function defineTool<S extends z.ZodObject>(tool: AgentTool<S>): AgentTool {

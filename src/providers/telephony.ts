@@ -32,7 +32,7 @@
  */
 import { randomBytes } from "node:crypto";
 import twilio from "twilio";
-import { outboxFileName, writeOutboxFile } from "./outbox.js";
+import { outboxFileName, prepareOutboxFile, writeOutboxFile } from "./outbox.js";
 import {
   DEFAULT_PROVIDER_TIMEOUT_MS,
   ProviderError,
@@ -242,6 +242,7 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
         throw new ProviderError("unavailable", "the outbox could not be written; nothing was sent", { cause: err });
       }
     };
+    const unavailable = (err: unknown) => new ProviderError("unavailable", "the outbox could not be written; nothing was sent", { cause: err });
     return {
       name: "outbox",
       async sendSms(r) {
@@ -249,6 +250,31 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
         const id = fakeSid("SM");
         await write({ kind: "sms", from: r.from, to: r.to, body: r.body, createdAt: new Date().toISOString(), id });
         return { providerId: id };
+      },
+      // Two phases: the record is written to a temporary file and fsync'd (while the intent entry
+      // is flushed); the rename to its final name, made durable, is the delivery.
+      async prepareSms(r) {
+        checkSms(r);
+        const id = fakeSid("SM");
+        const record = { kind: "sms", from: r.from, to: r.to, body: r.body, createdAt: new Date().toISOString(), id };
+        let file: Awaited<ReturnType<typeof prepareOutboxFile>>;
+        try {
+          file = await prepareOutboxFile(opts.outboxDir, JSON.stringify(record, null, 2) + "\n");
+        } catch (err) {
+          throw unavailable(err);
+        }
+        return {
+          request: r,
+          async send() {
+            try {
+              await file.deliver(outboxFileName("json"));
+            } catch (err) {
+              throw unavailable(err);
+            }
+            return { providerId: id };
+          },
+          discard: () => file.discard(),
+        };
       },
       async placeCall(r) {
         const twiml = callTwiml(r);

@@ -71,9 +71,21 @@ export interface CallRequest {
   message: string;
 }
 
+/**
+ * The first phase of a send, made while the audit intent entry is being flushed: nothing anyone
+ * can observe (the outbox's fsync'd temporary file). `send` is the act; `discard` drops it.
+ */
+export interface PreparedSms {
+  readonly request: SmsRequest;
+  send(): Promise<{ providerId: string }>;
+  discard(): Promise<void>;
+}
+
 export interface TelephonyProvider {
   readonly name: string;
   sendSms(r: SmsRequest): Promise<{ providerId: string }>;
+  /** Where a send has a first phase without effect (the outbox): that phase. */
+  prepareSms?(r: SmsRequest): Promise<PreparedSms>;
   placeCall(r: CallRequest): Promise<{ providerId: string }>;
 }
 
