@@ -445,6 +445,7 @@ async function main() {
       if (want("recovery")) {
         log("first call of a new process…");
         results.recovery = await recovery(logs);
+        log(`  ${JSON.stringify(results.recovery)}`);
       }
       if (want("verify")) {
         log(`audit verification (${Math.max(...sizes)} entries)…`);
@@ -452,6 +453,7 @@ async function main() {
         const raw = rawVerifyRate();
         const v = await auditVerifyBig(logs, Math.max(...sizes));
         results.verify = { entries: v.entries, rate: v.rate, rawPerCore: raw, cores, ratio: v.rate / (raw * cores) };
+        log(`  ${JSON.stringify(results.verify)}`);
         log("audit verification with key rotations…");
         const rot = await auditVerifyRotations();
         results.verifyRotations = { ...rot, ratio: rot.rate / (raw * cores) };
