@@ -319,6 +319,10 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
       requestTimeout,
       headersTimeout: Math.min(HEADERS_TIMEOUT_MS, requestTimeout),
       connectionsCheckingInterval: Math.max(50, Math.min(1000, Math.floor(requestTimeout / 10))),
+      // An idle keep-alive connection is left for the client to close (clients time out after the
+      // advertised value less a margin): a server that closes first races the client's next
+      // request on that connection, which then fails with "other side closed".
+      keepAliveTimeout: 65_000,
     },
     (req, res) => {
       void (async () => {
