@@ -311,3 +311,11 @@ describe("edges the verdict depends on", () => {
     expect(await verify(base.lines())).not.toHaveProperty("unresolvedIntents");
   });
 });
+
+describe("a line that is JSON but not an object", () => {
+  it.each(["null", "[1]", '"entry"', "7", "true"])("%s is not an entry", async (line) => {
+    const lines = base.lines();
+    lines[2] = line;
+    expect(await verify(lines)).toMatchObject(bad(3, /is not a JSON object/));
+  });
+});
