@@ -85,7 +85,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const auditHash = (value: string): string => keyedHash(auditKey, value);
   const signers = new ActiveSigners(store, keyring, chains);
   const auth = new Authenticator(store);
-  const identities = new Identities(store, chains, keyring, now);
+  const identities = new Identities(store, chains, keyring, now, instanceId);
   const secrets = new Secrets(store, chains, new Vault(store, master, now));
   const audit = new AuditLog(store, chains, now);
   const providers = providersFromEnv(opts.env, outboxDir);

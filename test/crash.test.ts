@@ -261,3 +261,28 @@ function tally(xs: string[]): Record<string, number> {
   for (const x of xs) out[x] = (out[x] ?? 0) + 1;
   return out;
 }
+
+describe("an admin change that does not take effect is never logged as done", () => {
+  it("rotate-token whose registry write fails (write@/identities/=EIO): intent then `failed`, no `ok`; the old token still works", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "" });
+    const r = home.cli(["identity", "rotate-token", a.id, "--json"], { env: { SIGIL_TEST_FAULTS: "write@/identities/=EIO" } });
+    expect(r.code).not.toBe(0);
+    const log = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+    const rotation = log.filter((e) => e.tool === "token_rotated");
+    expect(rotation.map((e) => [e.phase, e.decision])).toEqual([["intent", "allow"], ["result", "failed"]]);
+    expect(rotation[1].intent).toBe(rotation[0].seq);
+    const { client } = await stdioClient(home, a.token);
+    expect((await client.callTool({ name: "whoami", arguments: {} })).isError).toBeFalsy(); // the rotation did not happen
+    await client.close();
+    expect(home.json(["audit", "verify", a.id]).identities[0]).toMatchObject({ ok: true });
+
+    // Without the fault: intent, then the change and `ok` together; the old token stops at once.
+    const { token } = home.json(["identity", "rotate-token", a.id]);
+    const after = home.auditLog(a.id).filter((e) => e.tool === "token_rotated").slice(2);
+    expect(after.map((e) => [e.phase, e.decision])).toEqual([["intent", "allow"], ["result", "ok"]]);
+    expect(token).toMatch(/^sigil_agent_/);
+    const old = home.cli(["serve"], { env: { SIGIL_TOKEN: a.token } });
+    expect(old.code).not.toBe(0);
+  });
+});

@@ -32,7 +32,39 @@ export class Identities {
     private readonly chains: AuditChains,
     private readonly keyring: Keyring,
     private readonly now: () => number,
+    /** This process's instance id, recorded in admin intents (see `change`). */
+    private readonly instanceId?: string,
   ) {}
+
+  /**
+   * An administrative change recorded like an agent action: an intent entry, then the change made
+   * inside the chain's exclusive section together with its result entry `ok` — or a `failed` result
+   * when it did not take effect. Agent calls are decided under that same section, so each sees the
+   * identity either before the change or after it. A process that dies in between leaves an open
+   * intent, which the next process records as `unknown` (orphaned_intent): never as done.
+   */
+  private async change<T>(id: string, draft: { tool: string } & Record<string, unknown>, apply: () => Promise<T>): Promise<T> {
+    const { entry: intent } = await this.chains.commit(id, () => ({
+      value: null,
+      draft: { ...draft, session: "admin", phase: "intent", decision: "allow", ...(this.instanceId ? { instance: this.instanceId } : {}) },
+    }));
+    let applied = false;
+    try {
+      const { value } = await this.chains.commit(id, async () => {
+        const value = await apply();
+        applied = true;
+        return { value, draft: { tool: draft.tool, session: "admin", phase: "result", intent: intent!.seq, decision: "ok" } };
+      });
+      return value;
+    } catch (err) {
+      if (!applied) {
+        await this.chains
+          .commit(id, () => ({ value: null, draft: { tool: draft.tool, session: "admin", phase: "result", intent: intent!.seq, decision: "failed", reason: "not_applied" } }))
+          .catch(() => {}); // left open: recorded as unknown by the next process, never as done
+      }
+      throw err;
+    }
+  }
 
   async create(input: CreateIdentityInput): Promise<{ id: string; name: string; token: string; keyId: string; publicKey: string }> {
     const name = typeof input.name === "string" ? input.name.trim() : "";
@@ -134,8 +166,11 @@ export class Identities {
     const rec = await this.require(id);
     if (rec.revokedAt) throw new Denied("revoked", `Identity ${id} is revoked.`);
     const token = newToken("agent");
-    await adminEvent(this.chains, id, { tool: "token_rotated", phase: "event", decision: "ok" });
-    await this.store.updateIdentity(id, (r) => ({ ...r, tokenHash: tokenHash(token), updatedAt: new Date(this.now()).toISOString() }));
+    await this.store.withIdentityLock(id, () =>
+      this.change(id, { tool: "token_rotated" }, () =>
+        this.store.updateIdentity(id, (r) => ({ ...r, tokenHash: tokenHash(token), updatedAt: new Date(this.now()).toISOString() })),
+      ),
+    );
     return { token };
   }
 
