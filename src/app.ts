@@ -29,6 +29,7 @@ import { Identities } from "./identity/identities.js";
 import { Secrets } from "./identity/secrets.js";
 import { ExfiltrationJournal } from "./policy/exfiltration-journal.js";
 import { Vault } from "./identity/vault.js";
+import { RefusalThrottle } from "./pipeline/throttle.js";
 import { AuditLog } from "./identity/audit-log.js";
 import { publicOrigin } from "./provenance/receipt.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
@@ -88,6 +89,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const identities = new Identities(store, chains, keyring, now, instanceId);
   const secrets = new Secrets(store, chains, new Vault(store, master, now));
   const audit = new AuditLog(store, chains, now);
+  const throttle = new RefusalThrottle(chains, RefusalThrottle.limitFrom(opts.env));
   const providers = providersFromEnv(opts.env, outboxDir);
   const publicUrl = publicOrigin(opts.env);
   const app: App = {
@@ -105,10 +107,11 @@ export async function openApp(opts: AppOptions): Promise<App> {
     secrets,
     audit,
     providers,
-    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, exfiltration: new ExfiltrationJournal(store, master, now), providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     admin: { auth, ops: { identities, secrets, audit } },
     auditHash,
     close: async () => {
+      await throttle.flush(); // the summaries of refusals throttled in this minute
       await chains.close().catch(() => {}); // state snapshots: an optimisation, never a reason to fail
       await store.close();
     },

@@ -82,7 +82,13 @@ export interface SnapshotBody {
   idem: Array<[string, IdemRecord]>;
   idemByIntent: Array<[number, string]>;
   open: Array<[number, OpenIntent]>;
+  /** Times (ms) of the individual refusal entries of the last minute (see `refusalsSince`). */
+  refusals?: number[];
 }
+
+/** The entry that summarises refusals past the per-minute limit (src/pipeline/throttle.ts). */
+export const THROTTLE_SUMMARY_TOOL = "refusals_throttled";
+const REFUSAL_WINDOW_MS = 60_000;
 
 interface OpenIntent {
   tool: string;
@@ -146,6 +152,8 @@ export class ChainState {
   lastT = 0;
   private readonly rate = new Map<string, number[]>();
   private readonly spend = new Map<number, { t: number; amount: number }>();
+  /** Times of individual refusal entries, oldest first, trimmed to the last minute. */
+  private refusals: number[] = [];
   private readonly idem = new Map<string, IdemRecord>();
   private readonly idemByIntent = new Map<number, string>();
   private readonly open = new Map<number, OpenIntent>();
@@ -186,6 +194,7 @@ export class ChainState {
       idem,
       idemByIntent: [...this.idemByIntent].sort(byKey),
       open: [...this.open].map(([seq, o]): [number, OpenIntent] => [seq, { ...o }]).sort(byKey),
+      refusals: this.refusals.filter((x) => x >= this.lastT - REFUSAL_WINDOW_MS),
     };
   }
 
@@ -202,6 +211,7 @@ export class ChainState {
     for (const [k, r] of b.idem) s.idem.set(k, { ...r });
     for (const [seq, k] of b.idemByIntent) s.idemByIntent.set(seq, k);
     for (const [seq, o] of b.open) s.open.set(seq, { ...o });
+    if (Array.isArray(b.refusals)) s.refusals = b.refusals.filter((x) => typeof x === "number");
     return s;
   }
 
@@ -221,6 +231,10 @@ export class ChainState {
       if (!times) this.rate.set(e.tool, (times = []));
       times.push(t);
       if (times.length > 64 && times[0]! < t - DAY_MS) this.rate.set(e.tool, times.filter((x) => x >= t - DAY_MS));
+    }
+    if (e.decision === "deny" && e.tool !== THROTTLE_SUMMARY_TOOL) {
+      this.refusals.push(t);
+      if (this.refusals.length > 256) this.refusals = this.refusals.filter((x) => x >= t - REFUSAL_WINDOW_MS);
     }
     if (e.phase === "intent" && e.decision === "allow") {
       this.open.set(e.seq, { tool: e.tool, t, instance: e.instance as string | undefined, session: e.session });
@@ -245,6 +259,13 @@ export class ChainState {
         else Object.assign(rec, { outcome: e.decision, result: e.result, receipt: receiptOf(e) });
       }
     }
+  }
+
+  /** How many individual refusal entries the log holds from `sinceMs` on (at most the last minute's). */
+  refusalsSince(sinceMs: number): number {
+    let n = 0;
+    for (let i = this.refusals.length - 1; i >= 0 && this.refusals[i]! >= sinceMs; i--) n++;
+    return n;
   }
 
   countSince(tool: string, sinceMs: number): number {

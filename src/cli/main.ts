@@ -90,7 +90,7 @@ export function buildCli(): Command {
     .option("--port <port>", "port with --http (0: any free port)", parsePort, 7410)
     .addHelpText(
       "after",
-      "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS. See the README.",
+      "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS.\nAny transport: SIGIL_REFUSALS_PER_MINUTE (refusals written one by one per identity and minute, default 60). See the README.",
     )
     .action(async (o: { http?: boolean; host: string; port: number }) => {
       const app = await openApp({ home: home(), env });

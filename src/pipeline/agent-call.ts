@@ -27,6 +27,7 @@ import { viewOf } from "../identity/records.js";
 import { jcs } from "../util/jcs.js";
 import type { AgentTool, ElicitRequest, ElicitResponse, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
+import { type RefusalThrottle, THROTTLED } from "./throttle.js";
 
 export { deniedResult, describeIssues };
 
@@ -46,6 +47,8 @@ export interface AgentDeps {
   secrets: Pick<Secrets, "readerFor">;
   /** The exfiltration guard's memory (values read, recent outbound text) per identity. */
   exfiltration: Pick<ExfiltrationJournal, "carries" | "recordRead">;
+  /** Refusals past the per-minute limit are answered `throttled` and summarised (throttle.ts). */
+  throttle: Pick<RefusalThrottle, "over" | "count">;
   providers: Providers;
   publicUrl?: string;
 }
@@ -111,11 +114,15 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   const { deps, identityId, sessionId } = session;
   const chains = deps.chains;
   const hash = deps.hash;
-  const audit = (draft: Omit<Draft, "session">): Promise<{ value: null; entry?: AuditEntry }> =>
-    chains.commit(identityId, () => ({ value: null, draft: { session: sessionId, ...draft } as Draft }));
+  const throttled = (): CallToolResult => {
+    deps.throttle.count(identityId, deps.now());
+    return deniedResult(THROTTLED.reason, THROTTLED.message);
+  };
   const refuse = async (toolName: string, reason: string, message: string, extra: Partial<Draft> = {}): Promise<CallToolResult> => {
     try {
-      await audit({ tool: toolName, phase: "call", decision: "deny", reason, ...extra });
+      const draft = { session: sessionId, tool: toolName, phase: "call", decision: "deny", reason, ...extra } as Draft;
+      const { value: over } = await chains.commit(identityId, (state) => (deps.throttle.over(state, deps.now()) ? { value: true } : { value: false, draft }));
+      if (over) return throttled();
     } catch (err) {
       const ref = refId();
       logInternal(ref, `audit of a refusal (${reason})`, err);
@@ -205,7 +212,8 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
     | { kind: "approve"; normalized: NormalizedAction }
     | { kind: "go"; normalized: NormalizedAction }
     | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
-    | { kind: "wait" };
+    | { kind: "wait" }
+    | { kind: "throttled" };
   const decide = async (state: ChainState): Promise<Built<Step>> => {
     const now = deps.now();
     // Decided on the identity's CURRENT record and policy, read under the chain lock: whatever this
@@ -285,7 +293,10 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   const started = Date.now();
   try {
     for (;;) {
-      const r = await chains.commit(identityId, decide);
+      const r = await chains.commit(identityId, async (state): Promise<Built<Step>> => {
+        const built = await decide(state);
+        return built.value.kind === "denied" && deps.throttle.over(state, deps.now()) ? { value: { kind: "throttled" } } : built;
+      });
       step = r.value;
       intent = r.entry;
       if (step.kind === "wait") {
@@ -323,6 +334,7 @@ export async function callAgentTool(session: AgentSession, tool: AgentTool | und
   }
   if (step.kind !== "go") await dropPrepared();
   if (step.kind === "denied") return deniedResult(step.reason, step.message);
+  if (step.kind === "throttled") return throttled();
   if (step.kind === "replay") {
     return {
       content: [{ type: "text", text: `already done with this idempotencyKey (receipt: ${step.receipt.identityId}#${step.receipt.seq})` }],

@@ -46,7 +46,9 @@ const homes: Home[] = [];
 export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backend } = {}): Home {
   const dir = mkdtempSync(path.join(os.tmpdir(), "sigil-test-"));
   const store: Backend = opts.store ?? (extraEnv.SIGIL_STORE_URL ? "postgres" : "file");
-  const env: NodeJS.ProcessEnv = { ...process.env, SIGIL_HOME: path.join(dir, "home"), ...extraEnv };
+  // Refusal throttling (60 a minute by default) is off for tests that hammer one identity with
+  // hostile input to check something else; test/throttle.test.ts runs with the default.
+  const env: NodeJS.ProcessEnv = { ...process.env, SIGIL_HOME: path.join(dir, "home"), SIGIL_REFUSALS_PER_MINUTE: "1000000", ...extraEnv };
   if (store === "file") delete env.SIGIL_STORE_URL; // never a stray URL from the caller's shell
   else if (!extraEnv.SIGIL_STORE_URL) env.SIGIL_STORE_URL = freshDatabaseUrlSync();
   delete env.SIGIL_TOKEN;
