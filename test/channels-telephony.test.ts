@@ -115,23 +115,24 @@ describe("send_sms and place_call act from the identity's own number", () => {
     expect(call.twiml).toContain("<Say>spoken offline</Say>");
   });
 
-  it("an identity without a phone number is refused with no_phone_number before anything else", async () => {
-    const server = await twilio();
+  it("an identity with the sms or voice channel and no number of its own is refused at creation (CLI and admin tool), and nothing is created", async () => {
     const home = makeHome();
-    const a = home.createIdentity({ channels: "sms,voice", policy: POLICY });
-    const { client } = await session(home, a, twilioEnv(server));
-    const tools = (await client.listTools()).tools;
-    expect(tools.map((t) => t.name)).toEqual(expect.arrayContaining(["send_sms", "place_call"]));
-    for (const t of tools.filter((x) => x.name === "send_sms" || x.name === "place_call")) {
-      expect(hints(t.annotations)).toMatchObject({ readOnlyHint: false, destructiveHint: false, idempotentHint: false, openWorldHint: true });
-      expect((t.inputSchema as any).additionalProperties).toBe(false);
+    for (const channels of ["sms", "voice", "sms,voice", "email,sms"]) {
+      const r = home.cli(["identity", "create", "--name", "numberless", "--channels", channels, "--json"]);
+      expect(r.code, channels).toBe(1);
+      expect(r.stdout).toBe("");
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).toMatch(/channels? needs? the identity's own number: give phone \(--phone\) as E\.164/);
     }
-    const r1 = await client.callTool({ name: "send_sms", arguments: { to: "+14155550123", body: "hi" } });
-    const r2 = await client.callTool({ name: "place_call", arguments: { to: "+14155550123", message: "hi" } });
-    for (const r of [r1, r2]) expect(text(r)).toMatch(/^denied: no_phone_number: this identity has no phone number/);
-    expect(server.requests).toHaveLength(0);
-    expect(toolEntries(home, a.id, "send_sms").map((e) => [e.decision, e.reason])).toEqual([["deny", "no_phone_number"]]);
-    expect(outboxFiles(home, "json")).toHaveLength(0);
+    const { client } = await stdioClient(home, home.adminToken);
+    closers.push(() => client.close());
+    const viaTool = await client.callTool({ name: "create_identity", arguments: { name: "numberless", channels: ["voice"], policy: POLICY } });
+    expect(viaTool.isError).toBe(true);
+    expect(text(viaTool)).toMatch(/^denied: invalid_arguments: the voice channel needs the identity's own number/);
+    expect(home.json(["identity", "list"])).toEqual([]);
+    // With a number, the same identity is issued and its tools are listed.
+    const a = home.createIdentity({ channels: "sms,voice", phone: OWN, policy: POLICY });
+    expect(home.json(["identity", "show", a.id]).phone).toBe(OWN);
   });
 
   it("channels select the tools: sms lists send_sms only, voice place_call only", async () => {

@@ -87,6 +87,11 @@ export class Identities {
       if (!p.ok) throw new Denied("invalid_arguments", `phone: ${p.reason}.`);
       phone = p.e164;
     }
+    // SMS and calls go from the identity's own number: without one the channel could never act.
+    const needsNumber = channels.filter((c) => c === "sms" || c === "voice");
+    if (needsNumber.length > 0 && phone === undefined) {
+      throw new Denied("invalid_arguments", `the ${needsNumber.join(" and ")} channel${needsNumber.length > 1 ? "s need" : " needs"} the identity's own number: give phone (--phone) as E.164, e.g. +14155550100.`);
+    }
     const token = newToken("agent");
     const key = this.keyring.newKeyRecord(id, "active");
     const now = new Date(this.now()).toISOString();

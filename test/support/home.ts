@@ -78,7 +78,9 @@ export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backe
       const args = ["identity", "create", "--name", o.name ?? "agent", "--channels", o.channels];
       if (o.policy !== undefined) args.push("--policy", JSON.stringify(o.policy));
       if (o.email) args.push("--email", o.email);
-      if (o.phone) args.push("--phone", o.phone);
+      // SMS and calls need the identity's own number (creation refuses them without one).
+      const phone = o.phone ?? (/\b(sms|voice)\b/.test(o.channels) ? "+14155550100" : undefined);
+      if (phone) args.push("--phone", phone);
       return json<Identity>(args);
     },
     merchants(categories) {
