@@ -238,7 +238,7 @@ describe.skipIf(!pgUrl)(`PostgreSQL store${pgSkipNote}`, () => {
       const c2 = await httpClient(slow.url, a.token);
       const pending = c2.client.callTool(charge("slow", 500));
       await waitFor("the intent entry", async () =>
-        (await pgQuery(url, `SELECT 1 AS x FROM sigil_audit_entries WHERE identity_id = $1 AND line LIKE '%"phase":"intent"%"key":"slow"%'`, [a.id]))[0],
+        (await pgQuery(url, `SELECT 1 AS x FROM sigil_audit_entries WHERE identity_id = $1 AND line LIKE '%"phase":"intent"%' AND line LIKE '%"key":"slow"%'`, [a.id]))[0],
       );
       await holder.query("BEGIN");
       await holder.query("SELECT * FROM sigil_chain_heads WHERE identity_id = $1 FOR UPDATE", [a.id]);
