@@ -60,6 +60,38 @@ describe("Streamable HTTP binds each session to the credential that opened it", 
     await client.close();
   });
 
+  it("an idle keep-alive connection is left for the client to close: a client whose event loop was busy for seconds reuses it safely", async () => {
+    // Node's default (close idle connections after 5 s) raced the next request of a client that had
+    // been blocked (e.g. by a child process) past that moment: the request died with "other side closed".
+    const { connect } = await import("node:net");
+    const sock = connect(server.port, "127.0.0.1");
+    let received = "";
+    let closedByServer = false;
+    sock.on("data", (d: Buffer) => (received += d.toString("latin1")));
+    sock.on("end", () => (closedByServer = true));
+    sock.on("close", () => (closedByServer = true));
+    const get = `GET /healthz HTTP/1.1\r\nHost: 127.0.0.1:${server.port}\r\nConnection: keep-alive\r\n\r\n`;
+    const responses = async (n: number): Promise<void> => {
+      const deadline = Date.now() + 15_000;
+      while ((received.match(/HTTP\/1\.1 200/g) ?? []).length < n) {
+        if (closedByServer || Date.now() > deadline) throw new Error(`no response ${n} (closed by server: ${closedByServer}): ${received}`);
+        await new Promise((r) => setTimeout(r, 20));
+      }
+    };
+    sock.write(get);
+    await responses(1);
+    // What the client is told: it may keep the connection a minute (clients stop reusing it a little before).
+    const advertised = Number(/keep-alive: timeout=(\d+)/i.exec(received)?.[1]);
+    expect(advertised).toBeGreaterThanOrEqual(60);
+    expect(received).not.toMatch(/connection: close/i);
+    // Idle past Node's default (5 s, plus its 1 s margin): the server has not closed it, and it still serves.
+    await new Promise((r) => setTimeout(r, 7_500));
+    expect(closedByServer).toBe(false);
+    sock.write(get);
+    await responses(2);
+    sock.destroy();
+  });
+
   it("checks Host and Origin (DNS rebinding) and refuses oversized and malformed bodies without harming other sessions", async () => {
     const a = home.createIdentity({ channels: "" });
     const { client } = await httpClient(server.url, a.token);
