@@ -59,6 +59,12 @@ function logFile(home: Home, id: string): string {
   return path.join(home.env.SIGIL_HOME!, "audit", `${id}.jsonl`);
 }
 
+/** Appends exactly one entry to the identity's log (an admin event: a vault secret stored). */
+let puts = 0;
+function oneEntry(home: Home, id: string): void {
+  home.json(["secret", "put", id, `filler-${++puts}`], { input: "v" });
+}
+
 function entryCount(home: Home, id: string): number {
   return readFileSync(logFile(home, id), "utf8").trim().split("\n").length;
 }
@@ -67,7 +73,7 @@ describe("checkpoints of an identity's audit log", () => {
   it("are C2SP signed notes over <origin, size, Merkle root>, signed by the identity's key; the HTTP server publishes the same bytes", async () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "cp", channels: "", policy: {} });
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
     const cp = home.json(["audit", "checkpoint", a.id]);
     expect(cp).toMatchObject({ origin: `sigil/${a.id}`, size: 2, keyId: a.keyId });
     const raw = home.cli(["audit", "checkpoint", a.id]).stdout;
@@ -96,21 +102,21 @@ describe("checkpoints of an identity's audit log", () => {
   it("detect truncation, rollback and rewritten history that plain verification accepts", () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "victim", channels: "", policy: {} });
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
     home.json(["identity", "rotate-key", a.id]);
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
     const file = logFile(home, a.id);
     const snapshot = path.join(home.dir, "old.jsonl");
     copyFileSync(file, snapshot); // 4 entries: what a rollback would restore
-    home.json(["identity", "rotate-token", a.id]);
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
+    oneEntry(home, a.id);
     const cpFile = path.join(home.dir, "cp.txt");
     writeFileSync(cpFile, home.cli(["audit", "checkpoint", a.id]).stdout); // size 6, signed by the rotated key
     const verify = () => home.cli(["audit", "verify", "--checkpoint", cpFile, "--json"]);
 
     // The untouched log, and the log after more entries, still hold the checkpoint.
     expect(JSON.parse(verify().stdout)).toMatchObject({ ok: true, checkpoint: { ok: true, size: 6, identityId: a.id } });
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
     const grown = verify();
     expect(grown.code).toBe(0);
     expect(JSON.parse(grown.stdout).checkpoint).toMatchObject({ ok: true, size: 6, logEntries: 7 });
@@ -133,8 +139,8 @@ describe("checkpoints of an identity's audit log", () => {
 
     // Rewritten history: from the snapshot, the operator appends other (validly signed) entries
     // until the log is as long as before. Plain verification accepts it; the checkpoint does not.
-    home.json(["identity", "rotate-token", a.id]);
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
+    oneEntry(home, a.id);
     home.json(["identity", "revoke", a.id]);
     expect(entryCount(home, a.id)).toBe(7);
     expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
@@ -147,8 +153,8 @@ describe("checkpoints of an identity's audit log", () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "bundled", channels: "", policy: {} });
     const b = home.createIdentity({ name: "bystander", channels: "", policy: {} });
-    home.json(["identity", "rotate-token", a.id]);
-    home.json(["identity", "rotate-token", a.id]);
+    oneEntry(home, a.id);
+    oneEntry(home, a.id);
     const cpFile = path.join(home.dir, "cp.json");
     writeFileSync(cpFile, home.cli(["audit", "checkpoint", a.id, "--json"]).stdout); // the --json form works too
     const bundleFile = path.join(home.dir, "bundle.json");
