@@ -174,8 +174,8 @@ describe.skipIf(!pgUrl)(`another database role squatting sigil's locks (PostgreS
     try {
       const dead = "inst_00000000dead";
       expect((await sq.query("SELECT pg_try_advisory_lock(hashtextextended($1, 0)) AS got", [`sigil:instance:${dead}`])).rows[0].got).toBe(true);
-      const { Sigil } = await import("../dist/src/sigil.js");
-      const crashed = await Sigil.open({ home: home.env.SIGIL_HOME!, env: home.env });
+      const { openApp } = await import("../dist/src/app.js");
+      const crashed = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
       await crashed.chains.commit(a.id, () => ({
         value: null,
         draft: { tool: "send_sms", phase: "intent", decision: "allow", instance: dead, session: "s_gone", args: { to: "+14155550100" } },
