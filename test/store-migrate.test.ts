@@ -61,7 +61,9 @@ describe.skipIf(!pgUrl)(`sigil store migrate${pgSkipNote}`, () => {
     home.json(["identity", "rotate-token", a.id]);
     const file = path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`);
     const lines = readFileSync(file, "utf8").split("\n");
-    lines[1] = lines[1]!.replace('"decision":"ok"', '"decision":"OK"');
+    const tampered = lines[1]!.replace('"tool":"token_rotated"', '"tool":"token_rotatex"');
+    expect(tampered).not.toBe(lines[1]);
+    lines[1] = tampered;
     writeFileSync(file, lines.join("\n"));
     const url = await freshDatabaseUrl();
     const r = home.cli(["store", "migrate", "--to", url]);
