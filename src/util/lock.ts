@@ -215,7 +215,7 @@ const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms
  * taken only once `k.<g>` does not listen (released or dead). See the file comment.
  */
 async function withTakeover<T>(d: LockDir, deadline: number, name: string, fn: () => Promise<T>): Promise<T> {
-  const l = await Listener.open(d);
+  let l = await Listener.open(d);
   try {
     for (;;) {
       let g = 0;
@@ -226,7 +226,18 @@ async function withTakeover<T>(d: LockDir, deadline: number, name: string, fn: (
       for (;;) {
         const state = g === 0 ? "absent" : await d.probe(`k.${g}`, Math.min(250, Math.max(1, deadline - Date.now())));
         if (state === "live" || state === "busy") break; // it was held: look again
-        if (d.link(l.name, `k.${g + 1}`)) return await fn();
+        let linked: boolean;
+        try {
+          linked = d.link(l.name, `k.${g + 1}`);
+        } catch (err) {
+          // Another process's sweep removed this socket's private name (it refused connections
+          // between bind and listen): take a fresh socket and look again, as acquire does.
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+          l.close();
+          l = await Listener.open(d);
+          break;
+        }
+        if (linked) return await fn();
         g++;
       }
       if (Date.now() > deadline) throw new LockTimeoutError(name);
