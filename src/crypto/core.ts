@@ -27,7 +27,7 @@ export const sha256hex = (data: Uint8Array | string): string => createHash("sha2
 
 // ---- master key and subkeys -------------------------------------------------------------------
 
-export type Purpose = "signing-keys" | "audit-hmac" | "vault" | "master-check" | "chain-snapshot";
+export type Purpose = "signing-keys" | "audit-hmac" | "vault" | "master-check" | "chain-snapshot" | "token-hash" | "record-mac";
 
 export class MasterKey {
   private readonly subkeys = new Map<Purpose, Buffer>();
