@@ -30,7 +30,7 @@ function write(home: Home, name: string, content: string): string {
 }
 
 describe("sigil receipt show / verify", () => {
-  it("a receipt of a tool call verifies with no home, against the embedded keys or the published JWKS, and exposes tampering", async () => {
+  it("a receipt of a tool call verifies with no home against the published JWKS, is only `unanchored` (exit 3) against the keys it embeds, and exposes tampering", async () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "buyer", channels: "sign", policy: { allowedSigningOrigins: ["https://shop.example"] } });
     const { client } = await stdioClient(home, a.token);
@@ -47,10 +47,14 @@ describe("sigil receipt show / verify", () => {
     expect(doc.checkpoint.size).toBe(seq + 3); // key_rotated, then token_rotated's intent and result
     const file = write(home, "receipt.json", JSON.stringify(doc));
 
-    const ok = offline(home, ["receipt", "verify", file, "--json"]);
-    expect(ok.code, ok.stderr).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, identityId: a.id, seq, tool: "sign_http_request", decision: "ok", keyId: a.keyId, keysSource: "embedded" });
-    expect(offline(home, ["receipt", "verify", file]).stdout).toMatch(/^ok /);
+    // Against only the keys it embeds, a receipt proves consistency, not origin: `unanchored`, exit 3.
+    const unanchored = offline(home, ["receipt", "verify", file, "--json"]);
+    expect(unanchored.code, unanchored.stderr).toBe(3);
+    expect(JSON.parse(unanchored.stdout)).toMatchObject({ ok: false, verdict: "unanchored", anchored: false, identityId: a.id, seq, tool: "sign_http_request", decision: "ok", keyId: a.keyId, keysSource: "embedded" });
+    expect(unanchored.stderr).toMatch(/unanchored/);
+    const unanchoredText = offline(home, ["receipt", "verify", file]);
+    expect(unanchoredText.code).toBe(3);
+    expect(unanchoredText.stdout).toMatch(new RegExp(`^unanchored ${a.id}#${seq}: `));
 
     // Against the keys the HTTP server publishes (what a careful recipient uses).
     const server = await startHttpServer(home);
@@ -61,7 +65,10 @@ describe("sigil receipt show / verify", () => {
       await server.stop();
     }
     const keysFile = write(home, "keys.json", JSON.stringify(published));
-    expect(JSON.parse(offline(home, ["receipt", "verify", file, "--keys", keysFile, "--json"]).stdout)).toMatchObject({ ok: true, keysSource: "supplied" });
+    const anchored = offline(home, ["receipt", "verify", file, "--keys", keysFile, "--json"]);
+    expect(anchored.code, anchored.stderr).toBe(0);
+    expect(JSON.parse(anchored.stdout)).toMatchObject({ ok: true, verdict: "ok", anchored: true, keysSource: "supplied" });
+    expect(offline(home, ["receipt", "verify", file, "--keys", keysFile]).stdout).toMatch(/^ok /);
 
     const fails = (mutated: unknown, extra: string[] = []) => {
       const res = offline(home, ["receipt", "verify", write(home, "bad.json", JSON.stringify(mutated)), "--json", ...extra]);

@@ -2,13 +2,14 @@
  * Proofs for parties outside sigil:
  *
  *   sigil receipt show ID SEQ                     a standalone receipt for one audit entry (JSON)
- *   sigil receipt verify FILE [--keys JWKS]       checks a receipt with no home
+ *   sigil receipt verify FILE --keys JWKS         checks a receipt with no home (without --keys: unanchored, exit 3)
  *   sigil receipt verify-email FILE.eml [--keys JWKS]
  *                                                 checks a received message's Sigil-Signature
  *   sigil audit checkpoint ID                     a signed checkpoint of the identity's log
  *
  * `verify` and `verify-email` exit 0 when the proof holds and 1 (with the reason on stderr)
- * when it does not. verify-email needs the sender's public keys: `--keys` with a JWKS from
+ * when it does not; `verify` without `--keys` can only say the receipt is consistent with the keys
+ * it embeds, which proves nothing about whose they are: it prints `unanchored` and exits 3. verify-email needs the sender's public keys: `--keys` with a JWKS from
  * `sigil keys export ID` or `GET /identities/<id>/keys`; without it, the home's registry (when
  * there is a home) supplies them.
  */
@@ -68,22 +69,33 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
 
   receipt
     .command("verify")
-    .description("check a receipt offline (no home needed); --keys checks it against the identity's published JWKS instead of the keys it embeds")
+    .description(
+      "check a receipt offline (no home needed) against the identity's published JWKS (--keys); exit 0 when it verifies against them, 1 when it does not verify, 3 when it is only consistent with the keys it embeds (unanchored: give --keys)",
+    )
     .argument("<file>")
-    .option("--keys <file>", "the identity's JWKS (sigil keys export ID, or GET /identities/<id>/keys)")
+    .option("--keys <file>", "the identity's JWKS (sigil keys export ID, or GET /identities/<id>/keys): only these keys are trusted")
     .addOption(kit.jsonOpt())
     .action(async (file: string, o: { keys?: string; json?: boolean }) => {
       const doc = readJson(file, "a receipt");
       const keys = o.keys !== undefined ? readJson(o.keys, "a JWKS") : undefined;
-      const r = verifyReceipt(doc, keys);
+      const checked = verifyReceipt(doc, keys);
+      // Like a bundle: keys the receipt carries prove consistency, not origin. Only keys the
+      // verifier brought (--keys) anchor it; otherwise a receipt that checks out is `unanchored`.
+      const verdict = !checked.ok ? "failed" : checked.keysSource === "supplied" ? "ok" : "unanchored";
+      const r = { ...checked, ok: verdict === "ok", verdict, anchored: checked.keysSource === "supplied" };
       kit.out(!!o.json, r, () =>
-        r.ok
-          ? `ok   ${shown(r.identityId)}#${r.seq}: ${shown(r.tool)} ${shown(r.decision)} at ${shown(r.ts)}, signed by key ${shown(r.keyId)} (${r.keysSource} keys), in the log's checkpoint of size ${r.checkpoint!.size}`
-          : `FAIL ${shown(r.identityId ?? "receipt")}${r.seq !== undefined ? `#${shown(r.seq)}` : ""}: ${shown(r.error)}`,
+        verdict === "ok"
+          ? `ok   ${shown(r.identityId)}#${r.seq}: ${shown(r.tool)} ${shown(r.decision)} at ${shown(r.ts)}, signed by key ${shown(r.keyId)} (supplied keys), in the log's checkpoint of size ${r.checkpoint!.size}`
+          : verdict === "unanchored"
+            ? `unanchored ${shown(r.identityId)}#${r.seq}: consistent with the keys the receipt itself carries, but nothing anchors them (give --keys with the identity's published JWKS)`
+            : `FAIL ${shown(r.identityId ?? "receipt")}${r.seq !== undefined ? `#${shown(r.seq)}` : ""}: ${shown(r.error)}`,
       );
-      if (!r.ok) {
+      if (verdict === "failed") {
         if (o.json) process.stderr.write(`sigil: ${shown(r.error)}\n`);
         process.exitCode = 1;
+      } else if (verdict === "unanchored") {
+        if (o.json) process.stderr.write("sigil: unanchored: the receipt is consistent with the keys it carries, but nothing anchors them; give --keys JWKS\n");
+        process.exitCode = 3;
       }
     });
 
