@@ -11,6 +11,7 @@
  *           ├─ identities (identity/identities.ts)  issue, rotate, revoke, update policy
  *           ├─ secrets (identity/secrets.ts)    the vault: admin put/delete/list, agent readers
  *           └─ audit (identity/audit-log.ts)    verify, export, query
+ *     tenants (tenant/tenants.ts)               tenants, their admin tokens and keys
  *     auth (identity/auth.ts)                   bearer token → principal
  *     providers (providers/index.ts)            email, telephony, card; created on first use
  *   agent (pipeline/agent-call.ts)              what the agent pipeline uses and hands tools
@@ -31,6 +32,7 @@ import { ExfiltrationJournal } from "./policy/exfiltration-journal.js";
 import { Vault } from "./identity/vault.js";
 import { RefusalThrottle } from "./pipeline/throttle.js";
 import { AuditLog } from "./identity/audit-log.js";
+import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
 import { publicOrigin } from "./provenance/receipt.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
@@ -54,6 +56,7 @@ export interface App {
   readonly chains: AuditChains;
   readonly signers: ActiveSigners;
   readonly auth: Authenticator;
+  readonly tenants: Tenants;
   readonly identities: Identities;
   readonly secrets: Secrets;
   readonly audit: AuditLog;
@@ -71,6 +74,9 @@ export interface App {
 export async function openApp(opts: AppOptions): Promise<App> {
   const { store, master } = await openHome(opts);
   const now = opts.now ?? Date.now;
+  // A home made before tenants existed gets its default tenant (and key) on first open; its
+  // identities, which name no tenant, belong to it. A home that cannot be written stays readable.
+  await ensureDefaultTenant(store, master, now).catch(() => {});
   const instanceId = randomId("inst_", 8);
   const keyring = new Keyring(store, master, now);
   const chains = new AuditChains({
@@ -86,6 +92,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const auditHash = (value: string): string => keyedHash(auditKey, value);
   const signers = new ActiveSigners(store, keyring, chains);
   const auth = new Authenticator(store);
+  const tenants = new Tenants(store, master, now);
   const identities = new Identities(store, chains, keyring, now, instanceId);
   const secrets = new Secrets(store, chains, new Vault(store, master, now));
   const audit = new AuditLog(store, chains, now);
@@ -103,12 +110,13 @@ export async function openApp(opts: AppOptions): Promise<App> {
     chains,
     signers,
     auth,
+    tenants,
     identities,
     secrets,
     audit,
     providers,
     agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
-    admin: { auth, ops: { identities, secrets, audit } },
+    admin: { auth, store, ops: { identities, secrets, audit, tenants } },
     auditHash,
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute

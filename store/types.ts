@@ -10,6 +10,9 @@ export const CHANNELS = ["email", "sms", "voice", "vault", "card", "sign"] as co
 /** The shape of identity ids and token hashes: anything else is refused before it reaches a backend. */
 export const ID_RE = /^id_[0-9a-f]{20}$/;
 export const HASH_RE = /^[0-9a-f]{64}$/;
+/** Tenant ids: `default` (made by `sigil init`, or on the first open of an older home) or `tn_` + 20 hex. */
+export const TENANT_ID_RE = /^(?:default|tn_[0-9a-f]{20})$/;
+export const DEFAULT_TENANT = "default";
 export type Channel = (typeof CHANNELS)[number];
 
 export interface KeyRecord {
@@ -37,6 +40,38 @@ export interface IdentityRecord {
   updatedAt: string;
   revokedAt?: string;
   keys: KeyRecord[];
+  /**
+   * The tenant the identity belongs to. Records written before tenants existed have none and
+   * belong to `default` (see `tenantOf` in src/tenant/tenants.ts).
+   */
+  tenantId?: string;
+  /** The tenant key's signed delegation statements for the identity's keys (src/provenance/delegation.ts), oldest first. */
+  delegations?: DelegationRecord[];
+}
+
+/** A delegation statement as signed by the tenant key (its fields are described in src/provenance/delegation.ts). */
+export interface DelegationRecord {
+  tenant: string;
+  tenantKeyId: string;
+  identity: string;
+  keyId: string;
+  channels: string[];
+  policyHash: string;
+  notBefore: string;
+  notAfter?: string;
+  signature: string;
+}
+
+/** A tenant: a set of identities with its own admin token and signing key. */
+export interface TenantRecord {
+  id: string;
+  name: string;
+  /** The hash of the tenant's admin token; `default` has none (its admin is the root admin). */
+  adminTokenHash?: string;
+  /** The tenant's Ed25519 key (it signs delegation statements), sealed like identity keys. */
+  key: KeyRecord;
+  createdAt: string;
+  updatedAt: string;
 }
 
 export interface RegistryMeta {
@@ -115,6 +150,12 @@ export interface Store {
   updateIdentity(id: string, update: (current: IdentityRecord) => IdentityRecord | Promise<IdentityRecord>): Promise<IdentityRecord>;
   /** Runs `fn` holding the identity's admin lock: serialises multi-step admin operations (key rotation). */
   withIdentityLock<T>(id: string, fn: () => Promise<T>): Promise<T>;
+
+  /** Creates a tenant; refuses (conflict) when its id or admin token hash is taken. */
+  createTenant(record: TenantRecord): Promise<void>;
+  getTenant(id: string): Promise<TenantRecord | undefined>;
+  tenantByTokenHash(tokenHash: string): Promise<TenantRecord | undefined>;
+  listTenants(): Promise<TenantRecord[]>;
 
   putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord>;
   getSecret(identityId: string, name: string): Promise<SecretRecord | undefined>;

@@ -21,6 +21,8 @@ import { vaultGet } from "./vault-get.js";
 import { cardCharge } from "./card-charge.js";
 import { putSecret } from "./admin/put-secret.js";
 import { deleteSecret } from "./admin/delete-secret.js";
+import { createTenant } from "./admin/create-tenant.js";
+import { listTenants } from "./admin/list-tenants.js";
 
 export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest];
 
@@ -36,4 +38,6 @@ export const ADMIN_TOOLS: AdminTool[] = [
   verifyAudit,
   putSecret,
   deleteSecret,
+  createTenant,
+  listTenants,
 ];

@@ -9,6 +9,7 @@ import { registerKeysCommands } from "./keys.js";
 import { registerReceiptCommands } from "./receipt.js";
 import { registerStoreCommands } from "./store.js";
 import { registerCardCommands } from "./card.js";
+import { registerTenantCommands } from "./tenant.js";
 
 export interface CliKit {
   home: () => string;
@@ -23,4 +24,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands];

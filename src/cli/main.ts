@@ -121,10 +121,11 @@ export function buildCli(): Command {
     .option("--policy <json|@file>", "the policy document (default deny)")
     .option("--email <addr>", "the identity's own From address")
     .option("--phone <e164>", "the identity's own phone number")
+    .option("--tenant <id>", "the tenant it belongs to (sigil tenant list)", "default")
     .addOption(jsonOpt())
-    .action(async (o: { name: string; channels: string; policy?: string; email?: string; phone?: string; json?: boolean }) => {
+    .action(async (o: { name: string; channels: string; policy?: string; email?: string; phone?: string; tenant: string; json?: boolean }) => {
       const policy = readPolicyArg(o.policy);
-      const r = await withApp((app) => app.identities.create({ name: o.name, channels: o.channels.split(","), policy, email: o.email, phone: o.phone }));
+      const r = await withApp((app) => app.identities.create({ name: o.name, channels: o.channels.split(","), policy, email: o.email, phone: o.phone, tenantId: o.tenant }));
       out(!!o.json, r, () => `Created ${r.id} (${r.name})\nkey: ${r.keyId}\nAgent token (shown once): ${r.token}`);
     });
   identity

@@ -5,17 +5,30 @@
 import { hashesEqual, tokenHash } from "../crypto/core.js";
 import type { IdentityRecord, Store } from "../../store/types.js";
 
+/**
+ * An admin is the root admin (the token `sigil init` printed: every tenant) or a tenant's admin
+ * (`tenantId`: only that tenant's identities; see src/tenant/scope.ts).
+ */
 export type Principal =
   | { kind: "agent"; identityId: string; tokenHash: string }
-  | { kind: "admin"; tokenHash: string };
+  | { kind: "admin"; tokenHash: string; tenantId?: string };
 
 export class Authenticator {
-  constructor(private readonly store: Pick<Store, "meta" | "identityByTokenHash">) {}
+  constructor(private readonly store: Pick<Store, "meta" | "identityByTokenHash" | "tenantByTokenHash" | "getTenant">) {}
 
+  /** Whether the token is the root admin token. */
   async admin(token: string | undefined): Promise<boolean> {
     if (!token || !token.startsWith("sigil_admin_")) return false;
     const meta = await this.store.meta();
     return hashesEqual(tokenHash(token), meta.adminTokenHash);
+  }
+
+  /** The tenant whose admin token this is, if any. */
+  async tenantAdmin(token: string | undefined): Promise<string | undefined> {
+    if (!token || !token.startsWith("sigil_admin_")) return undefined;
+    const h = tokenHash(token);
+    const t = await this.store.tenantByTokenHash(h);
+    return t?.adminTokenHash !== undefined && hashesEqual(t.adminTokenHash, h) ? t.id : undefined;
   }
 
   /** The identity a token belongs to, if the token is current and the identity not revoked. */
@@ -30,13 +43,21 @@ export class Authenticator {
   /** Resolves a bearer token to a principal, or undefined (wrong, revoked, or not a sigil token). */
   async principal(token: string | undefined): Promise<Principal | undefined> {
     if (!token) return undefined;
-    if (token.startsWith("sigil_admin_")) return (await this.admin(token)) ? { kind: "admin", tokenHash: tokenHash(token) } : undefined;
+    if (token.startsWith("sigil_admin_")) {
+      if (await this.admin(token)) return { kind: "admin", tokenHash: tokenHash(token) };
+      const tenantId = await this.tenantAdmin(token);
+      return tenantId !== undefined ? { kind: "admin", tokenHash: tokenHash(token), tenantId } : undefined;
+    }
     const rec = await this.agent(token);
     return rec ? { kind: "agent", identityId: rec.id, tokenHash: rec.tokenHash } : undefined;
   }
 
-  /** Whether the admin token a session was opened with (by its hash) is still the home's admin token. */
-  async adminStillValid(hash: string): Promise<boolean> {
+  /** Whether the admin token a session was opened with (by its hash) is still the home's (or its tenant's) admin token. */
+  async adminStillValid(hash: string, tenantId?: string): Promise<boolean> {
+    if (tenantId !== undefined) {
+      const t = await this.store.getTenant(tenantId);
+      return t?.adminTokenHash !== undefined && hashesEqual(t.adminTokenHash, hash);
+    }
     const meta = await this.store.meta();
     return hashesEqual(meta.adminTokenHash, hash);
   }

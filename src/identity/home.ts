@@ -12,6 +12,7 @@ import { describeStore, openStore } from "../../store/index.js";
 import { type Store, StoreError } from "../../store/types.js";
 import { type FileLayer, realFiles } from "../util/fsx.js";
 import { filesFromEnv } from "../util/faults.js";
+import { ensureDefaultTenant } from "../tenant/tenants.js";
 
 export const SCHEMA_VERSION = 1;
 
@@ -110,6 +111,7 @@ async function initIn(opts: HomeOptions, store: Store, where: string): Promise<{
     }
     throw err;
   }
+  await ensureDefaultTenant(store, master, Date.now);
   return { home: opts.home, adminToken };
 }
 

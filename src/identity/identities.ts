@@ -9,7 +9,7 @@ import type { AuditChains, Draft } from "../audit/chain.js";
 import { parsePolicy } from "../policy/schema.js";
 import { validateAddress } from "../policy/email-address.js";
 import { parsePhone } from "../policy/phone.js";
-import type { IdentityRecord, Store } from "../../store/types.js";
+import { DEFAULT_TENANT, type IdentityRecord, type Store } from "../../store/types.js";
 import type { Keyring } from "./keyring.js";
 import { type IdentityView, NAME_RE, parseChannels, policyHash, publicView, requireIdentity } from "./records.js";
 
@@ -19,6 +19,8 @@ export interface CreateIdentityInput {
   policy?: unknown;
   email?: string;
   phone?: string;
+  /** The tenant it belongs to (default `default`). */
+  tenantId?: string;
 }
 
 /** An administrative event in the identity's chain (session "admin"). */
@@ -92,6 +94,10 @@ export class Identities {
     if (needsNumber.length > 0 && phone === undefined) {
       throw new Denied("invalid_arguments", `the ${needsNumber.join(" and ")} channel${needsNumber.length > 1 ? "s need" : " needs"} the identity's own number: give phone (--phone) as E.164, e.g. +14155550100.`);
     }
+    const tenantId = input.tenantId ?? DEFAULT_TENANT;
+    if (typeof tenantId !== "string" || !(await this.store.getTenant(tenantId))) {
+      throw new Denied("not_found", `No tenant ${typeof tenantId === "string" ? tenantId.slice(0, 40) : ""}.`);
+    }
     const token = newToken("agent");
     const key = this.keyring.newKeyRecord(id, "active");
     const now = new Date(this.now()).toISOString();
@@ -108,6 +114,7 @@ export class Identities {
       createdAt: now,
       updatedAt: now,
       keys: [key],
+      tenantId,
     };
     await this.store.createIdentity(record);
     await this.chains.commit(id, () => ({ value: null })); // writes the genesis entry

@@ -50,6 +50,7 @@ export class Keyring implements ChainKeyring {
         phase: "event",
         decision: "ok",
         name: rec.name,
+        ...(rec.tenantId !== undefined ? { tenant: rec.tenantId } : {}),
         channels: rec.channels,
         publicKey: first.publicKey,
         policyVersion: rec.policyVersion,

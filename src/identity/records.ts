@@ -6,10 +6,11 @@
 import { sha256hex } from "../crypto/core.js";
 import { Denied } from "../errors.js";
 import { jcs } from "../util/jcs.js";
-import { CHANNELS, type Channel, type IdentityRecord, type KeyRecord, type Store } from "../../store/types.js";
+import { CHANNELS, DEFAULT_TENANT, type Channel, type IdentityRecord, type KeyRecord, type Store } from "../../store/types.js";
 
 /** An identity as the CLI, the admin tools and the agent tools see it: never its token hash or sealed private keys. */
-export type IdentityView = Omit<IdentityRecord, "tokenHash" | "updatedAt" | "keys"> & {
+export type IdentityView = Omit<IdentityRecord, "tokenHash" | "updatedAt" | "keys" | "tenantId" | "delegations"> & {
+  tenantId: string;
   keyId: string;
   publicKey: string;
   keys: Array<Omit<KeyRecord, "sealed" | "createdAt">>;
@@ -42,6 +43,7 @@ export function publicView(rec: IdentityRecord): IdentityView {
   return {
     id: rec.id,
     name: rec.name,
+    tenantId: rec.tenantId ?? DEFAULT_TENANT,
     channels: rec.channels,
     email: rec.email,
     ...(rec.phone ? { phone: rec.phone } : {}),
@@ -68,9 +70,14 @@ export function viewOf(rec: IdentityRecord): IdentityView {
   return v;
 }
 
+/** The refusal for an identity that does not exist (or, for a tenant admin, is not its tenant's: the same words). */
+export function noSuchIdentity(id: unknown): Denied {
+  return new Denied("not_found", `No identity ${typeof id === "string" ? id.slice(0, 40) : ""}.`);
+}
+
 /** The identity's record; refused (`not_found`) when there is none. */
 export async function requireIdentity(store: Pick<Store, "getIdentity">, id: string): Promise<IdentityRecord> {
   const rec = typeof id === "string" ? await store.getIdentity(id) : undefined;
-  if (!rec) throw new Denied("not_found", `No identity ${typeof id === "string" ? id.slice(0, 40) : ""}.`);
+  if (!rec) throw noSuchIdentity(id);
   return rec;
 }

@@ -18,6 +18,7 @@ import type { VaultReader } from "../identity/secrets.js";
 import type { Identities } from "../identity/identities.js";
 import type { Secrets } from "../identity/secrets.js";
 import type { AuditLog } from "../identity/audit-log.js";
+import type { Tenants } from "../tenant/tenants.js";
 
 export interface SessionMemory {
   /** Secret values this session has read with vault_get (in memory only, for the exfiltration guard). */
@@ -97,15 +98,21 @@ export function defineTool<S extends z.ZodObject>(tool: AgentTool<S>): AgentTool
   return tool as unknown as AgentTool;
 }
 
-/** What admin tools may call: the identity, vault and audit operations (the CLI's, too). */
+/**
+ * What admin tools may call: the identity, vault, audit and tenant operations (the CLI's, too).
+ * A tenant admin gets the same operations narrowed to its tenant (src/tenant/scope.ts).
+ */
 export interface AdminContext {
-  identities: Identities;
-  secrets: Secrets;
-  audit: AuditLog;
+  identities: Pick<Identities, "create" | "list" | "show" | "updatePolicy" | "rotateKey" | "rotateToken" | "revoke">;
+  secrets: Pick<Secrets, "put" | "delete">;
+  audit: Pick<AuditLog, "query" | "verify">;
+  tenants: Pick<Tenants, "create" | "list">;
 }
 
 export interface AdminTool<S extends z.ZodObject = z.ZodObject> {
   name: string;
+  /** Only the root admin (the `sigil init` token) is shown this tool; tenant admins are not. */
+  rootOnly?: boolean;
   title: string;
   description: string;
   annotations: ToolAnnotations;

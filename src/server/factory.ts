@@ -101,10 +101,13 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
     });
   } else {
     const admin = deps.app.admin;
-    const byName = new Map(ADMIN_TOOLS.map((t) => [t.name, t]));
-    listOnly(mcp, ADMIN_TOOLS);
+    // A tenant admin is not shown (and cannot call) the root admin's tools.
+    const tools = principal.tenantId === undefined ? ADMIN_TOOLS : ADMIN_TOOLS.filter((t) => !t.rootOnly);
+    const byName = new Map(tools.map((t) => [t.name, t]));
+    listOnly(mcp, tools);
+    const caller = { tokenHash: principal.tokenHash, ...(principal.tenantId !== undefined ? { tenantId: principal.tenantId } : {}) };
     mcp.server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> =>
-      track(callAdminTool(admin, principal.tokenHash, byName.get(req.params.name), req.params.name, req.params.arguments)),
+      track(callAdminTool(admin, caller, byName.get(req.params.name), req.params.name, req.params.arguments)),
     );
   }
   return mcp;

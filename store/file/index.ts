@@ -7,6 +7,8 @@
  *   cross-process lock; readers revalidate their cache with one stat() per call.
  * - `tokens/<sha256>`: the token index (hash → identity id); the identity document stays the
  *   authority (its tokenHash must match), so a stale index entry can never authenticate.
+ * - `tenants/<id>.json`: one document per tenant; `tenant-tokens/<sha256>`: the tenant admin token
+ *   index (hash → tenant id; the tenant document stays the authority, as for identities).
  * - `secrets/<id>.json`: sealed vault secrets.
  * - `audit/<id>.jsonl`: the audit chains (see audit.ts).
  */
@@ -19,6 +21,8 @@ import {
   type RegistryMeta,
   type SecretRecord,
   type Store,
+  type TenantRecord,
+  TENANT_ID_RE,
   StoreError,
   ID_RE,
   HASH_RE,
@@ -56,9 +60,11 @@ export class FileStore implements Store {
   private identityFile = (id: string): string => path.join(this.home, "identities", `${id}.json`);
   private tokenFile = (hash: string): string => path.join(this.home, "tokens", hash);
   private secretsFile = (id: string): string => path.join(this.home, "secrets", `${id}.json`);
+  private tenantFile = (id: string): string => path.join(this.home, "tenants", `${id}.json`);
+  private tenantTokenFile = (hash: string): string => path.join(this.home, "tenant-tokens", hash);
 
   async initialise(meta: RegistryMeta): Promise<void> {
-    for (const d of ["", "identities", "tokens", "secrets", "audit", "outbox"]) {
+    for (const d of ["", "identities", "tokens", "tenants", "tenant-tokens", "secrets", "audit", "outbox"]) {
       await this.files.mkdir(path.join(this.home, d), 0o700);
     }
     const created = await createFileDurable(this.files, this.metaFile(), JSON.stringify(meta, null, 1) + "\n");
@@ -158,6 +164,60 @@ export class FileStore implements Store {
       this.cache.delete(id);
       return after;
     });
+  }
+
+  async createTenant(record: TenantRecord): Promise<void> {
+    if (!TENANT_ID_RE.test(record.id)) throw new StoreError("bad tenant id", "conflict");
+    if (record.adminTokenHash !== undefined && !HASH_RE.test(record.adminTokenHash)) throw new StoreError("bad token hash", "conflict");
+    await this.meta();
+    // Homes made before tenants existed have neither directory.
+    for (const d of ["tenants", "tenant-tokens"]) await this.files.mkdir(path.join(this.home, d), 0o700);
+    await this.locks.withLock(`tenant:${record.id}`, async () => {
+      if (record.adminTokenHash !== undefined) {
+        // The token index first: an index entry without its tenant authenticates nothing.
+        const indexed = await createFileDurable(this.files, this.tenantTokenFile(record.adminTokenHash), record.id + "\n");
+        if (!indexed) throw new StoreError("that admin token hash is taken", "conflict");
+      }
+      const created = await createFileDurable(this.files, this.tenantFile(record.id), JSON.stringify(record, null, 1) + "\n");
+      if (!created) throw new StoreError(`tenant ${record.id} exists`, "conflict");
+    });
+  }
+
+  async getTenant(id: string): Promise<TenantRecord | undefined> {
+    if (typeof id !== "string" || !TENANT_ID_RE.test(id)) return undefined;
+    const db = new Low<TenantRecord | null>(new DurableJsonDocument(this.files, this.tenantFile(id)), null);
+    await db.read();
+    return db.data ?? undefined;
+  }
+
+  async tenantByTokenHash(tokenHash: string): Promise<TenantRecord | undefined> {
+    if (typeof tokenHash !== "string" || !HASH_RE.test(tokenHash)) return undefined;
+    let id: string;
+    try {
+      id = (await this.files.readFile(this.tenantTokenFile(tokenHash))).toString("utf8").trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new StoreError("the registry cannot be read", "unreadable", { cause: err });
+    }
+    return this.getTenant(id);
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    await this.meta();
+    let names: string[];
+    try {
+      names = await this.files.readdir(path.join(this.home, "tenants"));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new StoreError("the registry cannot be read", "unreadable", { cause: err });
+    }
+    const out: TenantRecord[] = [];
+    for (const n of names) {
+      if (!n.endsWith(".json") || n.startsWith(".")) continue;
+      const rec = await this.getTenant(n.slice(0, -5));
+      if (rec) out.push(rec);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }
 
   private secretsDb(identityId: string): Low<SecretsDoc> {

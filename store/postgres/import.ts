@@ -1,6 +1,6 @@
 /**
  * Copies a whole store (the embedded home) into an empty PostgreSQL store, in ONE transaction:
- * either everything arrives — registry, identities, secrets (still sealed: the master key stays
+ * either everything arrives — registry, tenants, identities, secrets (still sealed: the master key stays
  * where it was), every audit line byte for byte with its chain head — or nothing does.
  * The caller verifies the source chains first and the copies afterwards (see commands/store.ts).
  */
@@ -12,6 +12,7 @@ import type { PostgresStore } from "./index.js";
 const BATCH = 500;
 
 export interface ImportCounts {
+  tenants: number;
   identities: number;
   entries: number;
   secrets: number;
@@ -29,17 +30,22 @@ async function insertLines(c: Conn, identityId: string, batch: Array<{ seq: numb
 export async function importStore(source: Store, target: PostgresStore): Promise<ImportCounts> {
   const meta = await source.meta();
   const identities = await source.listIdentities();
+  const tenants = await source.listTenants();
   await target.schema();
   return target.db.tx("main", async (c) => {
     // Nothing may be merged into an existing registry: the target must be empty.
-    await c.query("LOCK TABLE sigil_meta, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets IN EXCLUSIVE MODE");
+    await c.query("LOCK TABLE sigil_meta, sigil_tenants, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets IN EXCLUSIVE MODE");
     const existing = await c.query<{ n: number }>(
-      "SELECT (SELECT count(*) FROM sigil_meta)::int + (SELECT count(*) FROM sigil_identities)::int + (SELECT count(*) FROM sigil_audit_entries)::int AS n",
+      "SELECT (SELECT count(*) FROM sigil_meta)::int + (SELECT count(*) FROM sigil_tenants)::int + (SELECT count(*) FROM sigil_identities)::int + (SELECT count(*) FROM sigil_audit_entries)::int AS n",
     );
     if ((existing.rows[0]?.n ?? 0) > 0) {
       throw new StoreError(`${target.where} already holds sigil data; migrate only into an empty database`, "already_initialised");
     }
-    const counts: ImportCounts = { identities: 0, entries: 0, secrets: 0 };
+    const counts: ImportCounts = { tenants: 0, identities: 0, entries: 0, secrets: 0 };
+    for (const t of tenants) {
+      await c.query("INSERT INTO sigil_tenants (id, admin_token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [t.id, t.adminTokenHash ?? null, JSON.stringify(t), t.createdAt]);
+      counts.tenants++;
+    }
     for (const rec of identities) {
       await c.query("INSERT INTO sigil_identities (id, token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [
         rec.id,

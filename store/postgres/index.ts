@@ -18,7 +18,9 @@ import {
   type RegistryMeta,
   type SecretRecord,
   type Store,
+  type TenantRecord,
   StoreError,
+  TENANT_ID_RE,
   ID_RE,
   HASH_RE,
 } from "../types.js";
@@ -166,6 +168,43 @@ export class PostgresStore implements Store {
         (err: unknown) => c.release(err ?? true), // never reuse a connection that may still hold the lock
       );
     }
+  }
+
+  async createTenant(record: TenantRecord): Promise<void> {
+    if (!TENANT_ID_RE.test(record.id)) throw new StoreError("bad tenant id", "conflict");
+    if (record.adminTokenHash !== undefined && !HASH_RE.test(record.adminTokenHash)) throw new StoreError("bad token hash", "conflict");
+    await this.meta();
+    try {
+      await this.db.query("INSERT INTO sigil_tenants (id, admin_token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [
+        record.id,
+        record.adminTokenHash ?? null,
+        JSON.stringify(record),
+        record.createdAt,
+      ]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`tenant ${record.id} (or its token hash) exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getTenant(id: string): Promise<TenantRecord | undefined> {
+    if (typeof id !== "string" || !TENANT_ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: TenantRecord }>("SELECT record FROM sigil_tenants WHERE id = $1", [id]);
+    return r.rows[0]?.record;
+  }
+
+  async tenantByTokenHash(tokenHash: string): Promise<TenantRecord | undefined> {
+    if (typeof tokenHash !== "string" || !HASH_RE.test(tokenHash)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: TenantRecord }>("SELECT record FROM sigil_tenants WHERE admin_token_hash = $1", [tokenHash]);
+    return r.rows[0]?.record;
+  }
+
+  async listTenants(): Promise<TenantRecord[]> {
+    await this.meta();
+    const r = await this.db.query<{ record: TenantRecord }>("SELECT record FROM sigil_tenants ORDER BY created_at, id");
+    return r.rows.map((row) => row.record);
   }
 
   async putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord> {

@@ -90,6 +90,21 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 4,
+    description: "tenants",
+    sql: `
+      -- One row per tenant (the record as jsonb); its admin token hash in a unique column, NULL for
+      -- the default tenant, whose admin is the root admin. Identities name their tenant inside
+      -- their record (older records name none: they belong to the default tenant).
+      CREATE TABLE sigil_tenants (
+        id text PRIMARY KEY,
+        admin_token_hash text UNIQUE,
+        record jsonb NOT NULL,
+        created_at text NOT NULL
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

@@ -23,7 +23,9 @@ export interface Home {
   cli(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): { code: number; stdout: string; stderr: string };
   /** Runs the CLI with --json and parses stdout; throws with stderr on a non-zero exit. */
   json<T = any>(args: string[], opts?: { input?: string; env?: NodeJS.ProcessEnv }): T;
-  createIdentity(opts: { name?: string; channels: string; policy?: unknown; email?: string; phone?: string }): Identity;
+  createIdentity(opts: { name?: string; channels: string; policy?: unknown; email?: string; phone?: string; tenant?: string }): Identity;
+  /** `sigil tenant create --name N --json`. */
+  createTenant(name?: string): Tenant;
   /** Which store backend holds this home's data ("postgres": a fresh database of its own). */
   store: Backend;
   /** The identity's audit entries, parsed, whatever the backend (via `sigil audit export`). */
@@ -37,6 +39,14 @@ export interface Identity {
   id: string;
   name: string;
   token: string;
+  keyId: string;
+  publicKey: string;
+}
+
+export interface Tenant {
+  id: string;
+  name: string;
+  adminToken: string;
   keyId: string;
   publicKey: string;
 }
@@ -81,8 +91,10 @@ export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backe
       // SMS and calls need the identity's own number (creation refuses them without one).
       const phone = o.phone ?? (/\b(sms|voice)\b/.test(o.channels) ? "+14155550100" : undefined);
       if (phone) args.push("--phone", phone);
+      if (o.tenant) args.push("--tenant", o.tenant);
       return json<Identity>(args);
     },
+    createTenant: (name = "tenant") => json<Tenant>(["tenant", "create", "--name", name]),
     merchants(categories) {
       mkdirSync(path.join(env.SIGIL_HOME!, "card"), { recursive: true, mode: 0o700 });
       writeFileSync(path.join(env.SIGIL_HOME!, "card", "merchants.json"), JSON.stringify(categories), { mode: 0o600 });

@@ -14,7 +14,8 @@ export const createIdentity = defineAdminTool({
     policies: z.record(z.string(), z.unknown()).optional().describe("Older name of policy, still accepted"),
     email: z.string().max(254).optional().describe("The identity's own From address"),
     phone: z.string().max(16).optional().describe("The identity's own E.164 number"),
+    tenantId: z.string().max(64).optional().describe("Its tenant (default: the caller's, or default)"),
   }).refine((a) => a.policy === undefined || a.policies === undefined, { error: "give the policy document once, as policy (policies is its older name)", path: ["policy"] }),
   output: z.object({ id: z.string(), name: z.string(), token: z.string(), keyId: z.string(), publicKey: z.string() }),
-  run: ({ identities }, a) => identities.create({ name: a.name, channels: a.channels, policy: a.policy ?? a.policies ?? {}, email: a.email, phone: a.phone }),
+  run: ({ identities }, a) => identities.create({ name: a.name, channels: a.channels, policy: a.policy ?? a.policies ?? {}, email: a.email, phone: a.phone, ...(a.tenantId !== undefined ? { tenantId: a.tenantId } : {}) }),
 });

@@ -16,6 +16,7 @@ export const KeyView = z.object({
 export const IdentityView = z.object({
   id: z.string(),
   name: z.string(),
+  tenantId: z.string(),
   channels: z.array(z.string()),
   email: z.string(),
   phone: z.string().optional(),

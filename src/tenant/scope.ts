@@ -1,0 +1,76 @@
+/**
+ * A tenant admin's view of the admin operations: the same operations the root admin and the CLI
+ * use, narrowed to one tenant. An identity of another tenant is refused exactly as a missing one
+ * is (`not_found`, the same sentence), before anything else is looked at, so a tenant admin cannot
+ * tell another tenant's identity from an id that does not exist; lists leave them out, and what a
+ * tenant admin creates belongs to its tenant.
+ */
+import type { AdminContext } from "../pipeline/tool.js";
+import type { IdentityRecord, Store } from "../../store/types.js";
+import { Denied } from "../errors.js";
+import { noSuchIdentity } from "../identity/records.js";
+import { tenantOf } from "./tenants.js";
+
+/** Whether the identity belongs to the tenant. */
+export type Membership = (rec: IdentityRecord, tenantId: string) => boolean | Promise<boolean>;
+
+export const byRecord: Membership = (rec, tenantId) => tenantOf(rec) === tenantId;
+
+export function scopedAdmin(ops: AdminContext, store: Pick<Store, "getIdentity">, tenantId: string, member: Membership = byRecord): AdminContext {
+  /** Refuses (as missing) an identity that is not the tenant's; runs nothing else first. */
+  const own = async (id: unknown): Promise<void> => {
+    const rec = typeof id === "string" ? await store.getIdentity(id) : undefined;
+    if (!rec || !(await member(rec, tenantId))) throw noSuchIdentity(id);
+  };
+  const mine = async (id: string): Promise<boolean> => {
+    const rec = await store.getIdentity(id);
+    return rec !== undefined && (await member(rec, tenantId));
+  };
+  const { identities, secrets, audit, tenants } = ops;
+  return {
+    identities: {
+      create: async (input) => {
+        // Another tenant is as unknown to a tenant admin as a tenant that does not exist.
+        if (input.tenantId !== undefined && input.tenantId !== tenantId) throw new Denied("not_found", `No tenant ${String(input.tenantId).slice(0, 40)}.`);
+        return identities.create({ ...input, tenantId });
+      },
+      list: async () => {
+        const out = [];
+        for (const v of await identities.list()) if (v.tenantId === tenantId && (await mine(v.id))) out.push(v);
+        return out;
+      },
+      show: async (id) => (await own(id), identities.show(id)),
+      updatePolicy: async (id, policy) => (await own(id), identities.updatePolicy(id, policy)),
+      rotateKey: async (id) => (await own(id), identities.rotateKey(id)),
+      rotateToken: async (id) => (await own(id), identities.rotateToken(id)),
+      revoke: async (id) => (await own(id), identities.revoke(id)),
+    },
+    secrets: {
+      put: async (id, name, value) => (await own(id), secrets.put(id, name, value)),
+      delete: async (id, name) => (await own(id), secrets.delete(id, name)),
+    },
+    audit: {
+      query: async (id, opts) => (await own(id), audit.query(id, opts)),
+      verify: async (id) => {
+        if (id !== undefined) return (await own(id), audit.verify(id));
+        // Every log of the tenant's identities, one by one (never another tenant's).
+        const identitiesOut = [];
+        for (const v of await identities.list()) {
+          if (v.tenantId !== tenantId || !(await mine(v.id))) continue;
+          identitiesOut.push(...(await audit.verify(v.id)).identities);
+        }
+        return { ok: identitiesOut.every((r) => r.ok), identities: identitiesOut };
+      },
+    },
+    tenants: {
+      create: () => {
+        throw noSuchTool();
+      },
+      list: async () => (await tenants.list()).filter((t) => t.id === tenantId),
+    },
+  };
+}
+
+function noSuchTool(): Denied {
+  return new Denied("tool_not_available", 'there is no admin tool "create_tenant".');
+}
