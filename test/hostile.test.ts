@@ -270,7 +270,7 @@ async function hostileCall(name: string, args: Record<string, unknown>): Promise
       for (const m of newMails) {
         expect(m.rcptTo.length).toBeLessThanOrEqual(POLICY.maxRecipients);
         for (const rcpt of m.rcptTo) expect(rcpt, what).toMatch(ALLOWED_RCPT);
-        expect(m.raw.toString("latin1")).not.toMatch(/^bcc:/im);
+        expect(m.raw.toString("latin1").split(/\r?\n\r?\n/)[0], what).not.toMatch(/^bcc:/im); // the header block (a body line may read "Bcc:")
       }
       break;
     case "send_sms":
