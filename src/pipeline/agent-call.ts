@@ -1,13 +1,14 @@
 /**
- * The governed pipeline. Every agent tool call passes through `callAgentTool`, in this order and
- * without exception:
+ * The governed agent call. Every agent tool call passes these steps, in this order and without
+ * exception (docs/ARCHITECTURE.md, "A call, from token to audit line"):
  *
- *   authenticate → validate → session guard → policy (+ human approval) → audit intent (durable)
- *   → act → audit result (durable) → result with its receipt
+ *   authorize → validate → guard → decide → record intent → act → record result
  *
- * Policy evaluation and the entry that records its decision are one atomic step per identity
- * across processes (see audit/chain.ts). Refusals are audited and answered with
- * `denied: <reason_code>: <sentence>`; provider failures with safe text and a reference id.
+ * Each step is a method of `AgentCall` below; a step that refuses ends the call with its answer
+ * (`Stop`). Deciding and recording the intent are one atomic step per identity across processes
+ * (`chains.commit`, see audit/chain.ts), made on the identity's current record read under that lock.
+ * Refusals are audited and answered with `denied: <reason_code>: <sentence>`; provider failures
+ * with safe text and a reference id.
  */
 import { type CallToolResult, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
 import { hashesEqual } from "../crypto/core.js";
@@ -17,7 +18,7 @@ import type { AuditEntry } from "../audit/entry.js";
 import { evaluate, type Decision, type NormalizedAction } from "../policy/evaluate.js";
 import { EXFILTRATION } from "../policy/exfiltration.js";
 import { type ExfiltrationJournal, stringsOf } from "../policy/exfiltration-journal.js";
-import { parsePolicy, type Policy } from "../policy/schema.js";
+import { parsePolicy } from "../policy/schema.js";
 import { ProviderError } from "../providers/types.js";
 import type { Providers } from "../providers/index.js";
 import type { IdentityRecord, Store } from "../../store/types.js";
@@ -25,7 +26,7 @@ import type { ActiveSigners } from "../identity/keyring.js";
 import type { Secrets, VaultReader } from "../identity/secrets.js";
 import { viewOf } from "../identity/records.js";
 import { jcs } from "../util/jcs.js";
-import type { AgentTool, ElicitRequest, ElicitResponse, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
+import type { AgentTool, ElicitRequest, ElicitResponse, PreparedAct, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
 import { type RefusalThrottle, THROTTLED } from "./throttle.js";
 
@@ -66,6 +67,403 @@ export type Elicit = ((req: ElicitRequest) => Promise<ElicitResponse>) | undefin
 const IDEMPOTENCY_WAIT_MS = 30_000;
 /** How long a human's approval stays usable after the question was asked. */
 const APPROVAL_VALID_MS = 10 * 60_000;
+
+export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit): Promise<CallToolResult> {
+  const call = new AgentCall(session, elicit);
+  try {
+    const { identity, tool: known } = await call.authorize(tool, name);
+    const args = await call.validate(known, rawArgs);
+    const governed = await call.guard(known, identity, args);
+    const intent = await call.decideAndRecordIntent(governed);
+    const done = await call.act(governed, intent);
+    return await call.recordResult(governed, intent, done);
+  } catch (err) {
+    if (err instanceof Stop) return err.result;
+    throw err;
+  }
+}
+
+/** A step ended the call; `result` is its answer. */
+class Stop {
+  constructor(readonly result: CallToolResult) {}
+}
+
+/** A validated call past its guards: what decide, act and record result work with. */
+interface Governed {
+  tool: AgentTool;
+  args: Record<string, unknown>;
+  /** The arguments as the log records them (tool.redact). */
+  redacted: Record<string, unknown>;
+  /** What the tool receives; decide refreshes its identity and policy when the policy changed. */
+  ctx: ToolContext;
+  /** The identity's policy version the call was validated under. */
+  policyVersion: number;
+}
+
+/** What decide concluded, under the chain lock. */
+type Step =
+  | { kind: "denied"; reason: string; message: string }
+  | { kind: "approve"; normalized: NormalizedAction }
+  | { kind: "go"; normalized: NormalizedAction }
+  | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
+  | { kind: "wait" }
+  | { kind: "throttled" };
+
+/** The recorded decision to act: the entry (intent, or the call entry of a reading tool) and the act's first phase. */
+interface Intent {
+  entry: AuditEntry;
+  normalized: NormalizedAction;
+  preparing: Promise<PreparedAct | undefined> | undefined;
+}
+
+type Done = { outcome: ToolOutcome; failure?: undefined } | { outcome?: undefined; failure: { decision: "failed" | "unknown"; reason: string; result: CallToolResult } };
+
+/** What the human approved: this exact action under this policy version, once, until `expiresAt`. */
+interface Approval {
+  actionHash: string;
+  policyVersion: number;
+  expiresAt: number;
+  used: boolean;
+}
+
+class AgentCall {
+  private readonly deps: AgentDeps;
+  private readonly identityId: string;
+
+  constructor(
+    private readonly session: AgentSession,
+    private readonly elicit: Elicit,
+  ) {
+    this.deps = session.deps;
+    this.identityId = session.identityId;
+  }
+
+  /**
+   * 1. Authorize: the registry record, read fresh. The credential this session was opened with must
+   * still be current, and the tool one of the identity's channels. decide checks all of this again
+   * on the record it reads under the chain lock; this read cannot be that one: it gates the guard,
+   * whose journal update must not happen for a session that is no longer authorised, and the guard
+   * cannot move under the lock (its journal read would then serialise every call of the identity).
+   */
+  async authorize(tool: AgentTool | undefined, name: string): Promise<{ identity: IdentityRecord; tool: AgentTool }> {
+    let identity: IdentityRecord | undefined;
+    try {
+      identity = await this.deps.store.getIdentity(this.identityId);
+    } catch (err) {
+      const ref = refId();
+      logInternal(ref, "registry read", err);
+      throw new Stop(deniedResult("registry_unavailable", `the registry cannot be read, so nothing was done (${ref}).`));
+    }
+    if (!identity) throw new Stop(deniedResult("revoked", "this identity no longer exists."));
+    const toolName = tool?.name ?? unknownToolName(name, this.deps.hash);
+    if (identity.revokedAt) throw await this.refuse(toolName, "revoked", "this identity has been revoked.");
+    if (!hashesEqual(identity.tokenHash, this.session.tokenHash)) {
+      throw await this.refuse(toolName, "token_rotated", "this session's token has been replaced; reconnect with the new token.");
+    }
+    if (!tool || (tool.channel !== null && !identity.channels.includes(tool.channel))) {
+      throw await this.refuse(toolName, "tool_not_available", `there is no tool "${safeText(name, 64)}" for this identity.`);
+    }
+    return { identity, tool };
+  }
+
+  /** 2. Validate strictly against the tool's schema (unknown keys refused); the log records the argument names, not values. */
+  async validate(tool: AgentTool, rawArgs: unknown): Promise<Record<string, unknown>> {
+    const parsed = tool.input.safeParse(rawArgs ?? {});
+    if (!parsed.success) {
+      throw await this.refuse(tool.name, "invalid_arguments", describeIssues(parsed.error as never), { args: this.shape(tool, rawArgs) });
+    }
+    return parsed.data as Record<string, unknown>;
+  }
+
+  /**
+   * 3. Guard. First the exfiltration guard, before anything records a value: no argument of any
+   * tool may carry a vault value this identity read in the last 24 hours (any session, any
+   * process), nor continue one from what it sent in the last hour (README "Secrets stay secret").
+   * Then the arguments' log form (tool.redact) and the policy (parsed once per version), and the
+   * tool's own session checks (e.g. an identity without a phone number of its own).
+   */
+  async guard(tool: AgentTool, identity: IdentityRecord, args: Record<string, unknown>): Promise<Governed> {
+    const { deps, identityId } = this;
+    try {
+      const outbound = tool.channel !== null && tool.channel !== "vault";
+      const fields = Object.entries(args).map(([k, v]) => [k, stringsOf(v).join("\n")] as const);
+      if (await deps.exfiltration.carries(identityId, fields, outbound)) {
+        throw await this.refuse(tool.name, EXFILTRATION.reason, EXFILTRATION.message, { args: this.shape(tool, args) });
+      }
+    } catch (err) {
+      if (err instanceof Stop) throw err;
+      const ref = refId();
+      logInternal(ref, "exfiltration guard", err);
+      const code = err instanceof SigilError ? err.code : "guard_unavailable";
+      throw await this.refuse(tool.name, code, `the exfiltration guard cannot check this call, so nothing was done (${ref}).`, { args: this.shape(tool, args) });
+    }
+
+    let redacted: Record<string, unknown>;
+    try {
+      redacted = tool.redact(args as never, deps.hash);
+    } catch {
+      throw await this.refuse(tool.name, "invalid_arguments", "the arguments cannot be recorded.", { args: this.shape(tool, args) });
+    }
+    const policy = cachedPolicy(identity.policy);
+    if (!policy.ok) throw await this.refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
+    const ctx: ToolContext = {
+      identity: viewOf(identity),
+      policy: policy.policy,
+      sessionId: this.session.sessionId,
+      signer: () => deps.signers.active(identityId),
+      vault: guardedReader(deps.secrets.readerFor(identityId), deps.exfiltration, identityId),
+      providers: deps.providers,
+      memory: this.session.memory,
+      now: deps.now,
+      ...(deps.publicUrl !== undefined ? { publicUrl: deps.publicUrl } : {}),
+      hash: deps.hash,
+    };
+    const refused = tool.guard?.(ctx, args as never);
+    if (refused) throw await this.refuse(tool.name, refused.reason, refused.message, { args: this.shape(tool, args) });
+    return { tool, args, redacted, ctx, policyVersion: identity.policyVersion };
+  }
+
+  /**
+   * 4–5. Decide and record intent: policy, idempotency and the entry recording the decision, one
+   * atomic step under the identity's chain lock (`decide`, retried after waiting for an idempotent
+   * twin or asking a human). The tool's first phase of the act, if it has one (the outbox's fsync'd
+   * temporary file), runs while the intent entry is being flushed; it has no effect until `act`
+   * completes it, and every other way out of the call discards it.
+   */
+  async decideAndRecordIntent(g: Governed): Promise<Intent> {
+    const { tool, args } = g;
+    const action = tool.action(args as never);
+    const idemKey = tool.idempotencyKey?.(args as never);
+    const actionHash = this.deps.hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } }));
+    const decision = { action, idemKey, argsHash: idemKey !== undefined ? actionHash : undefined, actionHash, approval: undefined as Approval | undefined };
+
+    const preparing = tool.effect === "act" && tool.prepare ? tool.prepare(g.ctx, args as never).catch(() => undefined) : undefined;
+    const dropPrepared = async (): Promise<void> => {
+      if (preparing) await preparing.then((p) => p?.discard()).catch(() => {});
+    };
+
+    let step: Step;
+    let entry: AuditEntry | undefined;
+    const started = Date.now();
+    try {
+      for (;;) {
+        const r = await this.deps.chains.commit(this.identityId, async (state): Promise<Built<Step>> => {
+          const built = await this.decide(g, decision, state);
+          return built.value.kind === "denied" && this.deps.throttle.over(state, this.deps.now()) ? { value: { kind: "throttled" } } : built;
+        });
+        step = r.value;
+        entry = r.entry;
+        if (step.kind === "wait") {
+          if (Date.now() - started > IDEMPOTENCY_WAIT_MS) {
+            await dropPrepared();
+            throw await this.refuse(tool.name, "outcome_unknown", "an earlier attempt with this idempotencyKey is still unresolved; it is not repeated.", { args: g.redacted });
+          }
+          await new Promise((r) => setTimeout(r, 20));
+          continue;
+        }
+        if (step.kind === "approve") {
+          if (decision.approval) throw new Error("an approval is asked for once per call");
+          decision.approval = await this.obtainApproval(g, decision.actionHash, step.normalized, dropPrepared);
+          continue;
+        }
+        break;
+      }
+    } catch (err) {
+      if (err instanceof Stop) throw err;
+      await dropPrepared();
+      const ref = refId();
+      logInternal(ref, `audit intent for ${tool.name}`, err);
+      throw new Stop(deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`));
+    }
+    if (step.kind !== "go") await dropPrepared();
+    if (step.kind === "denied") throw new Stop(deniedResult(step.reason, step.message));
+    if (step.kind === "throttled") throw new Stop(this.throttled());
+    if (step.kind === "replay") {
+      throw new Stop({
+        content: [{ type: "text", text: `already done with this idempotencyKey (receipt: ${step.receipt.identityId}#${step.receipt.seq})` }],
+        structuredContent: { ...step.result, receipt: step.receipt },
+      });
+    }
+    if (step.kind !== "go") throw new Error("unreachable");
+    return { entry: entry!, normalized: step.normalized, preparing };
+  }
+
+  /**
+   * 4. Decide, inside `chains.commit`: on the identity's CURRENT record and policy, read under the
+   * chain lock — whatever this call waited for (the lock, a human, an idempotent twin), a
+   * revocation, a token rotation or a policy change that took effect meanwhile applies to it.
+   * Returns the entry to append with the decision (the intent for acting tools, the call for
+   * reading ones; a refusal), or none while waiting or asking.
+   */
+  private async decide(
+    g: Governed,
+    d: { action: ReturnType<AgentTool["action"]>; idemKey: string | undefined; argsHash: string | undefined; actionHash: string; approval: Approval | undefined },
+    state: ChainState,
+  ): Promise<Built<Step>> {
+    const { deps, identityId } = this;
+    const { tool } = g;
+    const now = deps.now();
+    const base = { tool: tool.name, session: this.session.sessionId, args: g.redacted, policyVersion: g.policyVersion };
+    const deny = (reason: string, message: string): Built<Step> => ({
+      value: { kind: "denied", reason, message },
+      draft: { ...base, phase: "call", decision: "deny", reason },
+    });
+    const current = await deps.store.getIdentity(identityId);
+    if (!current || current.revokedAt) return deny("revoked", "this identity has been revoked.");
+    if (!hashesEqual(current.tokenHash, this.session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
+    if (tool.channel !== null && !current.channels.includes(tool.channel)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
+    if (current.policyVersion !== g.policyVersion) {
+      const p = cachedPolicy(current.policy);
+      if (!p.ok) return deny("policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
+      g.ctx.policy = p.policy;
+      g.ctx.identity = viewOf(current);
+      g.policyVersion = current.policyVersion;
+      base.policyVersion = current.policyVersion;
+    }
+    if (d.idemKey !== undefined) {
+      const prior = state.idempotency(tool.name, d.idemKey, now);
+      if (prior) {
+        if (prior.argsHash !== d.argsHash) {
+          return deny("idempotency_conflict", "this idempotencyKey was already used with different arguments.");
+        }
+        if (prior.outcome === "ok" && prior.receipt) {
+          return { value: { kind: "replay", result: prior.result ?? {}, receipt: prior.receipt }, draft: { ...base, phase: "call", decision: "replayed", intent: prior.intentSeq } };
+        }
+        if (prior.outcome === "unknown" || (await this.orphaned(state, prior.intentSeq))) {
+          return deny("outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
+        }
+        return { value: { kind: "wait" } };
+      }
+    }
+    const decision: Decision = evaluate(g.ctx.policy, d.action, state, now);
+    if (!decision.allow) return deny(decision.reason, decision.message);
+    if (decision.needsApproval) {
+      const approval = d.approval;
+      if (!approval) return { value: { kind: "approve", normalized: decision.normalized } };
+      // The approval answered a question about one exact action under one policy version.
+      if (approval.used || approval.actionHash !== d.actionHash || approval.policyVersion !== current.policyVersion) {
+        return deny("approval_stale", "the policy changed while the human was deciding; the approval does not apply to it, so nothing was done.");
+      }
+      if (now > approval.expiresAt) return deny("approval_expired", "the human's approval came too late; nothing was done.");
+      approval.used = true;
+    }
+    const amount = decision.normalized.kind === "card" ? decision.normalized.amountCents : undefined;
+    const draft: Draft = {
+      ...base,
+      phase: tool.effect === "act" ? "intent" : "call",
+      decision: "allow",
+      instance: deps.instanceId,
+      ...(decision.needsApproval ? { approval: "accepted" } : {}),
+      ...(amount !== undefined ? { amountCents: amount } : {}),
+      ...(d.idemKey !== undefined ? { idem: { key: d.idemKey, argsHash: d.argsHash! } } : {}),
+    };
+    return { value: { kind: "go", normalized: decision.normalized }, draft };
+  }
+
+  /**
+   * Human approval (elicitation), outside the chain lock; decide is then made again. A refusal or
+   * no answer ends the call (audited).
+   */
+  private async obtainApproval(g: Governed, actionHash: string, normalized: NormalizedAction, dropPrepared: () => Promise<void>): Promise<Approval> {
+    const askedUnder = g.policyVersion;
+    const askedAt = this.deps.now();
+    const answer = await askApproval(g.tool, g.args, normalized, this.elicit);
+    if (answer !== "accept") {
+      const reason = answer === "unsupported" ? "approval_unavailable" : "approval_declined";
+      const message =
+        answer === "unsupported" ? "this action needs a human's approval and this client cannot ask for it." : `the human did not approve this action (${answer}).`;
+      await dropPrepared();
+      throw await this.refuse(g.tool.name, reason, message, { args: g.redacted, approval: answer });
+    }
+    return { actionHash, policyVersion: askedUnder, expiresAt: askedAt + APPROVAL_VALID_MS, used: false };
+  }
+
+  /** An intent whose process is gone will never get its result: its outcome is unknown. */
+  private async orphaned(state: ChainState, seq: number): Promise<boolean> {
+    const open = state.openIntents().find((o) => o.seq === seq);
+    if (!open?.instance || open.instance === this.deps.instanceId) return false;
+    return (await this.deps.store.instanceAlive(open.instance)) === false;
+  }
+
+  /** 6. Act: `tool.run` with only the normalised values policy approved. A failure is classified, never retried. */
+  async act(g: Governed, intent: Intent): Promise<Done> {
+    const { tool, args } = g;
+    let done: Done;
+    try {
+      done = { outcome: await tool.run(g.ctx, args as never, intent.normalized, await intent.preparing) };
+    } catch (err) {
+      // What the log keeps only as hashes (message bodies…) and the secrets this session read stay out
+      // of stderr too, even when a provider's error text echoes them.
+      const hidden = Object.entries(args).filter(([k, v]) => typeof v === "string" && g.redacted[k] !== v).map(([, v]) => v as string);
+      done = { failure: mapFailure(tool.name, err, scrubberOf([...hidden, ...this.session.memory.secretsRead])) };
+    }
+    if (intent.preparing) await intent.preparing.then((p) => p?.discard()).catch(() => {}); // a no-op when run completed it
+    return done;
+  }
+
+  /**
+   * 7. Record result: `ok`, `failed` or `unknown`, and the answer with its receipt. For "read" tools
+   * the call entry already is the record, unless it failed. If the result cannot be recorded, the
+   * answer says the action was carried out but not recorded.
+   */
+  async recordResult(g: Governed, intent: Intent, { outcome, failure }: Done): Promise<CallToolResult> {
+    const { tool } = g;
+    if (tool.effect === "read" && outcome) return successResult(outcome, receiptOf(intent.entry));
+    try {
+      const { entry } = await this.deps.chains.commit(this.identityId, () => ({
+        value: null,
+        draft: {
+          tool: tool.name,
+          session: this.session.sessionId,
+          phase: "result",
+          intent: intent.entry.seq,
+          decision: outcome ? "ok" : failure!.decision,
+          ...(failure ? { reason: failure.reason } : {}),
+          ...(outcome?.providerId ? { providerId: outcome.providerId } : {}),
+          ...(outcome ? { result: outcome.audit ?? outcome.structured } : {}),
+        },
+      }));
+      if (failure) return failure.result;
+      return successResult(outcome!, receiptOf(entry!));
+    } catch (err) {
+      const ref = refId();
+      logInternal(ref, `audit result for ${tool.name}`, err);
+      if (failure) return failure.result;
+      return errorResult(
+        "audit_unavailable",
+        `the action was carried out${outcome?.providerId ? ` (${outcome.providerId})` : ""} but its result could not be recorded (${ref}).`,
+      );
+    }
+  }
+
+  /**
+   * A refusal: its audit entry first (or `throttled` past the per-minute limit, or
+   * `audit_unavailable` if it cannot be written), then the `Stop` carrying the answer.
+   */
+  private async refuse(toolName: string, reason: string, message: string, extra: Partial<Draft> = {}): Promise<Stop> {
+    const { deps } = this;
+    try {
+      const draft = { session: this.session.sessionId, tool: toolName, phase: "call", decision: "deny", reason, ...extra } as Draft;
+      const { value: over } = await deps.chains.commit(this.identityId, (state) => (deps.throttle.over(state, deps.now()) ? { value: true } : { value: false, draft }));
+      if (over) return new Stop(this.throttled());
+    } catch (err) {
+      const ref = refId();
+      logInternal(ref, `audit of a refusal (${reason})`, err);
+      return new Stop(deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`));
+    }
+    return new Stop(deniedResult(reason, message));
+  }
+
+  private throttled(): CallToolResult {
+    this.deps.throttle.count(this.identityId, this.deps.now());
+    return deniedResult(THROTTLED.reason, THROTTLED.message);
+  }
+
+  /** The argument names of a refused call, as the log keeps them (argumentShape). */
+  private shape(tool: AgentTool, raw: unknown): Record<string, unknown> {
+    return argumentShape(raw, new Set(Object.keys(tool.input.shape)), this.deps.hash);
+  }
+}
 
 function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
   return {
@@ -109,282 +507,6 @@ function cachedPolicy(policy: Record<string, unknown>): ReturnType<typeof parseP
   if (!r) parsedPolicies.set(policy, (r = parsePolicy(policy)));
   return r;
 }
-
-export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit): Promise<CallToolResult> {
-  const { deps, identityId, sessionId } = session;
-  const chains = deps.chains;
-  const hash = deps.hash;
-  const throttled = (): CallToolResult => {
-    deps.throttle.count(identityId, deps.now());
-    return deniedResult(THROTTLED.reason, THROTTLED.message);
-  };
-  const refuse = async (toolName: string, reason: string, message: string, extra: Partial<Draft> = {}): Promise<CallToolResult> => {
-    try {
-      const draft = { session: sessionId, tool: toolName, phase: "call", decision: "deny", reason, ...extra } as Draft;
-      const { value: over } = await chains.commit(identityId, (state) => (deps.throttle.over(state, deps.now()) ? { value: true } : { value: false, draft }));
-      if (over) return throttled();
-    } catch (err) {
-      const ref = refId();
-      logInternal(ref, `audit of a refusal (${reason})`, err);
-      return deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`);
-    }
-    return deniedResult(reason, message);
-  };
-
-  // 1. authenticate: the credential this session was opened with must still be current.
-  let identity: IdentityRecord | undefined;
-  try {
-    identity = await deps.store.getIdentity(identityId);
-  } catch (err) {
-    const ref = refId();
-    logInternal(ref, "registry read", err);
-    return deniedResult("registry_unavailable", `the registry cannot be read, so nothing was done (${ref}).`);
-  }
-  if (!identity) return deniedResult("revoked", "this identity no longer exists.");
-  const toolName = tool?.name ?? unknownToolName(name, hash);
-  if (identity.revokedAt) return refuse(toolName, "revoked", "this identity has been revoked.");
-  if (!hashesEqual(identity.tokenHash, session.tokenHash)) return refuse(toolName, "token_rotated", "this session's token has been replaced; reconnect with the new token.");
-  if (!tool || (tool.channel !== null && !identity.channels.includes(tool.channel))) {
-    return refuse(toolName, "tool_not_available", `there is no tool "${safeText(name, 64)}" for this identity.`);
-  }
-
-  // 2. validate strictly (unknown keys refused); the log records the argument names, not values.
-  const known = new Set(Object.keys(tool.input.shape));
-  const parsed = tool.input.safeParse(rawArgs ?? {});
-  if (!parsed.success) {
-    return refuse(tool.name, "invalid_arguments", describeIssues(parsed.error as never), { args: argumentShape(rawArgs, known, hash) });
-  }
-  const args = parsed.data as Record<string, unknown>;
-
-  // 3. the exfiltration guard, before anything that records values: no argument of any tool may
-  // carry a vault value this identity read in the last 24 hours (any session, any process), nor
-  // continue one from what it sent in the last hour. See README "Secrets stay secret".
-  try {
-    const outbound = tool.channel !== null && tool.channel !== "vault";
-    const fields = Object.entries(args).map(([k, v]) => [k, stringsOf(v).join("\n")] as const);
-    if (await deps.exfiltration.carries(identityId, fields, outbound)) {
-      return refuse(tool.name, EXFILTRATION.reason, EXFILTRATION.message, { args: argumentShape(args, known, hash) });
-    }
-  } catch (err) {
-    const ref = refId();
-    logInternal(ref, "exfiltration guard", err);
-    const code = err instanceof SigilError ? err.code : "guard_unavailable";
-    return refuse(tool.name, code, `the exfiltration guard cannot check this call, so nothing was done (${ref}).`, { args: argumentShape(args, known, hash) });
-  }
-
-  let redacted: Record<string, unknown>;
-  try {
-    redacted = tool.redact(args as never, hash);
-  } catch {
-    return refuse(tool.name, "invalid_arguments", "the arguments cannot be recorded.", { args: argumentShape(rawArgs, known, hash) });
-  }
-  const policyParse = cachedPolicy(identity.policy);
-  if (!policyParse.ok) return refuse(tool.name, "policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
-  let policy: Policy = policyParse.policy;
-  const ctx: ToolContext = {
-    identity: viewOf(identity),
-    policy,
-    sessionId,
-    signer: () => deps.signers.active(identityId),
-    vault: guardedReader(deps.secrets.readerFor(identityId), deps.exfiltration, identityId),
-    providers: deps.providers,
-    memory: session.memory,
-    now: deps.now,
-    ...(deps.publicUrl !== undefined ? { publicUrl: deps.publicUrl } : {}),
-    hash,
-  };
-
-  // 3b. the tool's own session checks (e.g. an identity without a phone number of its own).
-  const guarded = tool.guard?.(ctx, args as never);
-  if (guarded) return refuse(tool.name, guarded.reason, guarded.message, { args: argumentShape(args, known, hash) });
-
-  const action = tool.action(args as never);
-  const idemKey = tool.idempotencyKey?.(args as never);
-  const argsHash = idemKey !== undefined ? hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } })) : undefined;
-  let base = { tool: tool.name, session: sessionId, args: redacted, policyVersion: identity.policyVersion };
-  /** What the human approved: this exact action under this policy version, once, until `expiresAt`. */
-  const actionHash = hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } }));
-  let approval: { actionHash: string; policyVersion: number; expiresAt: number; used: boolean } | undefined;
-
-  // 4. policy, idempotency and the intent entry: one atomic step under the identity's chain lock.
-  type Step =
-    | { kind: "denied"; reason: string; message: string }
-    | { kind: "approve"; normalized: NormalizedAction }
-    | { kind: "go"; normalized: NormalizedAction }
-    | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
-    | { kind: "wait" }
-    | { kind: "throttled" };
-  const decide = async (state: ChainState): Promise<Built<Step>> => {
-    const now = deps.now();
-    // Decided on the identity's CURRENT record and policy, read under the chain lock: whatever this
-    // call waited for (the lock, a human, an idempotent twin), a revocation, a token rotation or a
-    // policy change that took effect meanwhile applies to it.
-    const current = await deps.store.getIdentity(identityId);
-    if (!current || current.revokedAt) return deny("revoked", "this identity has been revoked.");
-    if (!hashesEqual(current.tokenHash, session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
-    if (tool.channel !== null && !current.channels.includes(tool.channel)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
-    if (current.policyVersion !== base.policyVersion) {
-      const p = cachedPolicy(current.policy);
-      if (!p.ok) return deny("policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
-      policy = p.policy;
-      ctx.policy = policy;
-      ctx.identity = viewOf(current);
-      base = { ...base, policyVersion: current.policyVersion };
-    }
-    if (idemKey !== undefined) {
-      const prior = state.idempotency(tool.name, idemKey, now);
-      if (prior) {
-        if (prior.argsHash !== argsHash) {
-          return deny("idempotency_conflict", "this idempotencyKey was already used with different arguments.");
-        }
-        if (prior.outcome === "ok" && prior.receipt) {
-          return { value: { kind: "replay", result: prior.result ?? {}, receipt: prior.receipt }, draft: { ...base, phase: "call", decision: "replayed", intent: prior.intentSeq } };
-        }
-        if (prior.outcome === "unknown" || (await orphaned(state, prior.intentSeq))) {
-          return deny("outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
-        }
-        return { value: { kind: "wait" } };
-      }
-    }
-    const d: Decision = evaluate(policy, action, state, now);
-    if (!d.allow) return deny(d.reason, d.message);
-    if (d.needsApproval) {
-      if (!approval) return { value: { kind: "approve", normalized: d.normalized } };
-      // The approval answered a question about one exact action under one policy version.
-      if (approval.used || approval.actionHash !== actionHash || approval.policyVersion !== current.policyVersion) {
-        return deny("approval_stale", "the policy changed while the human was deciding; the approval does not apply to it, so nothing was done.");
-      }
-      if (now > approval.expiresAt) return deny("approval_expired", "the human's approval came too late; nothing was done.");
-      approval.used = true;
-    }
-    const amount = d.normalized.kind === "card" ? d.normalized.amountCents : undefined;
-    const draft: Draft = {
-      ...base,
-      phase: tool.effect === "act" ? "intent" : "call",
-      decision: "allow",
-      instance: deps.instanceId,
-      ...(d.needsApproval ? { approval: "accepted" } : {}),
-      ...(amount !== undefined ? { amountCents: amount } : {}),
-      ...(idemKey !== undefined ? { idem: { key: idemKey, argsHash: argsHash! } } : {}),
-    };
-    return { value: { kind: "go", normalized: d.normalized }, draft };
-  };
-  /** An intent whose process is gone will never get its result: its outcome is unknown. */
-  const orphaned = async (state: ChainState, seq: number): Promise<boolean> => {
-    const open = state.openIntents().find((o) => o.seq === seq);
-    if (!open?.instance || open.instance === deps.instanceId) return false;
-    return (await deps.store.instanceAlive(open.instance)) === false;
-  };
-  const deny = (reason: string, message: string): Built<Step> => ({
-    value: { kind: "denied", reason, message },
-    draft: { ...base, phase: "call", decision: "deny", reason },
-  });
-
-  // 4a. The tool's first phase of the act, if it has one (the outbox's fsync'd temporary file), runs
-  // while the intent entry is being flushed. It has no effect until `run` completes it; every other
-  // way out of this call discards it.
-  const preparing = tool.effect === "act" && tool.prepare ? tool.prepare(ctx, args as never).catch(() => undefined) : undefined;
-  const dropPrepared = async (): Promise<void> => {
-    if (preparing) await preparing.then((p) => p?.discard()).catch(() => {});
-  };
-
-  let step: Step;
-  let intent: AuditEntry | undefined;
-  const started = Date.now();
-  try {
-    for (;;) {
-      const r = await chains.commit(identityId, async (state): Promise<Built<Step>> => {
-        const built = await decide(state);
-        return built.value.kind === "denied" && deps.throttle.over(state, deps.now()) ? { value: { kind: "throttled" } } : built;
-      });
-      step = r.value;
-      intent = r.entry;
-      if (step.kind === "wait") {
-        if (Date.now() - started > IDEMPOTENCY_WAIT_MS) {
-          await dropPrepared();
-          return await refuse(tool.name, "outcome_unknown", "an earlier attempt with this idempotencyKey is still unresolved; it is not repeated.", { args: redacted });
-        }
-        await new Promise((r) => setTimeout(r, 20));
-        continue;
-      }
-      if (step.kind === "approve") {
-        if (approval) throw new Error("an approval is asked for once per call");
-        const askedUnder = base.policyVersion;
-        const askedAt = deps.now();
-        const answer = await askApproval(tool, args, step.normalized, elicit);
-        if (answer !== "accept") {
-          const reason = answer === "unsupported" ? "approval_unavailable" : "approval_declined";
-          const message =
-            answer === "unsupported"
-              ? "this action needs a human's approval and this client cannot ask for it."
-              : `the human did not approve this action (${answer}).`;
-          await dropPrepared();
-          return await refuse(tool.name, reason, message, { args: redacted, approval: answer });
-        }
-        approval = { actionHash, policyVersion: askedUnder, expiresAt: askedAt + APPROVAL_VALID_MS, used: false };
-        continue;
-      }
-      break;
-    }
-  } catch (err) {
-    await dropPrepared();
-    const ref = refId();
-    logInternal(ref, `audit intent for ${tool.name}`, err);
-    return deniedResult("audit_unavailable", `the audit log cannot be written, so nothing was done (${ref}).`);
-  }
-  if (step.kind !== "go") await dropPrepared();
-  if (step.kind === "denied") return deniedResult(step.reason, step.message);
-  if (step.kind === "throttled") return throttled();
-  if (step.kind === "replay") {
-    return {
-      content: [{ type: "text", text: `already done with this idempotencyKey (receipt: ${step.receipt.identityId}#${step.receipt.seq})` }],
-      structuredContent: { ...step.result, receipt: step.receipt },
-    };
-  }
-  if (step.kind !== "go") throw new Error("unreachable");
-
-  // 5. act.
-  let outcome: ToolOutcome | undefined;
-  let failure: { decision: "failed" | "unknown"; reason: string; result: CallToolResult } | undefined;
-  try {
-    outcome = await tool.run(ctx, args as never, step.normalized, await preparing);
-  } catch (err) {
-    // What the log keeps only as hashes (message bodies…) and the secrets this session read stay out
-    // of stderr too, even when a provider's error text echoes them.
-    const hidden = Object.entries(args).filter(([k, v]) => typeof v === "string" && redacted[k] !== v).map(([, v]) => v as string);
-    failure = mapFailure(tool.name, err, scrubberOf([...hidden, ...session.memory.secretsRead]));
-  }
-  await dropPrepared(); // a no-op when run completed it
-
-  // 6. the result entry (for "read" tools the call entry already is the record, unless it failed).
-  if (tool.effect === "read" && outcome) return successResult(outcome, receiptOf(intent!));
-  try {
-    const { entry } = await chains.commit(identityId, () => ({
-      value: null,
-      draft: {
-        tool: tool.name,
-        session: sessionId,
-        phase: "result",
-        intent: intent!.seq,
-        decision: outcome ? "ok" : failure!.decision,
-        ...(failure ? { reason: failure.reason } : {}),
-        ...(outcome?.providerId ? { providerId: outcome.providerId } : {}),
-        ...(outcome ? { result: outcome.audit ?? outcome.structured } : {}),
-      },
-    }));
-    if (failure) return failure.result;
-    return successResult(outcome!, receiptOf(entry!));
-  } catch (err) {
-    const ref = refId();
-    logInternal(ref, `audit result for ${tool.name}`, err);
-    if (failure) return failure.result;
-    return errorResult(
-      "audit_unavailable",
-      `the action was carried out${outcome?.providerId ? ` (${outcome.providerId})` : ""} but its result could not be recorded (${ref}).`,
-    );
-  }
-}
-
 async function askApproval(tool: AgentTool, args: Record<string, unknown>, normalized: NormalizedAction, elicit: Elicit): Promise<"accept" | "decline" | "cancel" | "unsupported" | "timeout"> {
   if (!elicit || !tool.approval) return "unsupported";
   try {
