@@ -259,3 +259,91 @@ describe("card: each refusal names its rule", () => {
     expect(reason(evaluate(pol({ ...base, blockedMerchantCategories: ["7995"] }), card(1), none, NOW))).toBe("allowed");
   });
 });
+
+describe("mutation survivors (issue 20): each one pinned by what it changes", () => {
+  it("a glob's * is a wildcard only in the pattern: a name containing * gets no special treatment", () => {
+    // A literal-matching `*` in the pattern would stop at the name's `*` and refuse the rest.
+    expect(globMatch("*", "*x")).toBe(true);
+    expect(globMatch("*", "**")).toBe(true);
+    expect(globMatch("a*", "a*b")).toBe(true);
+    expect(globMatch("*b", "*ab")).toBe(true);
+    expect(reason(evaluate(pol({ allowedSecrets: ["*"] }), vault("*x"), none, NOW))).toBe("allowed");
+    fc.assert(
+      fc.property(fc.string({ unit: fc.constantFrom("a", "*"), maxLength: 6 }), fc.string({ unit: fc.constantFrom("a", "*"), maxLength: 8 }), (g, n) => {
+        const re = new RegExp(`^${g.replace(/\*/g, ".*")}$`, "s");
+        expect(globMatch(g, n)).toBe(re.test(n));
+      }),
+    );
+  });
+
+  it("a rate-limit entry with only perDay counts only the day; one with only perMinute only the minute", () => {
+    const dayOnly = pol({ rateLimits: { send_sms: { perDay: 3 } }, allowedPhoneCountries: ["US"] });
+    const asked: number[] = [];
+    const u: Usage = { countSince: (_t, since) => (asked.push(since), 2), spentSince: () => 0 };
+    expect(reason(evaluate(dayOnly, sms("+14155550100"), u, NOW))).toBe("allowed");
+    expect(asked).toEqual([NOW - DAY_MS + 1]);
+    const minuteOnly = pol({ rateLimits: { send_sms: { perMinute: 3 } }, allowedPhoneCountries: ["US"] });
+    asked.length = 0;
+    expect(reason(evaluate(minuteOnly, sms("+14155550100"), u, NOW))).toBe("allowed");
+    expect(asked).toEqual([NOW - MINUTE_MS + 1]);
+  });
+
+  it("a policy object whose rate-limit entry is missing (not parsed from JSON) does not throw", () => {
+    const p = { ...pol({ allowedPhoneCountries: ["US"] }), rateLimits: { send_sms: undefined } } as unknown as Policy;
+    expect(reason(evaluate(p, sms("+14155550100"), none, NOW))).toBe("allowed");
+  });
+
+  it("an email action without a cc member is sent to its to list only", () => {
+    const p = pol({ allowedDomains: ["example.com"] });
+    const a = { kind: "email", tool: "send_email", to: ["a@example.com"] } as unknown as Action;
+    expect(evaluate(p, a, none, NOW)).toStrictEqual({ allow: true, needsApproval: false, normalized: { kind: "email", to: ["a@example.com"], cc: [] } });
+  });
+
+  it("an unparseable phone number's refusal says what is wrong with it", () => {
+    const p = pol({ allowedPhoneCountries: ["US"] });
+    const d = evaluate(p, sms("4155550100"), none, NOW);
+    expect(reason(d)).toBe("invalid_phone");
+    expect(message(d)).toMatch(/^Destination "4155550100" .+\.$/);
+  });
+
+  it("a currency that is not a string is refused, not thrown on, even if it reads as a code", () => {
+    const p = pol({ cardSpendingLimitCents: 1000 });
+    for (const bad of [["USD"], { toString: () => "USD" }]) {
+      const d = evaluate(p, card(1, bad), none, NOW);
+      expect([reason(d), message(d)]).toEqual(["invalid_arguments", "currency must be a 3-letter ISO 4217 code."]);
+    }
+  });
+
+  it("a charge with no claimed category has no category key in its normalised form", () => {
+    const d = evaluate(pol({ cardSpendingLimitCents: 1000 }), card(1), none, NOW);
+    expect(d).toStrictEqual({ allow: true, needsApproval: false, normalized: { kind: "card", amountCents: 1, currency: "USD" } });
+  });
+
+  it("sign: an empty URL, a non-http scheme and a URL the parsers read differently each get their own sentence", () => {
+    const p = pol({ allowedSigningOrigins: ["https://shop.example"] });
+    expect(message(evaluate(p, sign(""), none, NOW))).toBe("url must be a string of 1 to 8192 characters.");
+    for (const url of ["ftp://shop.example/", "javascript:alert(1)", "file:///etc/passwd"]) {
+      const d = evaluate(p, sign(url), none, NOW);
+      expect([reason(d), message(d)], url).toEqual(["origin_not_allowed", "Only https URLs (or http to loopback) may be signed."]);
+    }
+    expect(message(evaluate(p, sign("https://user@shop.example/"), none, NOW))).toBe(
+      "the URL carries userinfo (a name or password before @), which parsers read differently.",
+    );
+  });
+
+  it("a malformed action is refused with its own sentence and never throws", () => {
+    const p = pol({ allowedSecrets: ["*"] });
+    for (const bad of [undefined, null, 5, "vault", { kind: "none", tool: "" }, { kind: "none" }, { kind: "none", tool: 7 }]) {
+      const d = evaluate(p, bad as never, none, NOW);
+      expect([reason(d), message(d)], String(JSON.stringify(bad))).toEqual(["invalid_arguments", "The action is malformed."]);
+    }
+    for (const bad of [undefined, null, 5, "policy"]) {
+      const d = evaluate(bad as never, vault("k"), none, NOW);
+      expect([reason(d), message(d)], String(bad)).toEqual(["invalid_arguments", "The policy or time is malformed."]);
+    }
+  });
+
+  it("a none action is allowed as exactly { kind: none }", () => {
+    expect(evaluate(pol({}), { kind: "none", tool: "whoami" }, none, NOW)).toStrictEqual({ allow: true, needsApproval: false, normalized: { kind: "none" } });
+  });
+});
