@@ -20,7 +20,9 @@
 import path from "node:path";
 import { keyedHash, randomId } from "./crypto/core.js";
 import { AuditChains } from "./audit/chain.js";
-import { providersFromEnv, type Providers } from "./providers/index.js";
+import { providersFrom, type Providers } from "./providers/index.js";
+import { type Config, configFrom } from "./config.js";
+import { setVerifyThreads } from "./audit/verify-pool.js";
 import type { Store } from "../store/types.js";
 import type { FileLayer } from "./util/fsx.js";
 import { type HomeOptions, initHome, openHome } from "./identity/home.js";
@@ -33,7 +35,6 @@ import { Vault } from "./identity/vault.js";
 import { RefusalThrottle } from "./pipeline/throttle.js";
 import { AuditLog } from "./identity/audit-log.js";
 import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
-import { publicOrigin } from "./provenance/receipt.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
 
@@ -46,7 +47,8 @@ export interface AppOptions extends HomeOptions {
 
 export interface App {
   readonly home: string;
-  readonly env: NodeJS.ProcessEnv;
+  /** The environment, parsed once (src/config.ts). */
+  readonly config: Config;
   readonly now: () => number;
   /** This process's id, recorded in intent entries (to tell an orphaned intent from a live one). */
   readonly instanceId: string;
@@ -72,7 +74,8 @@ export interface App {
 
 /** Opens an initialised home; refuses to start when the registry or master key is missing or wrong. */
 export async function openApp(opts: AppOptions): Promise<App> {
-  const { store, master } = await openHome(opts);
+  const config = configFrom(opts);
+  const { store, master } = await openHome({ ...opts, config });
   const now = opts.now ?? Date.now;
   // A home made before tenants existed gets its default tenant (and key) on first open; its
   // identities, which name no tenant, belong to it. A home that cannot be written stays readable.
@@ -96,12 +99,13 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const identities = new Identities(store, chains, keyring, now, instanceId);
   const secrets = new Secrets(store, chains, new Vault(store, master, now));
   const audit = new AuditLog(store, chains, now);
-  const throttle = new RefusalThrottle(chains, RefusalThrottle.limitFrom(opts.env));
-  const providers = providersFromEnv(opts.env, outboxDir);
-  const publicUrl = publicOrigin(opts.env);
+  const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
+  const providers = providersFrom(config, outboxDir);
+  const publicUrl = config.publicUrl;
+  setVerifyThreads(config.verifyThreads);
   const app: App = {
     home: opts.home,
-    env: opts.env,
+    config,
     now,
     instanceId,
     outboxDir,

@@ -11,6 +11,7 @@ import path from "node:path";
 import { initHome, openApp } from "../dist/src/app.js";
 import { publicKeys } from "../dist/src/identity/audit-log.js";
 import { verifierCounters, verifierThreads, verifyChain, type PublicKeyInfo } from "../dist/src/audit/verify.js";
+import { setVerifyThreads } from "../dist/src/audit/verify-pool.js";
 import { ForgedLog } from "./support/audit-forge.js";
 import { entryHash } from "../dist/src/audit/entry.js";
 
@@ -42,16 +43,14 @@ beforeAll(async () => {
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 async function both(lines: string[]): Promise<{ parallel: unknown; single: unknown }> {
-  const saved = process.env.SIGIL_VERIFY_THREADS;
   try {
-    process.env.SIGIL_VERIFY_THREADS = "0";
+    setVerifyThreads(0); // SIGIL_VERIFY_THREADS=0
     const single = await verifyChain(id, lines, keys);
-    process.env.SIGIL_VERIFY_THREADS = "2";
+    setVerifyThreads(2);
     const parallel = await verifyChain(id, lines, keys);
     return { parallel, single };
   } finally {
-    if (saved === undefined) delete process.env.SIGIL_VERIFY_THREADS;
-    else process.env.SIGIL_VERIFY_THREADS = saved;
+    setVerifyThreads(undefined);
   }
 }
 
@@ -120,19 +119,17 @@ describe("long logs on worker threads", () => {
     log.call(600);
     await log.rotate();
     log.call(100);
-    const saved = process.env.SIGIL_VERIFY_THREADS;
     try {
-      process.env.SIGIL_VERIFY_THREADS = "2";
+      setVerifyThreads(2);
       const before = verifierCounters().inlineSignatureChecks;
       expect(await verifyChain(log.identity, log.lines(), log.keys)).toMatchObject({ ok: true, entries: 1303 });
       expect(verifierCounters().inlineSignatureChecks - before).toBe(0);
-      process.env.SIGIL_VERIFY_THREADS = "0";
+      setVerifyThreads(0);
       const single = verifierCounters().inlineSignatureChecks;
       await verifyChain(log.identity, log.lines(), log.keys);
       expect(verifierCounters().inlineSignatureChecks - single).toBe(1303 + 2); // one per entry, plus each co-signature
     } finally {
-      if (saved === undefined) delete process.env.SIGIL_VERIFY_THREADS;
-      else process.env.SIGIL_VERIFY_THREADS = saved;
+      setVerifyThreads(undefined);
     }
   });
 });

@@ -53,7 +53,7 @@ function freshChains(sigil: SigilT, snapshots: boolean) {
 async function open(home: Home, clock: { t: number }, env: NodeJS.ProcessEnv = {}) {
   const e = { ...home.env, ...env };
   const app = await openApp({ home: home.env.SIGIL_HOME!, env: e, now: () => clock.t });
-  return Object.assign(app, { master: await loadMasterKey(home.env.SIGIL_HOME!, e) });
+  return Object.assign(app, { master: await loadMasterKey(home.env.SIGIL_HOME!, app.config) });
 }
 
 /**
@@ -243,7 +243,7 @@ describe.each(backends)("chain state snapshots (%s store)", (backend) => {
       const { loadMasterKey } = await import(${JSON.stringify(path.join(ROOT, "dist/src/identity/home.js"))});
       const { AuditChains } = await import(${JSON.stringify(path.join(ROOT, "dist/src/audit/chain.js"))});
       const sigil = await openApp({ home: process.env.SIGIL_HOME, env: process.env });
-      const master = await loadMasterKey(process.env.SIGIL_HOME, process.env);
+      const master = await loadMasterKey(process.env.SIGIL_HOME, sigil.config);
       const chains = new AuditChains({ backend: sigil.store.audit, keyring: sigil.keyring, instanceId: sigil.instanceId,
         snapshotKey: master.subkey("chain-snapshot"), snapshotEvery: 1 });
       for (let i = 0; ; i++) {

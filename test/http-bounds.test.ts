@@ -80,9 +80,9 @@ describe("sessions per identity", () => {
   });
 
   it("SIGIL_MAX_SESSIONS_PER_IDENTITY that is not a whole number from 1 to 10000 stops the server with a clear message", () => {
-    const home = makeHome({ SIGIL_MAX_SESSIONS_PER_IDENTITY: "0" });
-    const r = spawnSync(process.execPath, [CLI, "serve", "--http", "--port", "0"], { env: home.env, encoding: "utf8", timeout: 20_000 });
-    expect(r.status).toBe(1);
+    const home = makeHome();
+    const r = spawnSync(process.execPath, [CLI, "serve", "--http", "--port", "0"], { env: { ...home.env, SIGIL_MAX_SESSIONS_PER_IDENTITY: "0" }, encoding: "utf8", timeout: 20_000 });
+    expect(r.status).toBe(2); // a bad environment is a usage error
     expect(r.stderr).toMatch(/SIGIL_MAX_SESSIONS_PER_IDENTITY must be a whole number from 1 to 10000, not "0"/);
   });
 });

@@ -8,11 +8,11 @@ import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
   classifySmtpError,
   createEmailProvider,
-  dkimFromEnv,
-  emailFromEnv,
+  emailFrom,
   isPlainAddress,
-  providerTimeoutFromEnv,
+  loadDkim,
 } from "../src/providers/email.js";
+import { parseConfig } from "../src/config.js";
 import { writeOutboxFile } from "../src/providers/outbox.js";
 import { ProviderError, type EmailMessage } from "../src/providers/types.js";
 import { startSmtpServer, type TestSmtpServer } from "./support/smtp.js";
@@ -448,30 +448,31 @@ describe("SMTP error classification", () => {
   });
 });
 
-describe("environment", () => {
-  it("dkimFromEnv reads all three variables or none", async () => {
-    expect(dkimFromEnv({})).toBeUndefined();
+describe("configuration (src/config.ts)", () => {
+  const dkimOf = (env: Record<string, string>) => loadDkim(parseConfig(env).dkim);
+  it("DKIM: all three variables or none; the key file must hold a PEM private key", async () => {
+    expect(dkimOf({})).toBeUndefined();
     const { privateKey } = rsaKeys();
     const keyFile = path.join(home, "dkim.pem");
     await writeFile(keyFile, privateKey, { mode: 0o600 });
-    expect(dkimFromEnv({ SIGIL_DKIM_DOMAIN: "sigil.example", SIGIL_DKIM_SELECTOR: "s1", SIGIL_DKIM_PRIVATE_KEY_FILE: keyFile })).toEqual({ domainName: "sigil.example", keySelector: "s1", privateKey });
-    expect(() => dkimFromEnv({ SIGIL_DKIM_DOMAIN: "sigil.example" })).toThrow(/all of/);
-    expect(() => dkimFromEnv({ SIGIL_DKIM_DOMAIN: "sigil.example", SIGIL_DKIM_SELECTOR: "s1", SIGIL_DKIM_PRIVATE_KEY_FILE: path.join(home, "missing.pem") })).toThrow(/cannot be read/);
+    expect(dkimOf({ SIGIL_DKIM_DOMAIN: "sigil.example", SIGIL_DKIM_SELECTOR: "s1", SIGIL_DKIM_PRIVATE_KEY_FILE: keyFile })).toEqual({ domainName: "sigil.example", keySelector: "s1", privateKey });
+    expect(() => dkimOf({ SIGIL_DKIM_DOMAIN: "sigil.example" })).toThrow(/all of/);
+    expect(() => dkimOf({ SIGIL_DKIM_DOMAIN: "sigil.example", SIGIL_DKIM_SELECTOR: "s1", SIGIL_DKIM_PRIVATE_KEY_FILE: path.join(home, "missing.pem") })).toThrow(/cannot be read/);
     const notKey = path.join(home, "not-a-key.pem");
     await writeFile(notKey, "hello");
-    expect(() => dkimFromEnv({ SIGIL_DKIM_DOMAIN: "sigil.example", SIGIL_DKIM_SELECTOR: "s1", SIGIL_DKIM_PRIVATE_KEY_FILE: notKey })).toThrow(/private key/);
+    expect(() => dkimOf({ SIGIL_DKIM_DOMAIN: "sigil.example", SIGIL_DKIM_SELECTOR: "s1", SIGIL_DKIM_PRIVATE_KEY_FILE: notKey })).toThrow(/private key/);
   });
 
-  it("emailFromEnv picks SMTP when SIGIL_SMTP_URL is set, else the outbox", () => {
-    expect(emailFromEnv({}, outboxDir).name).toBe("outbox");
-    expect(emailFromEnv({ SIGIL_SMTP_URL: "smtp://u:p@127.0.0.1:2525" }, outboxDir).name).toBe("smtp");
+  it("emailFrom picks SMTP when SIGIL_SMTP_URL is set, else the outbox", () => {
+    expect(emailFrom(parseConfig({}), outboxDir).name).toBe("outbox");
+    expect(emailFrom(parseConfig({ SIGIL_SMTP_URL: "smtp://u:p@127.0.0.1:2525" }), outboxDir).name).toBe("smtp");
   });
 
   it("SIGIL_PROVIDER_TIMEOUT_MS", () => {
-    expect(providerTimeoutFromEnv({})).toBe(15000);
-    expect(providerTimeoutFromEnv({ SIGIL_PROVIDER_TIMEOUT_MS: "750" })).toBe(750);
+    expect(parseConfig({}).providerTimeoutMs).toBe(15000);
+    expect(parseConfig({ SIGIL_PROVIDER_TIMEOUT_MS: "750" }).providerTimeoutMs).toBe(750);
     for (const bad of ["0", "-1", "1.5", "abc", "9999999"]) {
-      expect(() => providerTimeoutFromEnv({ SIGIL_PROVIDER_TIMEOUT_MS: bad })).toThrow();
+      expect(() => parseConfig({ SIGIL_PROVIDER_TIMEOUT_MS: bad })).toThrow(/SIGIL_PROVIDER_TIMEOUT_MS must be a whole number from 1 to 600000/);
     }
   });
 });

@@ -8,9 +8,10 @@ import {
   createTelephonyProvider,
   escapeXmlText,
   rewriteOrigin,
-  telephonyFromEnv,
+  telephonyFrom,
 } from "../src/providers/telephony.js";
 import { ProviderError } from "../src/providers/types.js";
+import { parseConfig } from "../src/config.js";
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 
 const FAST = 500;
@@ -250,11 +251,12 @@ describe("Twilio telephony provider", () => {
 });
 
 describe("environment", () => {
-  it("telephonyFromEnv selects Twilio with both credentials, the outbox with none", async () => {
+  it("the configuration selects Twilio with both credentials, the outbox with none", async () => {
+    const telephonyFromEnv = (env: Record<string, string>, dir: string) => telephonyFrom(parseConfig(env), dir);
     expect(telephonyFromEnv({}, outboxDir).name).toBe("outbox");
     expect(() => telephonyFromEnv({ TWILIO_ACCOUNT_SID: SID }, outboxDir)).toThrow(/both/);
     expect(() => telephonyFromEnv({ TWILIO_ACCOUNT_SID: "XX123", TWILIO_AUTH_TOKEN: "t" }, outboxDir)).toThrow(/AC/);
-    expect(() => telephonyFromEnv({ TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: "t", SIGIL_TWILIO_API_URL: "ftp://x" }, outboxDir)).toThrow();
+    expect(() => telephonyFromEnv({ TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: "t", SIGIL_TWILIO_API_URL: "ftp://x" }, outboxDir)).toThrow(/SIGIL_TWILIO_API_URL/);
 
     const server = await twilioServer();
     const provider = telephonyFromEnv(

@@ -8,7 +8,8 @@ import { describeStore, openStore } from "../../store/index.js";
 import { type IdentityRecord, type Store, StoreError } from "../../store/types.js";
 import { SigilError } from "../errors.js";
 import { realFiles } from "../util/fsx.js";
-import { filesFromEnv } from "../util/faults.js";
+import { filesFor } from "../util/faults.js";
+import type { Config } from "../config.js";
 import { type KeySource, type VerifyReport, keysFor, report } from "./anchor.js";
 import { type PublicKeyInfo, verifyChain } from "./verify.js";
 
@@ -20,8 +21,8 @@ export function registryKeys(rec: IdentityRecord): PublicKeyInfo[] {
 export class PublicHome {
   private constructor(readonly store: Store) {}
 
-  static async open(opts: { home: string; env: NodeJS.ProcessEnv }): Promise<PublicHome> {
-    const storeOpts = { home: opts.home, files: filesFromEnv(realFiles, opts.env), storeUrl: opts.env.SIGIL_STORE_URL };
+  static async open(opts: { home: string; config: Pick<Config, "storeUrl" | "testFaults"> }): Promise<PublicHome> {
+    const storeOpts = { home: opts.home, files: filesFor(realFiles, opts.config.testFaults), storeUrl: opts.config.storeUrl };
     const where = describeStore(storeOpts);
     const store = openStore(storeOpts);
     try {

@@ -37,10 +37,16 @@ let pool: PoolWorker[] | undefined;
 let poolBroken = false;
 let nextSliceId = 0;
 
+let configuredThreads: number | undefined;
+
+/** SIGIL_VERIFY_THREADS (`Config.verifyThreads`), set by the composition root; undefined: one per core. */
+export function setVerifyThreads(n: number | undefined): void {
+  configuredThreads = n;
+}
+
 export function workerCount(): number {
   if (poolBroken) return 0;
-  const env = process.env.SIGIL_VERIFY_THREADS;
-  const n = env !== undefined && /^\d+$/.test(env) ? Number(env) : availableParallelism();
+  const n = configuredThreads ?? availableParallelism();
   return Math.max(0, Math.min(n, 16));
 }
 

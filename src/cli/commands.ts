@@ -4,6 +4,7 @@
  */
 import type { Command, Option } from "commander";
 import type { App } from "../app.js";
+import type { Config } from "../config.js";
 import { registerSecretCommands } from "./secret.js";
 import { registerKeysCommands } from "./keys.js";
 import { registerReceiptCommands } from "./receipt.js";
@@ -13,7 +14,8 @@ import { registerTenantCommands } from "./tenant.js";
 
 export interface CliKit {
   home: () => string;
-  env: NodeJS.ProcessEnv;
+  /** The environment, parsed once when the command starts (src/config.ts). */
+  config: () => Config;
   /** Prints `data` as one JSON document with --json, else the human text. */
   out: (json: boolean, data: unknown, human: () => string) => void;
   /** Opens the home's application (src/app.ts) for the duration of `fn`. */

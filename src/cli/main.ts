@@ -6,7 +6,7 @@
 import { readFileSync } from "node:fs";
 import { Command, CommanderError, InvalidArgumentError, Option } from "commander";
 import { SigilError } from "../errors.js";
-import { resolveHome } from "../identity/home.js";
+import { type Config, ConfigError, environmentHelp, parseConfig } from "../config.js";
 import { type App, initHome, openApp } from "../app.js";
 import { COMMANDS } from "./commands.js";
 import { type CheckpointCheck, type LogReader, readCheckpointFile, verifyCheckpointFile } from "../provenance/checkpoint.js";
@@ -16,8 +16,13 @@ import type { VerifyResult } from "../audit/verify.js";
 import { printableJson, printableText, shown } from "../util/printable.js";
 import { listenError } from "./listen.js";
 
-const env = process.env;
-const home = (): string => resolveHome(env);
+/**
+ * The environment, parsed once before a command runs (the `preAction` hook, after `--store`):
+ * a bad value stops the command before it opens or changes anything (exit 2).
+ */
+let parsed: Config | undefined;
+const config = (): Config => (parsed ??= parseConfig(process.env));
+const home = (): string => config().home;
 
 /** Prints a command's result; nothing derived from input reaches the terminal unescaped (util/printable.ts). */
 function out(json: boolean, data: unknown, human: () => string): void {
@@ -25,7 +30,7 @@ function out(json: boolean, data: unknown, human: () => string): void {
 }
 
 async function withApp<T>(fn: (app: App) => Promise<T>): Promise<T> {
-  const app = await openApp({ home: home(), env });
+  const app = await openApp({ home: home(), config: config() });
   try {
     return await fn(app);
   } finally {
@@ -65,12 +70,12 @@ export function buildCli(): Command {
     .exitOverride()
     .configureOutput({ writeErr: (str) => process.stderr.write(printableText(str)) })
     .showHelpAfterError("(add --help for usage)")
-    .addHelpText("after", "\nEnvironment: SIGIL_HOME (default ~/.sigil), SIGIL_STORE_URL, SIGIL_TOKEN / SIGIL_TOKEN_FILE, SIGIL_MASTER_KEY,\nSIGIL_SMTP_URL, TWILIO_ACCOUNT_SID, TWILIO_AUTH_TOKEN, SIGIL_TWILIO_API_URL, SIGIL_PUBLIC_URL. See the README.");
+    .addHelpText("after", environmentHelp());
   // --store URL (any position) selects the PostgreSQL store, exactly like SIGIL_STORE_URL.
   program.option("--store <url>", "keep identities, secrets and audit chains in PostgreSQL (postgres://…) instead of the home; sets SIGIL_STORE_URL");
   program.hook("preAction", () => {
     const store = program.opts<{ store?: string }>().store;
-    if (store !== undefined) env.SIGIL_STORE_URL = store;
+    parsed = parseConfig(store !== undefined ? { ...process.env, SIGIL_STORE_URL: store } : process.env);
   });
 
   program
@@ -78,7 +83,7 @@ export function buildCli(): Command {
     .description("create the home: registry, master key and admin token (refuses if it exists)")
     .addOption(jsonOpt())
     .action(async (o: { json?: boolean }) => {
-      const r = await initHome({ home: home(), env });
+      const r = await initHome({ home: home(), config: config() });
       out(!!o.json, r, () => `Initialised ${r.home}\nAdmin token (shown once, keep it safe): ${r.adminToken}`);
     });
 
@@ -93,7 +98,7 @@ export function buildCli(): Command {
       "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS.\nAny transport: SIGIL_REFUSALS_PER_MINUTE (refusals written one by one per identity and minute, default 60). See the README.",
     )
     .action(async (o: { http?: boolean; host: string; port: number }) => {
-      const app = await openApp({ home: home(), env });
+      const app = await openApp({ home: home(), config: config() });
       if (o.http) {
         await startHttp(app, o.host, o.port);
       } else {
@@ -109,7 +114,7 @@ export function buildCli(): Command {
     .option("--port <port>", "port (0: any free port)", parsePort, 7410)
     .action(async (o: { host: string; port: number }) => {
       const { quickStart } = await import("./start.js");
-      await quickStart(home(), env, o.host, o.port, startHttp);
+      await quickStart(home(), config(), o.host, o.port, startHttp);
     });
 
   const identity = program.command("identity").description("issue and manage agent identities");
@@ -206,7 +211,7 @@ export function buildCli(): Command {
         } else chains = await verifyBundle(bundle, trusted);
       } else {
         anchor ??= "home";
-        const pub = await PublicHome.open({ home: home(), env });
+        const pub = await PublicHome.open({ home: home(), config: config() });
         try {
           if (note !== undefined) {
             const reader: LogReader = trusted
@@ -254,7 +259,7 @@ export function buildCli(): Command {
       process.stdout.write(printableJson(JSON.stringify(b, null, 2)) + "\n");
     });
 
-  for (const register of COMMANDS) register(program, { home, env, out, withApp, jsonOpt, readStdin });
+  for (const register of COMMANDS) register(program, { home, config, out, withApp, jsonOpt, readStdin });
   return program;
 }
 
@@ -268,11 +273,10 @@ function parsePort(p: string): number {
 
 export async function startHttp(app: App, host: string, port: number): Promise<string> {
   const { serveHttp } = await import("../server/http.js");
-  const allowedHosts = (env.SIGIL_ALLOWED_HOSTS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
-  const allowedOrigins = (env.SIGIL_ALLOWED_ORIGINS ?? "").split(",").map((s) => s.trim()).filter(Boolean);
+  const allowedHosts = [...app.config.allowedHosts];
+  const allowedOrigins = app.config.allowedOrigins;
   const { publicRoutes } = await import("../server/public-routes.js");
-  const { publicOrigin } = await import("../provenance/receipt.js");
-  const publicUrl = publicOrigin(env); // SIGIL_PUBLIC_URL: where outside parties reach this server
+  const publicUrl = app.config.publicUrl; // SIGIL_PUBLIC_URL: where outside parties reach this server
   if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
   let served: Awaited<ReturnType<typeof serveHttp>>;
   try {
@@ -301,7 +305,7 @@ export async function main(argv: string[]): Promise<void> {
     }
     if (err instanceof SigilError) {
       process.stderr.write(`sigil: ${shown(err.publicMessage)}\n`);
-      process.exit(1);
+      process.exit(err instanceof ConfigError ? 2 : 1);
     }
     process.stderr.write(`sigil: ${shown(err instanceof Error ? err.message : String(err))}\n`);
     process.exit(1);

@@ -10,6 +10,7 @@ import { realpathSync } from "node:fs";
 import path from "node:path";
 import { type App, initHome, openApp } from "../app.js";
 import { SigilError } from "../errors.js";
+import type { Config } from "../config.js";
 import { checkPortFree } from "./listen.js";
 
 const DEMO_POLICY = {
@@ -78,7 +79,7 @@ export function describePolicy(policy: Record<string, unknown>, channels: string
 
 export async function quickStart(
   home: string,
-  env: NodeJS.ProcessEnv,
+  config: Config,
   host: string,
   port: number,
   serve: (app: App, host: string, port: number) => Promise<string>,
@@ -87,13 +88,13 @@ export async function quickStart(
   await checkPortFree(host, port);
   const lines: string[] = [];
   try {
-    const { adminToken } = await initHome({ home, env });
+    const { adminToken } = await initHome({ home, config });
     lines.push(`Initialised a new sigil home at ${home}.`, `Admin token (shown once; keep it safe): ${adminToken}`);
   } catch (err) {
     if (!(err instanceof SigilError && err.code === "already_initialised")) throw err;
     lines.push(`Using the sigil home at ${home}.`);
   }
-  const app = await openApp({ home, env });
+  const app = await openApp({ home, config });
   const { command, cli } = cliLaunch();
   const q = (s: string): string => (/[^\w@%+=:,./-]/.test(s) ? `'${s.replace(/'/g, `'\\''`)}'` : s);
   const sigilCmd = `SIGIL_HOME=${q(home)} ${q(command)} ${q(cli)}`;

@@ -16,6 +16,7 @@ import { importStore } from "../../store/postgres/import.js";
 import { isPostgresUrl, redactUrl } from "../../store/postgres/db.js";
 import { StoreError } from "../../store/types.js";
 import type { RegisterCommands } from "./commands.js";
+import type { Config } from "../config.js";
 
 export interface MigrateReport {
   from: string;
@@ -35,7 +36,7 @@ export const registerStoreCommands: RegisterCommands = (program, kit) => {
     .addOption(kit.jsonOpt())
     .action(async (o: { to: string; json?: boolean }) => {
       if (!isPostgresUrl(o.to)) throw new SigilError("invalid_arguments", "--to must be a postgres:// or postgresql:// URL.");
-      const r = await migrateHome(kit.home(), o.to, kit.env);
+      const r = await migrateHome(kit.home(), o.to, kit.config());
       kit.out(!!o.json, r, () =>
         `Copied ${r.identities} identities, ${r.entries} audit entries and ${r.secrets} secrets from ${r.from} to ${r.to}; every chain verifies there.\n` +
         `Run instances with SIGIL_STORE_URL set (and SIGIL_MASTER_KEY, or this home's master.key).`,
@@ -43,7 +44,7 @@ export const registerStoreCommands: RegisterCommands = (program, kit) => {
     });
 };
 
-export async function migrateHome(home: string, url: string, env: NodeJS.ProcessEnv): Promise<MigrateReport> {
+export async function migrateHome(home: string, url: string, config: Pick<Config, "masterKey">): Promise<MigrateReport> {
   await cryptoReady();
   const source = openFileStore({ home });
   const target = new PostgresStore(url);
@@ -55,7 +56,7 @@ export async function migrateHome(home: string, url: string, env: NodeJS.Process
       if (err instanceof StoreError && err.code === "not_initialised") throw new SigilError("not_initialised", `No sigil home at ${home} to migrate.`);
       throw err;
     }
-    const master = await loadMasterKey(home, env);
+    const master = await loadMasterKey(home, config);
     if (!hashesEqual(master.checkValue(), meta.masterKeyCheck)) {
       throw new SigilError("master_key_mismatch", `The master key does not belong to the home at ${home}; the migrated store would be unusable.`);
     }

@@ -3,7 +3,6 @@
  * one (every other command and `sigil serve`). Opening checks the registry and that the master key
  * belongs to it, and refuses to start otherwise; what is built on the opened store is src/app.ts.
  */
-import os from "node:os";
 import path from "node:path";
 import { promises as fsp } from "node:fs";
 import { MasterKey, cryptoReady, hashesEqual, newToken, tokenHash } from "../crypto/core.js";
@@ -11,20 +10,18 @@ import { SigilError } from "../errors.js";
 import { describeStore, openStore } from "../../store/index.js";
 import { type Store, StoreError } from "../../store/types.js";
 import { type FileLayer, realFiles } from "../util/fsx.js";
-import { filesFromEnv } from "../util/faults.js";
+import { filesFor } from "../util/faults.js";
+import { type Config, type Env, configFrom } from "../config.js";
 import { ensureDefaultTenant } from "../tenant/tenants.js";
 
 export const SCHEMA_VERSION = 1;
 
 export interface HomeOptions {
   home: string;
-  env: NodeJS.ProcessEnv;
+  /** The parsed environment (src/config.ts); or `env`, parsed here. */
+  config?: Config;
+  env?: Env;
   files?: FileLayer;
-}
-
-export function resolveHome(env: NodeJS.ProcessEnv): string {
-  const h = env.SIGIL_HOME && env.SIGIL_HOME.trim() !== "" ? env.SIGIL_HOME : path.join(os.homedir(), ".sigil");
-  return path.resolve(h);
 }
 
 export const masterKeyFile = (home: string): string => path.join(home, "master.key");
@@ -33,10 +30,10 @@ export const masterKeyFile = (home: string): string => path.join(home, "master.k
  * The master key: `SIGIL_MASTER_KEY` (base64, 32 bytes) or the home's key file. Never generated
  * here: only `sigil init` creates one, so a lost key can never be silently replaced over data.
  */
-export async function loadMasterKey(home: string, env: NodeJS.ProcessEnv): Promise<MasterKey> {
-  if (env.SIGIL_MASTER_KEY) {
+export async function loadMasterKey(home: string, config: Pick<Config, "masterKey">): Promise<MasterKey> {
+  if (config.masterKey !== undefined) {
     try {
-      return MasterKey.fromBase64(env.SIGIL_MASTER_KEY);
+      return MasterKey.fromBase64(config.masterKey);
     } catch {
       throw new SigilError("master_key_invalid", "SIGIL_MASTER_KEY is not base64 of 32 bytes.");
     }
@@ -59,18 +56,19 @@ export async function loadMasterKey(home: string, env: NodeJS.ProcessEnv): Promi
 
 /** Creates a new home. Refuses, changing nothing, if one is already initialised there. */
 export async function initHome(opts: HomeOptions): Promise<{ home: string; adminToken: string }> {
+  const config = configFrom(opts);
   await cryptoReady();
-  const storeOpts = { home: opts.home, files: opts.files, storeUrl: opts.env.SIGIL_STORE_URL };
+  const storeOpts = { home: opts.home, files: opts.files, storeUrl: config.storeUrl };
   const where = describeStore(storeOpts);
   const store = openStore(storeOpts);
   try {
-    return await initIn(opts, store, where);
+    return await initIn(opts, config, store, where);
   } finally {
     await store.close();
   }
 }
 
-async function initIn(opts: HomeOptions, store: Store, where: string): Promise<{ home: string; adminToken: string }> {
+async function initIn(opts: HomeOptions, config: Config, store: Store, where: string): Promise<{ home: string; adminToken: string }> {
   const existing = await store.meta().then(
     () => true,
     (err: unknown) => {
@@ -83,8 +81,8 @@ async function initIn(opts: HomeOptions, store: Store, where: string): Promise<{
   await fsp.mkdir(opts.home, { recursive: true, mode: 0o700 });
   await fsp.chmod(opts.home, 0o700);
   let master: MasterKey;
-  if (opts.env.SIGIL_MASTER_KEY) {
-    master = await loadMasterKey(opts.home, opts.env);
+  if (config.masterKey !== undefined) {
+    master = await loadMasterKey(opts.home, config);
   } else {
     master = MasterKey.generate();
     try {
@@ -120,8 +118,9 @@ async function initIn(opts: HomeOptions, store: Store, where: string): Promise<{
  * key is missing or wrong (the store is closed again then).
  */
 export async function openHome(opts: HomeOptions): Promise<{ store: Store; master: MasterKey }> {
+  const config = configFrom(opts);
   await cryptoReady();
-  const storeOpts = { home: opts.home, files: opts.files ?? filesFromEnv(realFiles, opts.env), storeUrl: opts.env.SIGIL_STORE_URL };
+  const storeOpts = { home: opts.home, files: opts.files ?? filesFor(realFiles, config.testFaults), storeUrl: config.storeUrl };
   const where = describeStore(storeOpts);
   const store = openStore(storeOpts);
   let meta;
@@ -140,7 +139,7 @@ export async function openHome(opts: HomeOptions): Promise<{ store: Store; maste
     if (meta.schemaVersion > SCHEMA_VERSION) {
       throw new SigilError("schema_too_new", `The home at ${opts.home} was written by a newer sigil (schema ${meta.schemaVersion}).`);
     }
-    const master = await loadMasterKey(opts.home, opts.env);
+    const master = await loadMasterKey(opts.home, config);
     if (!hashesEqual(master.checkValue(), meta.masterKeyCheck)) {
       throw new SigilError("master_key_mismatch", `The master key does not belong to the home at ${opts.home}; refusing to start.`);
     }

@@ -8,9 +8,9 @@
  */
 import type { AuditChains, ChainState } from "../audit/chain.js";
 import { THROTTLE_SUMMARY_TOOL } from "../audit/chain.js";
-import { SigilError, logInternal, refId } from "../errors.js";
+import { logInternal, refId } from "../errors.js";
 
-/** The default limit; SIGIL_REFUSALS_PER_MINUTE (1 to 1,000,000) sets another. */
+/** The default limit; SIGIL_REFUSALS_PER_MINUTE (1 to 1,000,000, src/config.ts) sets another. */
 export const REFUSALS_PER_MINUTE = 60;
 export const REFUSAL_WINDOW_MS = 60_000;
 export const THROTTLED = {
@@ -32,17 +32,6 @@ export class RefusalThrottle {
     private readonly chains: Pick<AuditChains, "commit">,
     private readonly limit = REFUSALS_PER_MINUTE,
   ) {}
-
-  /** The limit from the environment: SIGIL_REFUSALS_PER_MINUTE, a whole number from 1 to 1,000,000. */
-  static limitFrom(env: NodeJS.ProcessEnv): number {
-    const raw = env.SIGIL_REFUSALS_PER_MINUTE?.trim();
-    if (raw === undefined || raw === "") return REFUSALS_PER_MINUTE;
-    const n = Number(raw);
-    if (!/^\d+$/.test(raw) || n < 1 || n > 1_000_000) {
-      throw new SigilError("invalid_arguments", `SIGIL_REFUSALS_PER_MINUTE must be a whole number from 1 to 1000000, not "${raw.slice(0, 20)}".`);
-    }
-    return n;
-  }
 
   /** Whether a refusal decided now must be throttled, given the chain state it is decided on. */
   over(state: ChainState, now: number): boolean {

@@ -36,7 +36,7 @@ export type ReceiptDocument = {
   published?: { keys: string; checkpoint: string };
 };
 
-export async function makeReceipt(app: Pick<App, "env" | "identities" | "store" | "keyring">, identityId: string, seq: number): Promise<ReceiptDocument> {
+export async function makeReceipt(app: Pick<App, "config" | "identities" | "store" | "keyring">, identityId: string, seq: number): Promise<ReceiptDocument> {
   const rec = await app.identities.require(identityId);
   if (!Number.isSafeInteger(seq) || seq < 1) throw new SigilError("invalid_arguments", "SEQ must be a positive whole number.");
   const cp = await makeCheckpoint(app, identityId);
@@ -53,7 +53,7 @@ export async function makeReceipt(app: Pick<App, "env" | "identities" | "store" 
   if (!entry || leaves.length !== cp.size || base64(merkleRoot(leaves)) !== cp.rootHash) {
     throw new SigilError("audit_corrupt", `The audit log of ${identityId} changed while the receipt was made; try again.`);
   }
-  const publicUrl = publicOrigin(app.env);
+  const publicUrl = app.config.publicUrl;
   return {
     format: RECEIPT_FORMAT,
     identity: identityId,
@@ -65,19 +65,6 @@ export async function makeReceipt(app: Pick<App, "env" | "identities" | "store" 
       ? { published: { keys: `${publicUrl}/identities/${identityId}/keys`, checkpoint: `${publicUrl}/identities/${identityId}/checkpoint` } }
       : {}),
   };
-}
-
-/** The server's public origin from SIGIL_PUBLIC_URL (https only), or undefined. */
-export function publicOrigin(env: NodeJS.ProcessEnv): string | undefined {
-  const raw = env.SIGIL_PUBLIC_URL?.trim();
-  if (!raw) return undefined;
-  try {
-    const u = new URL(raw);
-    if (u.protocol !== "https:" || u.username || u.password) return undefined;
-    return u.origin;
-  } catch {
-    return undefined;
-  }
 }
 
 export type ReceiptCheck = {

@@ -44,12 +44,13 @@ import { outboxFileName, writeOutboxFile } from "./outbox.js";
 import {
   DEFAULT_PROVIDER_TIMEOUT_MS,
   ProviderError,
-  providerTimeoutFromEnv,
   type EmailMessage,
   type EmailProvider,
 } from "./types.js";
 
-export { DEFAULT_PROVIDER_TIMEOUT_MS, providerTimeoutFromEnv };
+import type { Config } from "../config.js";
+
+export { DEFAULT_PROVIDER_TIMEOUT_MS };
 
 export interface DkimConfig {
   domainName: string;
@@ -333,27 +334,18 @@ export function createEmailProvider(opts: EmailProviderOptions): EmailProvider {
 }
 
 // ---------------------------------------------------------------------------
-// Environment
-
-type Env = Record<string, string | undefined>;
+// Configuration (src/config.ts)
 
 /**
- * DKIM settings from `SIGIL_DKIM_DOMAIN`, `SIGIL_DKIM_SELECTOR`, `SIGIL_DKIM_PRIVATE_KEY_FILE`:
- * all three or none (undefined). The key file must hold a PEM private key.
+ * The DKIM key the configuration names (`SIGIL_DKIM_*`, all three or none: checked by
+ * src/config.ts), read from its file; the file must hold a PEM private key.
  */
-export function dkimFromEnv(env: Env, readFile: (path: string) => string = (p) => readFileSync(p, "utf8")): DkimConfig | undefined {
-  const domainName = env.SIGIL_DKIM_DOMAIN?.trim() || undefined;
-  const keySelector = env.SIGIL_DKIM_SELECTOR?.trim() || undefined;
-  const keyFile = env.SIGIL_DKIM_PRIVATE_KEY_FILE?.trim() || undefined;
-  if (!domainName && !keySelector && !keyFile) return undefined;
-  if (!domainName || !keySelector || !keyFile) {
-    throw new Error("DKIM needs all of SIGIL_DKIM_DOMAIN, SIGIL_DKIM_SELECTOR and SIGIL_DKIM_PRIVATE_KEY_FILE");
-  }
-  if (!/^[A-Za-z0-9](?:[A-Za-z0-9.-]*[A-Za-z0-9])?$/.test(domainName)) throw new Error("SIGIL_DKIM_DOMAIN is not a domain name");
-  if (!/^[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?$/.test(keySelector)) throw new Error("SIGIL_DKIM_SELECTOR is not a valid selector");
+export function loadDkim(dkim: Config["dkim"], readFile: (path: string) => string = (p) => readFileSync(p, "utf8")): DkimConfig | undefined {
+  if (!dkim) return undefined;
+  const { domainName, keySelector } = dkim;
   let privateKey: string;
   try {
-    privateKey = readFile(keyFile);
+    privateKey = readFile(dkim.privateKeyFile);
   } catch {
     throw new Error("SIGIL_DKIM_PRIVATE_KEY_FILE cannot be read");
   }
@@ -365,13 +357,13 @@ export function dkimFromEnv(env: Env, readFile: (path: string) => string = (p) =
   return { domainName, keySelector, privateKey };
 }
 
-/** The email provider the environment selects: SMTP when `SIGIL_SMTP_URL` is set, else the outbox. */
-export function emailFromEnv(env: Env, outboxDir: string): EmailProvider {
-  const smtpUrl = env.SIGIL_SMTP_URL?.trim() || undefined;
-  const dkim = dkimFromEnv(env);
+/** The email provider the configuration selects: SMTP when `SIGIL_SMTP_URL` is set, else the outbox. */
+export function emailFrom(config: Pick<Config, "smtpUrl" | "dkim" | "providerTimeoutMs">, outboxDir: string): EmailProvider {
+  const smtpUrl = config.smtpUrl;
+  const dkim = loadDkim(config.dkim);
   return createEmailProvider({
     outboxDir,
-    timeoutMs: providerTimeoutFromEnv(env),
+    timeoutMs: config.providerTimeoutMs,
     ...(smtpUrl ? { smtpUrl } : {}),
     ...(dkim ? { dkim } : {}),
   });

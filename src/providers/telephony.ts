@@ -33,10 +33,10 @@
 import { randomBytes } from "node:crypto";
 import twilio from "twilio";
 import { outboxFileName, prepareOutboxFile, writeOutboxFile } from "./outbox.js";
+import type { Config } from "../config.js";
 import {
   DEFAULT_PROVIDER_TIMEOUT_MS,
   ProviderError,
-  providerTimeoutFromEnv,
   type CallRequest,
   type SmsRequest,
   type TelephonyProvider,
@@ -338,21 +338,16 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
 }
 
 // ---------------------------------------------------------------------------
-// Environment
-
-type Env = Record<string, string | undefined>;
+// Configuration (src/config.ts)
 
 /**
- * The telephony provider the environment selects: Twilio when both `TWILIO_ACCOUNT_SID`
- * and `TWILIO_AUTH_TOKEN` are set (origin overridable by `SIGIL_TWILIO_API_URL`), the
- * outbox when neither is; one without the other is a configuration error.
+ * The telephony provider the configuration selects: Twilio when `TWILIO_ACCOUNT_SID` and
+ * `TWILIO_AUTH_TOKEN` are set (origin overridable by `SIGIL_TWILIO_API_URL`), the outbox when
+ * neither is (one without the other is refused by src/config.ts).
  */
-export function telephonyFromEnv(env: Env, outboxDir: string): TelephonyProvider {
-  const accountSid = env.TWILIO_ACCOUNT_SID?.trim() || undefined;
-  const authToken = env.TWILIO_AUTH_TOKEN?.trim() || undefined;
-  const apiUrl = env.SIGIL_TWILIO_API_URL?.trim() || undefined;
-  const timeoutMs = providerTimeoutFromEnv(env);
-  if (!accountSid && !authToken) return createTelephonyProvider({ outboxDir, timeoutMs });
-  if (!accountSid || !authToken) throw new Error("Twilio needs both TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN");
-  return createTelephonyProvider({ outboxDir, timeoutMs, twilio: { accountSid, authToken, ...(apiUrl ? { apiUrl } : {}) } });
+export function telephonyFrom(config: Pick<Config, "twilio" | "twilioApiUrl" | "providerTimeoutMs">, outboxDir: string): TelephonyProvider {
+  const timeoutMs = config.providerTimeoutMs;
+  if (!config.twilio) return createTelephonyProvider({ outboxDir, timeoutMs });
+  const apiUrl = config.twilioApiUrl;
+  return createTelephonyProvider({ outboxDir, timeoutMs, twilio: { ...config.twilio, ...(apiUrl ? { apiUrl } : {}) } });
 }

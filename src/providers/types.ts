@@ -91,13 +91,3 @@ export interface TelephonyProvider {
 
 export const DEFAULT_PROVIDER_TIMEOUT_MS = 15_000;
 
-/** `SIGIL_PROVIDER_TIMEOUT_MS`: a whole number of milliseconds in 1..600000, else the default when unset. */
-export function providerTimeoutFromEnv(env: Record<string, string | undefined>): number {
-  const raw = env.SIGIL_PROVIDER_TIMEOUT_MS?.trim();
-  if (raw === undefined || raw === "") return DEFAULT_PROVIDER_TIMEOUT_MS;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n <= 0 || n > 600_000) {
-    throw new Error("SIGIL_PROVIDER_TIMEOUT_MS must be a whole number of milliseconds between 1 and 600000");
-  }
-  return n;
-}

@@ -55,15 +55,8 @@ function lazyValidator(): jsonSchemaValidator {
   return { getValidator: (schema) => (inner ??= new AjvJsonSchemaValidator()).getValidator(schema) };
 }
 
-/** How long a human has to answer an approval request: SIGIL_APPROVAL_TIMEOUT_MS (1 s to 1 h), default 120 s. */
-export function approvalTimeoutMs(env: NodeJS.ProcessEnv): number {
-  const raw = env.SIGIL_APPROVAL_TIMEOUT_MS?.trim();
-  const n = raw ? Number(raw) : NaN;
-  return Number.isInteger(n) && n >= 1000 && n <= 3_600_000 ? n : 120_000;
-}
-
 export interface SessionDeps {
-  app: Pick<App, "agent" | "admin" | "env">;
+  app: Pick<App, "agent" | "admin" | "config">;
   sessionId: string;
 }
 
@@ -91,7 +84,8 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       (req: ElicitRequest): Promise<ElicitResponse> =>
         mcp.server.elicitInput(
           { mode: "form", message: req.message, requestedSchema: req.requestedSchema as never },
-          { timeout: approvalTimeoutMs(deps.app.env), relatedRequestId: callId },
+          // How long a human has to answer: SIGIL_APPROVAL_TIMEOUT_MS (src/config.ts).
+          { timeout: deps.app.config.approvalTimeoutMs, relatedRequestId: callId },
         ) as Promise<ElicitResponse>;
     mcp.server.setRequestHandler(CallToolRequestSchema, async (req, extra): Promise<CallToolResult> => {
       // Approval is asked with a form; a client that declared only URL elicitation cannot answer it.

@@ -38,9 +38,9 @@ export interface HttpOptions {
   allowedOrigins?: string[];
   /** Sessions silent for this long are closed (default 30 minutes). */
   sessionIdleMs?: number;
-  /** Sessions one identity (or the admin token) may hold (default SIGIL_MAX_SESSIONS_PER_IDENTITY, else 32). */
+  /** Sessions one identity (or the admin token) may hold (default: the configuration's, SIGIL_MAX_SESSIONS_PER_IDENTITY). */
   maxSessionsPerIdentity?: number;
-  /** A request's headers and body must arrive within this (default SIGIL_REQUEST_TIMEOUT_MS, else 30 s). */
+  /** A request's headers and body must arrive within this (default: the configuration's, SIGIL_REQUEST_TIMEOUT_MS). */
   requestTimeoutMs?: number;
   /** How often open sessions' credentials are re-checked against the store (default 3 s). */
   credentialCheckMs?: number;
@@ -63,8 +63,6 @@ interface Session {
 const LOOPBACK = new Set(["127.0.0.1", "localhost", "::1", "[::1]"]);
 /** Agent sessions together (admin sessions are not counted here). */
 const MAX_AGENT_SESSIONS = 10_000;
-export const DEFAULT_MAX_SESSIONS_PER_IDENTITY = 32;
-export const DEFAULT_REQUEST_TIMEOUT_MS = 30_000;
 const HEADERS_TIMEOUT_MS = 10_000;
 /** An oversized body is read and discarded up to this much, so the client can read its 413; beyond, the connection is cut. */
 const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
@@ -80,17 +78,6 @@ function jsonError(res: http.ServerResponse, status: number, code: number, messa
   if (res.headersSent || res.destroyed) return;
   res.writeHead(status, { "content-type": "application/json", ...headers });
   res.end(JSON.stringify({ jsonrpc: "2.0", error: { code, message }, id: null }));
-}
-
-/** A whole number from `min` to `max` from the environment, or `dflt` when unset; anything else is refused. */
-export function envInteger(env: NodeJS.ProcessEnv, name: string, dflt: number, min: number, max: number): number {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === "") return dflt;
-  const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n) || n < min || n > max) {
-    throw new SigilError("invalid_arguments", `${name} must be a whole number from ${min} to ${max}, not "${raw.slice(0, 20)}".`);
-  }
-  return n;
 }
 
 /**
@@ -131,8 +118,8 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
   const opening = new Map<string, number>();
   let agentSessions = 0;
   const maxBody = opts.maxBodyBytes ?? 1024 * 1024;
-  const perIdentity = opts.maxSessionsPerIdentity ?? envInteger(app.env, "SIGIL_MAX_SESSIONS_PER_IDENTITY", DEFAULT_MAX_SESSIONS_PER_IDENTITY, 1, 10_000);
-  const requestTimeout = opts.requestTimeoutMs ?? envInteger(app.env, "SIGIL_REQUEST_TIMEOUT_MS", DEFAULT_REQUEST_TIMEOUT_MS, 100, 3_600_000);
+  const perIdentity = opts.maxSessionsPerIdentity ?? app.config.maxSessionsPerIdentity;
+  const requestTimeout = opts.requestTimeoutMs ?? app.config.requestTimeoutMs;
   let port = opts.port;
 
   const hostAllowed = (host: string | undefined): boolean => {

@@ -21,7 +21,6 @@ import type { App } from "../app.js";
 import { DIRECTORY_PATH } from "../provenance/http-signature.js";
 import { identityJwks, signedDirectory } from "../provenance/directory.js";
 import { makeCheckpoint } from "../provenance/checkpoint.js";
-import { publicOrigin } from "../provenance/receipt.js";
 
 const IDENTITY_ROUTE = /^\/identities\/([A-Za-z0-9_-]{1,64})\/(keys|checkpoint)$/;
 /** How long a public response is reused before it is rebuilt. */
@@ -45,8 +44,8 @@ function send(res: http.ServerResponse, r: Response): void {
   res.end(r.body);
 }
 
-export function publicRoutes(app: Pick<App, "env" | "store" | "now" | "signers" | "identities" | "keyring">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
-  const publicUrl = publicOrigin(app.env);
+export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signers" | "identities" | "keyring">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
+  const publicUrl = app.config.publicUrl;
   const publicHost = publicUrl ? new URL(publicUrl).host : undefined;
   // One slot per directory authority (Host was checked against the allow-list, so few) and per
   // route of each existing identity.

@@ -13,14 +13,15 @@ import { isJSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
 import { tokenHash } from "../crypto/core.js";
 import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
+import type { Config } from "../config.js";
 import { createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
 
-export function readSessionToken(env: NodeJS.ProcessEnv): string | undefined {
-  if (env.SIGIL_TOKEN && env.SIGIL_TOKEN.trim() !== "") return env.SIGIL_TOKEN.trim();
-  if (env.SIGIL_TOKEN_FILE) {
+export function readSessionToken(config: Pick<Config, "token" | "tokenFile">): string | undefined {
+  if (config.token !== undefined) return config.token;
+  if (config.tokenFile !== undefined) {
     try {
-      return readFileSync(env.SIGIL_TOKEN_FILE, "utf8").trim();
+      return readFileSync(config.tokenFile, "utf8").trim();
     } catch {
       throw new SigilError("unauthenticated", "SIGIL_TOKEN_FILE cannot be read; not serving.");
     }
@@ -76,7 +77,7 @@ async function refuse(reason: string): Promise<never> {
 export async function serveStdio(app: App): Promise<void> {
   let token: string | undefined;
   try {
-    token = readSessionToken(app.env);
+    token = readSessionToken(app.config);
   } catch (err) {
     if (err instanceof SigilError && err.code === "unauthenticated") return refuse(err.publicMessage);
     throw err;

@@ -51,6 +51,7 @@ export function faultyFiles(base: FileLayer, spec: string): FileLayer {
   };
 }
 
-export function filesFromEnv(base: FileLayer, env: NodeJS.ProcessEnv): FileLayer {
-  return env.SIGIL_TEST_FAULTS ? faultyFiles(base, env.SIGIL_TEST_FAULTS) : base;
+/** `base`, or `base` with the faults SIGIL_TEST_FAULTS names (`Config.testFaults`) injected. */
+export function filesFor(base: FileLayer, faults: string | undefined): FileLayer {
+  return faults ? faultyFiles(base, faults) : base;
 }

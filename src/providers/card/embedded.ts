@@ -112,16 +112,12 @@ export async function addMerchant(home: string, name: string, category: string, 
   });
 }
 
-function intFromEnv(env: NodeJS.ProcessEnv, name: string, max: number): number | undefined {
-  const raw = env[name]?.trim();
-  if (raw === undefined || raw === "") return undefined;
-  if (!/^\d+$/.test(raw) || Number(raw) > max) throw new Error(`${name} must be a whole number between 0 and ${max}`);
-  return Number(raw);
-}
-
 export interface EmbeddedOptions {
   home: string;
-  env?: NodeJS.ProcessEnv;
+  /** SIGIL_CARD_DECLINE_ABOVE_CENTS: charges above this are declined. */
+  declineAboveCents?: number;
+  /** SIGIL_CARD_LATENCY_MS: how long each charge takes (default 0). */
+  latencyMs?: number;
   files?: FileLayer;
   now?: () => number;
 }
@@ -136,12 +132,11 @@ export class EmbeddedCardProcessor implements CardProcessor {
   private readonly synced = new Set<string>();
 
   constructor(private readonly opts: EmbeddedOptions) {
-    const env = opts.env ?? {};
     this.files = opts.files ?? realFiles;
     this.locks = createLocks(lockNamespace(opts.home));
     this.now = opts.now ?? Date.now;
-    this.declineAbove = intFromEnv(env, "SIGIL_CARD_DECLINE_ABOVE_CENTS", Number.MAX_SAFE_INTEGER);
-    this.latencyMs = intFromEnv(env, "SIGIL_CARD_LATENCY_MS", 60_000) ?? 0;
+    if (opts.declineAboveCents !== undefined) this.declineAbove = opts.declineAboveCents;
+    this.latencyMs = opts.latencyMs ?? 0;
   }
 
   async merchantCategory(merchant: string): Promise<string | undefined> {

@@ -25,7 +25,7 @@
  *    another 5xx, or an unreadable 2xx → unknown (the reservation is kept; never retried
  *    automatically).
  */
-import { ProviderError, providerTimeoutFromEnv } from "../types.js";
+import { ProviderError } from "../types.js";
 import { cardIdFor } from "./embedded.js";
 import { CATEGORY_REASONS, CardDeclined, MCC_RE, categoryDecision, type CardProcessor, type CategoryReason, type ChargeRequest, type ChargeResult } from "./processor.js";
 
@@ -35,7 +35,7 @@ export class HttpCardProcessor implements CardProcessor {
   private readonly timeoutMs: number;
   private readonly token?: string;
 
-  constructor(url: string, env: NodeJS.ProcessEnv) {
+  constructor(url: string, opts: { timeoutMs: number; token?: string | undefined }) {
     let u: URL;
     try {
       u = new URL(url);
@@ -44,8 +44,8 @@ export class HttpCardProcessor implements CardProcessor {
     }
     if (u.protocol !== "https:" && u.protocol !== "http:") throw new Error("SIGIL_CARD_PROCESSOR_URL must be an http(s) URL");
     this.url = u;
-    this.timeoutMs = providerTimeoutFromEnv(env);
-    this.token = env.SIGIL_CARD_PROCESSOR_TOKEN || undefined;
+    this.timeoutMs = opts.timeoutMs;
+    this.token = opts.token || undefined;
   }
 
   async charge(req: ChargeRequest): Promise<ChargeResult> {
