@@ -18,7 +18,7 @@
  *   admin (pipeline/admin-call.ts)              what admin tools may call
  */
 import path from "node:path";
-import { keyedHash, randomId } from "./crypto/core.js";
+import { keyedHash, randomId } from "./crypto/tokens.js";
 import { AuditChains } from "./audit/chain.js";
 import { providersFrom, type Providers } from "./providers/index.js";
 import { type Config, configFrom } from "./config.js";

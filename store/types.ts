@@ -3,7 +3,7 @@
  * lock, append to a chain); each backend decides how to make them atomic and durable:
  * `store/file` (the embedded home: lowdb documents + append-only JSONL) and, later, PostgreSQL.
  */
-import type { Sealed } from "../src/crypto/core.js";
+import type { Sealed } from "../src/crypto/seal.js";
 
 export const CHANNELS = ["email", "sms", "voice", "vault", "card", "sign"] as const;
 

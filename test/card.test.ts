@@ -5,7 +5,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text, hints } from "./support/home.js";
 import { openApp } from "../src/app.js";
-import { tokenHash } from "../src/crypto/core.js";
+import { tokenHash } from "../src/crypto/tokens.js";
 import { callAgentTool } from "../src/pipeline/agent-call.js";
 import { readLedger } from "../src/providers/card/embedded.js";
 import { AGENT_TOOLS } from "../tools/index.js";

@@ -1,11 +1,12 @@
 /**
- * Audit entries are signed with node:crypto from the libsodium-form key (src/crypto/core.ts `sign`).
+ * Audit entries are signed with node:crypto from the libsodium-form key (src/crypto/ed25519.ts `sign`).
  * Ed25519 is deterministic, so the signatures must be byte-for-byte libsodium's; this checks that
  * over random keys and messages (including the audit statement form), and that they verify.
  */
 import { describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
-import { cryptoReady, generateSigningKey, sign, signWithSodium, verifySignature } from "../dist/src/crypto/core.js";
+import { cryptoReady } from "../dist/src/crypto/sodium.js";
+import { generateSigningKey, sign, signWithSodium, verifySignature } from "../dist/src/crypto/ed25519.js";
 
 describe("Ed25519 signing through node:crypto", () => {
   it("produces exactly libsodium's signatures, which verify", async () => {

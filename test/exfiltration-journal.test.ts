@@ -7,7 +7,7 @@ import { afterAll, describe, expect, it } from "vitest";
 import { cleanupHomes, makeHome } from "./support/home.js";
 import { backends } from "./support/backends.js";
 import { openStore } from "../dist/store/index.js";
-import { MasterKey } from "../dist/src/crypto/core.js";
+import { MasterKey } from "../dist/src/crypto/master-key.js";
 import { Vault } from "../dist/src/identity/vault.js";
 import { ExfiltrationJournal, JOURNAL_NAME, READ_WINDOW_MS, SEND_WINDOW_MS } from "../dist/src/policy/exfiltration-journal.js";
 

@@ -10,7 +10,7 @@ import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity } f
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 import { outboxFiles, toolEntries } from "./support/channels.js";
 import { openApp } from "../src/app.js";
-import { tokenHash } from "../src/crypto/core.js";
+import { tokenHash } from "../src/crypto/tokens.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { sendSms } from "../tools/send-sms.js";
 

@@ -4,7 +4,8 @@
  * end-to-end attacks on both stores are in test/store-authority.test.ts.
  */
 import { describe, expect, it } from "vitest";
-import { MasterKey, tokenHash } from "../src/crypto/core.js";
+import { MasterKey } from "../src/crypto/master-key.js";
+import { tokenHash } from "../src/crypto/tokens.js";
 import { RecordMac, TokenHashes } from "../src/identity/record-mac.js";
 
 const master = MasterKey.generate();

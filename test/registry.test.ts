@@ -30,7 +30,10 @@ describe("the home and its registry", () => {
   });
 
   it("a sealed private key moved to another identity does not open (identity and key id are associated data)", async () => {
-    const { MasterKey, cryptoReady, seal, open, generateSigningKey } = await import("../dist/src/crypto/core.js");
+    const { MasterKey } = await import("../dist/src/crypto/master-key.js");
+    const { cryptoReady } = await import("../dist/src/crypto/sodium.js");
+    const { seal, open } = await import("../dist/src/crypto/seal.js");
+    const { generateSigningKey } = await import("../dist/src/crypto/ed25519.js");
     await cryptoReady();
     const mk = MasterKey.generate().subkey("signing-keys");
     const kp = generateSigningKey();

@@ -10,7 +10,7 @@ import { type Home, ROOT, cleanupHomes, makeHome } from "./support/home.js";
 import { type Backend, backends } from "./support/backends.js";
 // The built store, exactly what the CLI runs.
 import { openStore } from "../dist/store/index.js";
-import { tokenHash } from "../dist/src/crypto/core.js";
+import { tokenHash } from "../dist/src/crypto/tokens.js";
 
 afterAll(cleanupHomes);
 

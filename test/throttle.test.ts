@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
 import { openApp } from "../src/app.js";
-import { tokenHash } from "../src/crypto/core.js";
+import { tokenHash } from "../src/crypto/tokens.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { sendSms } from "../tools/send-sms.js";
 

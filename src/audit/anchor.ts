@@ -12,7 +12,7 @@
  * A bundle verified with none of these is `unanchored`: the CLI says so and exits 3.
  */
 import { readFileSync } from "node:fs";
-import { b64 } from "../crypto/core.js";
+import { b64 } from "../crypto/encoding.js";
 import { SigilError } from "../errors.js";
 import { keysFromJwks } from "../provenance/directory.js";
 import type { PublicKeyInfo, VerifyResult } from "./verify.js";

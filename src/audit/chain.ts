@@ -10,7 +10,9 @@
  * the one before it.
  */
 import { createHmac } from "node:crypto";
-import { b64, hashesEqual, sha256hex, sign as edSign } from "../crypto/core.js";
+import { b64, sha256hex } from "../crypto/encoding.js";
+import { sign as edSign } from "../crypto/ed25519.js";
+import { hashesEqual } from "../crypto/tokens.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
 import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, canonicalLine, entryHash, signingStatement } from "./entry.js";
 

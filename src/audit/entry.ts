@@ -12,7 +12,7 @@
  * (canonical base64 of 64 bytes): a line reformatted, re-ordered or carrying a repeated key is
  * not an entry.
  */
-import { sha256hex } from "../crypto/core.js";
+import { sha256hex } from "../crypto/encoding.js";
 import { jcs } from "../util/jcs.js";
 
 export const ENTRY_VERSION = 1;

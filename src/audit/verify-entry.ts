@@ -5,7 +5,7 @@
  * worker threads (verify-worker.ts) and receipt verification (provenance/receipt.ts) all use
  * these, so an entry means the same thing to each of them.
  */
-import { keyThumbprint, verifySignature } from "../crypto/core.js";
+import { keyThumbprint, verifySignature } from "../crypto/ed25519.js";
 import { decodeBase64Strict } from "../crypto/jwk.js";
 import { type AuditEntry, bodyHash, canonicalForms, signingStatement } from "./entry.js";
 

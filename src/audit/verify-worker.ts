@@ -7,7 +7,7 @@
  * results exactly as if it had computed them itself.
  */
 import { parentPort } from "node:worker_threads";
-import { fromB64 } from "../crypto/core.js";
+import { fromB64 } from "../crypto/encoding.js";
 import type { AuditEntry } from "./entry.js";
 import { examineEntry } from "./verify-entry.js";
 

@@ -20,7 +20,7 @@
  * and the same trusted keys, so the verdict, the first bad seq and its message are the same with
  * or without workers.
  */
-import { keyThumbprint } from "../crypto/core.js";
+import { keyThumbprint } from "../crypto/ed25519.js";
 import { type AuditEntry, ENTRY_VERSION, ZERO_HASH } from "./entry.js";
 import { DEFECT_MESSAGE, type EntryDefect, type Examined, examineEntry, isKeyIdOf, strictPublicKey } from "./verify-entry.js";
 import { PARALLEL_MIN_ENTRIES, type Precomputed, precompute, workerCount } from "./verify-pool.js";

@@ -5,7 +5,8 @@
  * transaction. The master key is not copied: keep the home's key file, or set SIGIL_MASTER_KEY on
  * every instance. Stop the instances using the home first.
  */
-import { cryptoReady, hashesEqual } from "../crypto/core.js";
+import { cryptoReady } from "../crypto/sodium.js";
+import { hashesEqual } from "../crypto/tokens.js";
 import { SigilError } from "../errors.js";
 import { loadMasterKey } from "../identity/home.js";
 import { publicKeys } from "../identity/audit-log.js";

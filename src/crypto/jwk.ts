@@ -3,14 +3,16 @@
  * message signatures and the `kid` of our JWKS and e-mail signatures), and the small key helpers
  * the other provenance modules share.
  */
-import { b64url, keyThumbprint, verifySignature } from "./core.js";
+import { b64url } from "./encoding.js";
+import { keyThumbprint, verifySignature } from "./ed25519.js";
 
 /**
- * One implementation each, in crypto/core.ts: base64 and base64url encoding, the public key object,
- * Ed25519 verification (false, never a throw, for a wrong-length key or signature). The names here
- * are the ones the provenance modules use.
+ * One implementation each: base64 and base64url encoding in encoding.ts; the public key object and
+ * Ed25519 verification (false, never a throw, for a wrong-length key or signature) in ed25519.ts.
+ * The names here are the ones the provenance modules use.
  */
-export { b64 as base64, b64url as base64url, publicKeyObject, verifySignature as verifyEd25519 } from "./core.js";
+export { b64 as base64, b64url as base64url } from "./encoding.js";
+export { publicKeyObject, verifySignature as verifyEd25519 } from "./ed25519.js";
 
 /**
  * Anything that can sign with one Ed25519 key. The private key stays behind `sign`, so a key
@@ -75,7 +77,7 @@ export function publicJwk(publicKey: Uint8Array): Ed25519PublicJwk {
   return { kty: "OKP", crv: "Ed25519", x: b64url(publicKey) };
 }
 
-/** RFC 7638 thumbprint of a 32-byte Ed25519 public key (crypto/core.ts's keyThumbprint, length checked). */
+/** RFC 7638 thumbprint of a 32-byte Ed25519 public key (ed25519.ts's keyThumbprint, length checked). */
 export function jwkThumbprint(publicKey: Uint8Array): string {
   assertPublicKey(publicKey);
   return keyThumbprint(publicKey);

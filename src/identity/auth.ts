@@ -2,7 +2,7 @@
  * Authentication: which principal a bearer token names. Tokens are never stored, only their
  * SHA-256 (compared in constant time); an agent token of a revoked identity names no one.
  */
-import { hashesEqual, tokenHash } from "../crypto/core.js";
+import { hashesEqual, tokenHash } from "../crypto/tokens.js";
 import type { IdentityRecord, Store } from "../../store/types.js";
 
 /**

@@ -5,7 +5,9 @@
  */
 import path from "node:path";
 import { promises as fsp } from "node:fs";
-import { MasterKey, cryptoReady, hashesEqual, newToken, tokenHash } from "../crypto/core.js";
+import { cryptoReady } from "../crypto/sodium.js";
+import { MasterKey } from "../crypto/master-key.js";
+import { hashesEqual, newToken, tokenHash } from "../crypto/tokens.js";
 import { SigilError } from "../errors.js";
 import { describeStore, openStore } from "../../store/index.js";
 import { type Store, StoreError } from "../../store/types.js";

@@ -3,7 +3,7 @@
  * and the admin MCP tools both call these, so their results have one shape. Every change is an
  * audit entry of the identity's own chain; bad input is refused (`Denied`) and changes nothing.
  */
-import { newToken, randomId, tokenHash } from "../crypto/core.js";
+import { newToken, randomId, tokenHash } from "../crypto/tokens.js";
 import { Denied } from "../errors.js";
 import type { AuditChains, Draft } from "../audit/chain.js";
 import { parsePolicy } from "../policy/schema.js";

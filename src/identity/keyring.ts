@@ -10,7 +10,10 @@
  *   Each of those formats domain-separates the bytes it signs (src/provenance/domains.ts); callers
  *   must sign only through them, never raw bytes from outside.
  */
-import { type MasterKey, b64, fromB64, generateSigningKey, keyThumbprint, open as openSealed, seal, sign as edSign } from "../crypto/core.js";
+import { b64, fromB64 } from "../crypto/encoding.js";
+import { type MasterKey } from "../crypto/master-key.js";
+import { open as openSealed, seal } from "../crypto/seal.js";
+import { generateSigningKey, keyThumbprint, sign as edSign } from "../crypto/ed25519.js";
 import type { Signer } from "../crypto/jwk.js";
 import { Denied, SigilError } from "../errors.js";
 import type { AuditChains, Draft, Keyring as ChainKeyring, SigningKey } from "../audit/chain.js";

@@ -23,7 +23,8 @@
  * see src/pipeline/agent-call.ts and docs/ARCHITECTURE.md.
  */
 import { createHmac } from "node:crypto";
-import { type MasterKey, hashesEqual, tokenHash } from "../crypto/core.js";
+import { type MasterKey } from "../crypto/master-key.js";
+import { hashesEqual, tokenHash } from "../crypto/tokens.js";
 import { jcs } from "../util/jcs.js";
 
 /** The domain label of every record MAC (a new format gets a new label, never a reused one). */

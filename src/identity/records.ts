@@ -3,7 +3,7 @@
  * keys), channel lists, the policy hash the audit log records, and the associated data that binds a
  * sealed signing key to its identity and key id.
  */
-import { sha256hex } from "../crypto/core.js";
+import { sha256hex } from "../crypto/encoding.js";
 import { Denied } from "../errors.js";
 import { jcs } from "../util/jcs.js";
 import { CHANNELS, DEFAULT_TENANT, type Channel, type IdentityRecord, type KeyRecord, type Store } from "../../store/types.js";

@@ -14,7 +14,8 @@
  * - Versions count up on every overwrite (1, 2, …). A secret deleted and put again starts again
  *   at 1: the store keeps no tombstone (the audit log keeps the history).
  */
-import { open as openSealed, seal, type MasterKey } from "../crypto/core.js";
+import { type MasterKey } from "../crypto/master-key.js";
+import { open as openSealed, seal } from "../crypto/seal.js";
 import { Denied, SigilError } from "../errors.js";
 import type { SecretRecord, Store } from "../../store/types.js";
 

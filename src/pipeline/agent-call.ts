@@ -11,7 +11,7 @@
  * with safe text and a reference id.
  */
 import { type CallToolResult, ErrorCode, McpError } from "@modelcontextprotocol/sdk/types.js";
-import { hashesEqual } from "../crypto/core.js";
+import { hashesEqual } from "../crypto/tokens.js";
 import { Denied, SigilError, logInternal, refId, safeText, scrubberOf } from "../errors.js";
 import { type AuditChains, type Built, type ChainState, type Draft, type Receipt, receiptOf } from "../audit/chain.js";
 import type { AuditEntry } from "../audit/entry.js";

@@ -14,7 +14,8 @@
  * calls of that identity are refused until an administrator removes it (`sigil secret delete` on
  * the record is refused by the name rule; delete the store record itself).
  */
-import { open as openSealed, seal, type MasterKey } from "../crypto/core.js";
+import { type MasterKey } from "../crypto/master-key.js";
+import { open as openSealed, seal } from "../crypto/seal.js";
 import { SigilError } from "../errors.js";
 import type { Store } from "../../store/types.js";
 import { carriesAny, compileSecrets, normalize, scan } from "./exfiltration.js";

@@ -28,7 +28,8 @@ import { type AuditBundle, type KeySource, keysFor, verifyBundle } from "../audi
 import type { IdentityRecord } from "../../store/types.js";
 import { SigilError } from "../errors.js";
 import type { AuditEntry } from "../audit/entry.js";
-import { fromB64, keyThumbprint, sign as edSign } from "../crypto/core.js";
+import { fromB64 } from "../crypto/encoding.js";
+import { keyThumbprint, sign as edSign } from "../crypto/ed25519.js";
 import { ZERO_HASH } from "../audit/entry.js";
 import type { ChainCursor } from "../../store/types.js";
 import { checkpointBody, openNote, parseCheckpoint, signNote } from "./note.js";

@@ -22,7 +22,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
-import { tokenHash } from "../crypto/core.js";
+import { tokenHash } from "../crypto/tokens.js";
 import { SigilError, logInternal, refId } from "../errors.js";
 import type { App } from "../app.js";
 import { type Principal, createSessionServer } from "./factory.js";

@@ -10,7 +10,7 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { isJSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
-import { tokenHash } from "../crypto/core.js";
+import { tokenHash } from "../crypto/tokens.js";
 import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
 import type { Config } from "../config.js";

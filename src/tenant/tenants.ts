@@ -11,7 +11,11 @@
  *   subkey, the associated data binding it to the tenant and key id, so a store writer without the
  *   master key can neither read it nor move it to another tenant.
  */
-import { type MasterKey, b64, fromB64, generateSigningKey, keyThumbprint, newToken, open as openSealed, randomId, seal, sign, tokenHash, verifySignature } from "../crypto/core.js";
+import { b64, fromB64 } from "../crypto/encoding.js";
+import { type MasterKey } from "../crypto/master-key.js";
+import { open as openSealed, seal } from "../crypto/seal.js";
+import { generateSigningKey, keyThumbprint, sign, verifySignature } from "../crypto/ed25519.js";
+import { newToken, randomId, tokenHash } from "../crypto/tokens.js";
 import { Denied, SigilError } from "../errors.js";
 import { NAME_RE } from "../identity/records.js";
 import { DEFAULT_TENANT, type IdentityRecord, type KeyRecord, type Store, StoreError, type TenantRecord } from "../../store/types.js";

@@ -3,7 +3,9 @@
  * (src/audit/chain.ts), so that tests can make logs a careful forger would: validly hashed,
  * linked and signed everywhere except the one property under test.
  */
-import { b64, cryptoReady, generateSigningKey, keyThumbprint, sign } from "../../src/crypto/core.js";
+import { b64 } from "../../src/crypto/encoding.js";
+import { cryptoReady } from "../../src/crypto/sodium.js";
+import { generateSigningKey, keyThumbprint, sign } from "../../src/crypto/ed25519.js";
 import { ZERO_HASH, canonicalLine, entryHash, signingStatement } from "../../src/audit/entry.js";
 import type { PublicKeyInfo } from "../../src/audit/verify.js";
 

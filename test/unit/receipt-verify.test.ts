@@ -8,7 +8,7 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { RECEIPT_FORMAT, verifyReceipt } from "../../src/provenance/receipt.js";
 import { checkpointOrigin, inclusionProof, merkleRoot } from "../../src/provenance/checkpoint.js";
 import { checkpointBody, signNote } from "../../src/provenance/note.js";
-import { sign } from "../../src/crypto/core.js";
+import { sign } from "../../src/crypto/ed25519.js";
 import { ForgedLog, newKey, seal, type Entry, type ForgeKey } from "../support/audit-forge.js";
 
 let log: ForgedLog; // 4 entries, a rotation at seq 5, 2 more

@@ -26,7 +26,7 @@
  */
 import path from "node:path";
 import { randomBytes } from "node:crypto";
-import { sha256hex } from "../../crypto/core.js";
+import { sha256hex } from "../../crypto/encoding.js";
 import { ProviderError } from "../types.js";
 import { type FileLayer, fsyncDir, realFiles, writeAll, writeFileDurable } from "../../util/fsx.js";
 import { type Locks, createLocks } from "../../util/lock.js";
