@@ -12,6 +12,7 @@
  *           ├─ secrets (identity/secrets.ts)    the vault: admin put/delete/list, agent readers
  *           └─ audit (identity/audit-log.ts)    verify, export, query
  *     tenants (tenant/tenants.ts)               tenants, their admin tokens and keys
+ *       └─ delegations (tenant/delegations.ts)  tenant-signed statements for identity keys
  *     auth (identity/auth.ts)                   bearer token → principal
  *     providers (providers/index.ts)            email, telephony, card; created on first use
  *   agent (pipeline/agent-call.ts)              what the agent pipeline uses and hands tools
@@ -35,6 +36,7 @@ import { Vault } from "./identity/vault.js";
 import { RefusalThrottle } from "./pipeline/throttle.js";
 import { AuditLog } from "./identity/audit-log.js";
 import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
+import { Delegations } from "./tenant/delegations.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
 
@@ -59,6 +61,8 @@ export interface App {
   readonly signers: ActiveSigners;
   readonly auth: Authenticator;
   readonly tenants: Tenants;
+  /** The tenants' delegation statements for their identities' keys (issue, serve, check membership). */
+  readonly delegations: Delegations;
   readonly identities: Identities;
   readonly secrets: Secrets;
   readonly audit: AuditLog;
@@ -96,9 +100,10 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const signers = new ActiveSigners(store, keyring, chains);
   const auth = new Authenticator(store);
   const tenants = new Tenants(store, master, now);
-  const identities = new Identities(store, chains, keyring, now, instanceId);
+  const delegations = new Delegations(store, tenants, now);
+  const identities = new Identities(store, chains, keyring, now, instanceId, delegations);
   const secrets = new Secrets(store, chains, new Vault(store, master, now));
-  const audit = new AuditLog(store, chains, now);
+  const audit = new AuditLog(store, chains, now, delegations);
   const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
   const providers = providersFrom(config, outboxDir);
   const publicUrl = config.publicUrl;
@@ -115,12 +120,13 @@ export async function openApp(opts: AppOptions): Promise<App> {
     signers,
     auth,
     tenants,
+    delegations,
     identities,
     secrets,
     audit,
     providers,
     agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
-    admin: { auth, store, ops: { identities, secrets, audit, tenants } },
+    admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
     auditHash,
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute

@@ -134,6 +134,46 @@ describe.each(backends)("tenants (%s store)", (backend) => {
   });
 });
 
+describe.each(backends)("a forged tenantId in the store (%s store)", (backend) => {
+  it("moves nothing: an identity whose record is edited to name tenant A (even with A's statements copied in) stays invisible to A's admin", async () => {
+    const home = makeHome({}, { store: backend });
+    const a = home.createTenant("acme");
+    const b = home.createTenant("bravo");
+    const mine = home.createIdentity({ name: "a1", channels: "email", tenant: a.id });
+    const victim = home.createIdentity({ name: "b1", channels: "email", tenant: b.id });
+    const legacy = home.createIdentity({ name: "d1", channels: "email" });
+    const donor = home.json(["audit", "export", mine.id]).delegations;
+    expect(donor).toHaveLength(1);
+    const forge = async (id: string, patch: Record<string, unknown>): Promise<void> => {
+      if (backend === "file") {
+        const file = path.join(home.env.SIGIL_HOME!, "identities", `${id}.json`);
+        writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, "utf8")), ...patch }));
+      } else {
+        await pgQuery(home.env.SIGIL_STORE_URL!, "UPDATE sigil_identities SET record = record || $2::jsonb WHERE id = $1", [id, JSON.stringify(patch)]);
+      }
+    };
+    await forge(victim.id, { tenantId: a.id });
+    await forge(legacy.id, { tenantId: a.id, delegations: donor });
+    const server = await startHttpServer(home);
+    try {
+      const { client } = await httpClient(server.url, a.adminToken);
+      for (const id of [victim.id, legacy.id]) {
+        for (const [tool, args] of ID_TOOLS) {
+          const r = await client.callTool({ name: tool, arguments: args(id) });
+          expect([tool, text(r)]).toEqual([tool, `denied: not_found: No identity ${id}.`]);
+        }
+      }
+      const listed = (await client.callTool({ name: "list_identities", arguments: {} })).structuredContent as any;
+      expect(listed.identities.map((i: any) => i.id)).toEqual([mine.id]);
+      // A's own identity is still A's.
+      expect((await client.callTool({ name: "get_identity", arguments: { identityId: mine.id } })).isError).toBeFalsy();
+      await client.close();
+    } finally {
+      await server.stop();
+    }
+  });
+});
+
 describe.each(backends)("a home made before tenants existed (%s store)", (backend) => {
   it("upgrades in place: every identity lands in tenant default, which gets a key; nothing else changes", async () => {
     const home = makeHome({}, { store: backend });

@@ -99,6 +99,9 @@ export interface AuditBundle {
   identity: { id: string; name: string; createdAt: string };
   keys: PublicKeyInfo[];
   entries: unknown[];
+  /** The identity's tenant and its public key (JWKS), and the tenant's delegation statements (src/provenance/delegation.ts). */
+  tenant?: { id: string; keys: unknown[] };
+  delegations?: unknown[];
 }
 
 export function assertBundle(bundle: unknown): asserts bundle is AuditBundle {

@@ -25,7 +25,7 @@ export const registerKeysCommands: RegisterCommands = (program, kit) => {
     .description("print the Web Bot Auth key directory document (as GET /.well-known/http-message-signatures-directory, without its response signature)")
     .addOption(kit.jsonOpt())
     .action(async () => {
-      const doc = await kit.withApp(async (app) => directoryDocument(await app.store.listIdentities(), app.now()));
+      const doc = await kit.withApp(async (app) => directoryDocument(await app.store.listIdentities(), app.now(), await app.store.listTenants()));
       process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
     });
 };

@@ -8,6 +8,7 @@ import { type PublicKeyInfo, type VerifyResult, verifyChain } from "../audit/ver
 import type { IdentityRecord, Store } from "../../store/types.js";
 import { requireIdentity } from "./records.js";
 import type { AuditBundle } from "../audit/anchor.js";
+import type { Delegations } from "../tenant/delegations.js";
 
 export { type AuditBundle, verifyBundle } from "../audit/anchor.js";
 
@@ -21,6 +22,8 @@ export class AuditLog {
     private readonly store: Store,
     private readonly chains: Pick<AuditChains, "state">,
     private readonly now: () => number,
+    /** The tenant's delegation statements, carried in bundles (src/tenant/delegations.ts). */
+    private readonly delegations?: Pick<Delegations, "document">,
   ) {}
 
   /** The identity's log lines as stored, in order. */
@@ -42,6 +45,8 @@ export class AuditLog {
 
   async exportBundle(id: string): Promise<AuditBundle> {
     const rec = await requireIdentity(this.store, id);
+    // A bundle without them (a read-only home that cannot issue a missing statement) still verifies.
+    const delegation = await this.delegations?.document(id).catch(() => undefined);
     const entries: unknown[] = [];
     for await (const line of this.store.audit.readLines(id)) {
       try {
@@ -56,6 +61,7 @@ export class AuditLog {
       identity: { id: rec.id, name: rec.name, createdAt: rec.createdAt },
       keys: publicKeys(rec),
       entries,
+      ...(delegation ? { tenant: delegation.tenant, delegations: delegation.delegations } : {}),
     };
   }
 

@@ -11,6 +11,7 @@ import { validateAddress } from "../policy/email-address.js";
 import { parsePhone } from "../policy/phone.js";
 import { DEFAULT_TENANT, type IdentityRecord, type Store } from "../../store/types.js";
 import type { Keyring } from "./keyring.js";
+import type { Delegations } from "../tenant/delegations.js";
 import { type IdentityView, NAME_RE, parseChannels, policyHash, publicView, requireIdentity } from "./records.js";
 
 export interface CreateIdentityInput {
@@ -36,7 +37,14 @@ export class Identities {
     private readonly now: () => number,
     /** This process's instance id, recorded in admin intents (see `change`). */
     private readonly instanceId?: string,
+    /** Re-issues the tenant's delegation statements inside the registry write that changes what they vouch for. */
+    private readonly delegations?: Pick<Delegations, "refreshed">,
   ) {}
+
+  /** The record with its delegation statements brought up to date (src/tenant/delegations.ts). */
+  private delegated(rec: IdentityRecord, at: string): Promise<IdentityRecord> | IdentityRecord {
+    return this.delegations ? this.delegations.refreshed(rec, at) : rec;
+  }
 
   /**
    * An administrative change recorded like an agent action: an intent entry, then the change made
@@ -102,7 +110,7 @@ export class Identities {
     const key = this.keyring.newKeyRecord(id, "active");
     const now = new Date(this.now()).toISOString();
     key.notBefore = now;
-    const record: IdentityRecord = {
+    const record: IdentityRecord = await this.delegated({
       id,
       name,
       channels,
@@ -115,7 +123,7 @@ export class Identities {
       updatedAt: now,
       keys: [key],
       tenantId,
-    };
+    }, now);
     await this.store.createIdentity(record);
     await this.chains.commit(id, () => ({ value: null })); // writes the genesis entry
     return { id, name, token, keyId: key.keyId, publicKey: key.publicKey };
@@ -158,7 +166,7 @@ export class Identities {
         },
       }));
       const at = entry!.ts;
-      await this.store.updateIdentity(id, (r) => ({
+      await this.store.updateIdentity(id, (r) => this.delegated({
         ...r,
         updatedAt: at,
         keys: r.keys.map((k) =>
@@ -168,7 +176,7 @@ export class Identities {
               ? { ...k, status: "retired" as const, notAfter: at }
               : k,
         ),
-      }));
+      }, at));
       return { keyId: fresh.keyId, publicKey: fresh.publicKey, previousKeyId };
     });
   }
@@ -190,7 +198,7 @@ export class Identities {
   async revoke(id: string): Promise<{ id: string; revokedAt: string }> {
     await this.require(id);
     const at = new Date(this.now()).toISOString();
-    const rec = await this.store.updateIdentity(id, (r) => (r.revokedAt ? r : { ...r, revokedAt: at, updatedAt: at }));
+    const rec = await this.store.updateIdentity(id, (r) => (r.revokedAt ? r : this.delegated({ ...r, revokedAt: at, updatedAt: at }, at)));
     await adminEvent(this.chains, id, { tool: "identity_revoked", phase: "event", decision: "ok" });
     return { id, revokedAt: rec.revokedAt! };
   }
@@ -210,12 +218,13 @@ export class Identities {
           draft: { session: "admin", tool: "policy_updated", phase: "event", decision: "ok", policyVersion: next, policyHash: policyHash(parsed.policy) },
         };
       });
-      const rec = await this.store.updateIdentity(id, (r) => ({
+      const at = new Date(this.now()).toISOString();
+      const rec = await this.store.updateIdentity(id, (r) => this.delegated({
         ...r,
         policy: parsed.policy as Record<string, unknown>,
         policyVersion: version,
-        updatedAt: new Date(this.now()).toISOString(),
-      }));
+        updatedAt: at,
+      }, at));
       return publicView(rec);
     });
   }

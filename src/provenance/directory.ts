@@ -15,13 +15,18 @@
  *   current key (labels `binding0…`, `tag="http-message-signatures-directory"`).
  */
 import { randomBytes } from "node:crypto";
-import type { IdentityRecord } from "../../store/types.js";
+import type { IdentityRecord, TenantRecord } from "../../store/types.js";
 import type { App } from "../app.js";
 import { decodeBase64Strict, decodeBase64UrlStrict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "../crypto/jwk.js";
 import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
 
 export type IdentityJwks = { identity: string; revokedAt?: string; keys: JwksKey[] };
-export type DirectoryDocument = { keys: JwksKey[] };
+/**
+ * `tenants`: each tenant's public key (it signs the delegation statements of its identities' keys,
+ * src/provenance/delegation.ts) — a member directory readers that do not know it ignore; the
+ * tenant keys are not in `keys`, which holds only keys that sign requests.
+ */
+export type DirectoryDocument = { keys: JwksKey[]; tenants?: Array<{ tenant: string; keys: JwksKey[] }> };
 
 function keyInputs(rec: IdentityRecord): JwksInput[] {
   const out: JwksInput[] = [];
@@ -39,13 +44,20 @@ function keyInputs(rec: IdentityRecord): JwksInput[] {
   return out;
 }
 
+/** A tenant's public key as a JWKS (it signs delegation statements, src/provenance/delegation.ts). */
+export function tenantJwks(t: TenantRecord): JwksKey[] {
+  const publicKey = decodeBase64Strict(t.key.publicKey);
+  if (!publicKey) return [];
+  return jwks([{ publicKey, notBefore: t.key.notBefore ?? t.key.createdAt, status: "active" }]).keys;
+}
+
 /** One identity's JWKS: current and retired keys with their validity. */
 export function identityJwks(rec: IdentityRecord): IdentityJwks {
   return { identity: rec.id, ...(rec.revokedAt ? { revokedAt: rec.revokedAt } : {}), ...jwks(keyInputs(rec)) };
 }
 
 /** The directory document: current keys of the identities that are not revoked (see above). */
-export function directoryDocument(records: IdentityRecord[], nowMs: number): DirectoryDocument {
+export function directoryDocument(records: IdentityRecord[], nowMs: number, tenants: TenantRecord[] = []): DirectoryDocument {
   const keys: JwksKey[] = [];
   for (const rec of records) {
     if (rec.revokedAt) continue;
@@ -54,7 +66,7 @@ export function directoryDocument(records: IdentityRecord[], nowMs: number): Dir
     );
     keys.push(...jwks(inputs).keys);
   }
-  return { keys };
+  return { keys, ...(tenants.length > 0 ? { tenants: tenants.map((t) => ({ tenant: t.id, keys: tenantJwks(t) })) } : {}) };
 }
 
 /** Keys a verifier can use, from a JWKS (ours or anyone's): raw public key plus validity window. */
@@ -96,7 +108,7 @@ const directoryCache = new Map<string, { at: number; response: SignedDirectoryRe
 export async function signedDirectory(app: Pick<App, "store" | "now" | "signers">, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
   const records = (await app.store.listIdentities()).filter((r) => !r.revokedAt);
   const now = app.now();
-  const doc = directoryDocument(records, now);
+  const doc = directoryDocument(records, now, await app.store.listTenants());
   const cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
   const hit = directoryCache.get(cacheKey);
   if (hit && now - hit.at >= 0 && now - hit.at < DIRECTORY_CACHE_MS) return hit.response;

@@ -5,9 +5,12 @@
  *   GET /.well-known/http-message-signatures-directory   Web Bot Auth key directory, signed
  *   GET /identities/<id>/keys                             the identity's JWKS (current + retired)
  *   GET /identities/<id>/checkpoint                       a signed checkpoint of its audit log
+ *   GET /identities/<id>/delegation                       its tenant's signed delegation statements
+ *                                                         and the tenant's public key
  *
- * They disclose which identity ids exist and how many entries each log has; nothing else (no
- * names, policies, addresses or entries).
+ * They disclose which identity ids exist, how many entries each log has, the tenant id of each,
+ * its channels and the hash of its policy (in the delegation statements); nothing else (no names,
+ * policies, addresses or entries).
  *
  * Anyone can call them as often as they like, so they answer from cached state: each response is
  * kept and served as is for up to a second (REFRESH_MS), then rebuilt once — by one request, while
@@ -22,7 +25,7 @@ import { DIRECTORY_PATH } from "../provenance/http-signature.js";
 import { identityJwks, signedDirectory } from "../provenance/directory.js";
 import { makeCheckpoint } from "../provenance/checkpoint.js";
 
-const IDENTITY_ROUTE = /^\/identities\/([A-Za-z0-9_-]{1,64})\/(keys|checkpoint)$/;
+const IDENTITY_ROUTE = /^\/identities\/([A-Za-z0-9_-]{1,64})\/(keys|checkpoint|delegation)$/;
 /** How long a public response is reused before it is rebuilt. */
 export const REFRESH_MS = 1000;
 
@@ -44,7 +47,7 @@ function send(res: http.ServerResponse, r: Response): void {
   res.end(r.body);
 }
 
-export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signers" | "identities" | "keyring">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
+export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signers" | "identities" | "keyring" | "delegations">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
   const publicUrl = app.config.publicUrl;
   const publicHost = publicUrl ? new URL(publicUrl).host : undefined;
   // One slot per directory authority (Host was checked against the allow-list, so few) and per
@@ -96,6 +99,10 @@ export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signer
       const rec = await app.store.getIdentity(id);
       if (!rec) return undefined;
       if (route === "keys") return { status: 200, type: "application/jwk-set+json", body: JSON.stringify(identityJwks(rec)), headers: { "cache-control": "max-age=60" } };
+      if (route === "delegation") {
+        const doc = await app.delegations.document(rec.id);
+        return doc && { status: 200, type: "application/json", body: JSON.stringify(doc), headers: { "cache-control": "max-age=60" } };
+      }
       const cp = await makeCheckpoint(app, rec.id);
       return { status: 200, type: "text/plain; charset=utf-8", body: cp.note, headers: { "cache-control": "no-store" } };
     });
