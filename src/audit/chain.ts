@@ -50,16 +50,35 @@ export interface IdemRecord {
   receipt?: Receipt;
 }
 
+/**
+ * What an agent's result carries about the entry that records it: where it is and its signature,
+ * and — as the entry itself states them, under its signature — the tenant, the policy (version and
+ * hash) and the approval it was made under (`sigil receipt explain` checks each against the log).
+ */
 export interface Receipt {
   identityId: string;
   seq: number;
   hash: string;
   keyId: string;
   signature: string;
+  tenantId?: string;
+  policyVersion?: number;
+  policyHash?: string;
+  approvalId?: string;
 }
 
 export function receiptOf(e: AuditEntry): Receipt {
-  return { identityId: e.identity, seq: e.seq, hash: e.hash, keyId: e.keyId, signature: e.sig };
+  return {
+    identityId: e.identity,
+    seq: e.seq,
+    hash: e.hash,
+    keyId: e.keyId,
+    signature: e.sig,
+    ...(typeof e.tenant === "string" ? { tenantId: e.tenant } : {}),
+    ...(typeof e.policyVersion === "number" ? { policyVersion: e.policyVersion } : {}),
+    ...(typeof e.policyHash === "string" ? { policyHash: e.policyHash } : {}),
+    ...(typeof e.approvalId === "string" ? { approvalId: e.approvalId } : {}),
+  };
 }
 
 export class ChainCorruptError extends Error {}

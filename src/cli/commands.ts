@@ -11,6 +11,7 @@ import { registerReceiptCommands } from "./receipt.js";
 import { registerStoreCommands } from "./store.js";
 import { registerCardCommands } from "./card.js";
 import { registerTenantCommands } from "./tenant.js";
+import { registerExplainCommands } from "./explain.js";
 
 export interface CliKit {
   home: () => string;
@@ -26,4 +27,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands, registerExplainCommands];

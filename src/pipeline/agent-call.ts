@@ -24,7 +24,8 @@ import type { Providers } from "../providers/index.js";
 import type { IdentityRecord, Store } from "../../store/types.js";
 import type { ActiveSigners } from "../identity/keyring.js";
 import type { Secrets, VaultReader } from "../identity/secrets.js";
-import { viewOf } from "../identity/records.js";
+import { policyHash, viewOf } from "../identity/records.js";
+import { tenantOf } from "../tenant/tenants.js";
 import { jcs } from "../util/jcs.js";
 import type { AgentTool, ElicitRequest, ElicitResponse, PreparedAct, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
@@ -98,6 +99,9 @@ interface Governed {
   ctx: ToolContext;
   /** The identity's policy version the call was validated under. */
   policyVersion: number;
+  /** That policy's hash and the identity's tenant: every entry of the call records them, and so its receipt (audit/chain.ts receiptOf). */
+  policyHash: string;
+  tenant: string;
 }
 
 /** What decide concluded, under the chain lock. */
@@ -220,7 +224,7 @@ class AgentCall {
     };
     const refused = tool.guard?.(ctx, args as never);
     if (refused) throw await this.refuse(tool.name, refused.reason, refused.message, { args: this.shape(tool, args) });
-    return { tool, args, redacted, ctx, policyVersion: identity.policyVersion };
+    return { tool, args, redacted, ctx, policyVersion: identity.policyVersion, policyHash: cachedPolicyHash(identity.policy), tenant: tenantOf(identity) };
   }
 
   /**
@@ -303,7 +307,7 @@ class AgentCall {
     const { deps, identityId } = this;
     const { tool } = g;
     const now = deps.now();
-    const base = { tool: tool.name, session: this.session.sessionId, args: g.redacted, policyVersion: g.policyVersion };
+    const base = { tool: tool.name, session: this.session.sessionId, args: g.redacted, tenant: g.tenant, policyVersion: g.policyVersion, policyHash: g.policyHash };
     const deny = (reason: string, message: string): Built<Step> => ({
       value: { kind: "denied", reason, message },
       draft: { ...base, phase: "call", decision: "deny", reason },
@@ -318,7 +322,9 @@ class AgentCall {
       g.ctx.policy = p.policy;
       g.ctx.identity = viewOf(current);
       g.policyVersion = current.policyVersion;
+      g.policyHash = cachedPolicyHash(current.policy);
       base.policyVersion = current.policyVersion;
+      base.policyHash = g.policyHash;
     }
     if (d.idemKey !== undefined) {
       const prior = state.idempotency(tool.name, d.idemKey, now);
@@ -417,6 +423,9 @@ class AgentCall {
           session: this.session.sessionId,
           phase: "result",
           intent: intent.entry.seq,
+          tenant: g.tenant,
+          policyVersion: g.policyVersion,
+          policyHash: g.policyHash,
           decision: outcome ? "ok" : failure!.decision,
           ...(failure ? { reason: failure.reason } : {}),
           ...(outcome?.providerId ? { providerId: outcome.providerId } : {}),
@@ -500,6 +509,15 @@ const unknownToolName = (name: string, hash: (v: string) => string): string => `
  * mutated) record while the identity's file is unchanged, and a new object after any update, so a
  * policy is parsed once per version instead of on every call.
  */
+/** The policy's hash as audit entries record it (identity/records.ts), once per policy object. */
+const policyHashes = new WeakMap<object, string>();
+function cachedPolicyHash(policy: Record<string, unknown>): string {
+  if (policy === null || typeof policy !== "object") return policyHash(policy);
+  let h = policyHashes.get(policy);
+  if (h === undefined) policyHashes.set(policy, (h = policyHash(policy)));
+  return h;
+}
+
 const parsedPolicies = new WeakMap<object, ReturnType<typeof parsePolicy>>();
 function cachedPolicy(policy: Record<string, unknown>): ReturnType<typeof parsePolicy> {
   if (policy === null || typeof policy !== "object") return parsePolicy(policy);
