@@ -65,7 +65,7 @@ export const registerExplainCommands: RegisterCommands = (program, kit) => {
         };
         result = await explainReceipt(r, src);
       } else {
-        const pub = await PublicHome.open({ home: kit.home(), env: kit.env });
+        const pub = await PublicHome.open({ home: kit.home(), config: kit.config() });
         try {
           const rec = await pub.requireIdentity(r.identityId);
           const t = await pub.store.getTenant(tenantOf(rec));
