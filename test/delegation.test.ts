@@ -7,6 +7,9 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createHash, createPublicKey, verify } from "node:crypto";
 import { type Home, type HttpServer, type Identity, type Tenant, cleanupHomes, makeHome, startHttpServer } from "./support/home.js";
 import { backends } from "./support/backends.js";
+import { openApp } from "../src/app.js";
+import { serveHttp } from "../src/server/http.js";
+import { REFRESH_MS, publicRoutes } from "../src/server/public-routes.js";
 
 afterAll(cleanupHomes);
 
@@ -138,5 +141,44 @@ describe.each(backends)("delegation statements (%s store)", (backend) => {
     expect(doc.delegations).toHaveLength(3);
     expect(doc.delegations[2].notAfter).toBe(revoked.revokedAt);
     expect(independentlyVerifies(doc.delegations[2], tenantKey)).toBe(true);
+  });
+});
+
+describe.each(backends)("GET /identities/<id>/delegation answers from cached state (%s store)", (store) => {
+  it("300 requests cost no registry read while the response is fresh, and one rebuild a second later", async () => {
+    const home = makeHome({}, { store });
+    const a = home.createIdentity({ channels: "email" });
+    let clock = Date.now();
+    const sigil = await openApp({ home: home.env.SIGIL_HOME!, env: home.env, now: () => clock });
+    const { url, close } = await serveHttp(sigil, { host: "127.0.0.1", port: 0, publicRoutes: publicRoutes(sigil) });
+    const origin = new URL(url).origin;
+    const reads = { identity: 0, tenant: 0, writes: 0 };
+    const s = sigil.store as any;
+    for (const [name, key] of [["getIdentity", "identity"], ["getTenant", "tenant"], ["updateIdentity", "writes"]] as const) {
+      const orig = s[name].bind(s);
+      s[name] = (...args: unknown[]) => {
+        (reads as any)[key]++;
+        return orig(...args);
+      };
+    }
+    try {
+      const path = `/identities/${a.id}/delegation`;
+      const first = await fetch(origin + path).then((r) => r.text());
+      expect(JSON.parse(first).delegations).toHaveLength(1);
+      const after = { ...reads };
+      expect(after.writes).toBe(0); // issued at creation: nothing to write
+      const answers = await Promise.all(Array.from({ length: 300 }, () => fetch(origin + path).then((r) => r.text())));
+      expect(answers.every((b) => b === first)).toBe(true);
+      expect(reads).toEqual(after);
+      clock += REFRESH_MS + 1;
+      expect(await fetch(origin + path).then((r) => r.text())).toBe(first);
+      expect(reads.identity - after.identity).toBeGreaterThan(0);
+      expect(reads.identity - after.identity).toBeLessThanOrEqual(3);
+      expect(reads.writes).toBe(0);
+      expect((await fetch(origin + "/identities/id_00000000000000000000/delegation")).status).toBe(404);
+    } finally {
+      await close();
+      await sigil.close();
+    }
   });
 });
