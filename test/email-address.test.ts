@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { runs } from "./support/runs.js";
 import { domainAllowed, normalizeDomain, validateAddress } from "../src/policy/email-address.js";
 
 const STRICT_ADDRESS = /^[a-z0-9#$&'*+/=?^_`{|}~-]+(?:\.[a-z0-9#$&'*+/=?^_`{|}~-]+)*@(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z]{2,63}|xn--[a-z0-9-]{1,59})$/;
@@ -230,7 +231,7 @@ describe("properties", () => {
           expect(r.address).toBe(r.address.toLowerCase());
         }
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 
@@ -242,14 +243,14 @@ describe("properties", () => {
         if (a === "*") return;
         if (domainAllowed(d, [a])) expect(d === a || d.endsWith(`.${a}`)).toBe(true);
       }),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
     fc.assert(
       fc.property(domain, domain, (sub, a) => {
         expect(domainAllowed(`${sub}.${a}`, [a])).toBe(true);
         expect(domainAllowed(`${sub}-${a}`, [a])).toBe(false);
       }),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 });

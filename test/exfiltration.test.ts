@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { runs } from "./support/runs.js";
 import {
   EXFILTRATION,
   MIN_GUARDED,
@@ -58,7 +59,7 @@ describe("normalize", () => {
   });
 
   it("is idempotent", () => {
-    fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 40 }), (s) => normalize(normalize(s)) === normalize(s)), { numRuns: 2000 });
+    fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 40 }), (s) => normalize(normalize(s)) === normalize(s)), { numRuns: runs(2000) });
   });
 });
 
@@ -260,7 +261,7 @@ describe("properties", () => {
       fc.property(alnum, fc.string({ maxLength: 7 }), filler, filler, fc.constantFrom(...transforms), (secret, pre, before, after, [, f]) => {
         expect(carriesSecret([secret], [`${before}${f(secret, pre)}${after}`])).toBe(true);
       }),
-      { numRuns: 1500 },
+      { numRuns: runs(1500) },
     );
   });
 
@@ -303,7 +304,7 @@ describe("properties", () => {
           expect(scan(set, text)).toBe(naive);
         },
       ),
-      { numRuns: 2000 },
+      { numRuns: runs(2000) },
     );
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
+import { runs } from "./support/runs.js";
 import { parsePolicy, parsePolicyJson, PolicySchema, type Policy } from "../src/policy/schema.js";
 import {
   DAY_MS,
@@ -565,7 +566,7 @@ describe("properties", () => {
           expect(evaluate(stripped, action, usage, NOW).allow).toBe(false);
         }
       }),
-      { numRuns: 1500 },
+      { numRuns: runs(1500) },
     );
   });
 
@@ -594,7 +595,7 @@ describe("properties", () => {
           }
         },
       ),
-      { numRuns: 500 },
+      { numRuns: runs(500) },
     );
   });
 });

@@ -168,3 +168,41 @@ describe("domainAllowed", () => {
     expect(domainAllowed("a.com", [])).toBe(false);
   });
 });
+
+describe("mutation survivors (issue 20): each one pinned by what it changes", () => {
+  it("a letter of a script that is not recommended for domain names is refused as such", () => {
+    // Runic letters have a script (Runic), just not one of the recommended ones.
+    expect(why(normalizeDomain("ᚠᚢ.com"))).toBe("domain label contains a character outside the scripts allowed in domain names");
+  });
+  it("digits and hyphens belong to every script: an IDN label with them is fine", () => {
+    expect(normalizeDomain("bü-cher1.de")).toEqual({ ok: true, ascii: "xn--b-cher1-n2a.de" });
+  });
+  it("a character needs only one of its scripts in the label's set", () => {
+    // U+030B (combining double acute) has Script_Extensions Latin and Cyrillic.
+    expect(normalizeDomain("a\u030b.com")).toEqual({ ok: true, ascii: "xn--a-icb.com" });
+    expect(why(normalizeDomain("а\u030b.com"))).toBe("domain label consists only of letters that look like Latin letters (lookalike domain)");
+  });
+  it("the all-lookalike rule counts letters only: digits and hyphens do not rescue a lookalike label", () => {
+    expect(why(normalizeDomain("рор1.com"))).toBe("domain label consists only of letters that look like Latin letters (lookalike domain)");
+    expect(why(normalizeDomain("а-о.com"))).toBe("domain label consists only of letters that look like Latin letters (lookalike domain)");
+    // A label with no letters at all has none that look Latin.
+    expect(normalizeDomain("1\u0483.com")).toEqual({ ok: true, ascii: "xn--1-zxb.com" });
+  });
+  it("a Unicode domain whose punycode form exceeds 253 characters is refused", () => {
+    const uni = Array(4).fill("ü".repeat(55)).join(".") + ".deutsch";
+    expect(uni.length).toBeLessThanOrEqual(253);
+    expect(domainToASCII(uni).length).toBeGreaterThan(253);
+    expect(why(normalizeDomain(uni))).toBe("domain is not a valid domain name");
+  });
+  it("a square bracket anywhere in an address is refused as an address literal", () => {
+    expect(why(validateAddress("a[b@example.com"))).toBe("address literals are not allowed");
+    expect(why(validateAddress("a]@example.com"))).toBe("address literals are not allowed");
+  });
+  it("domainAllowed ignores entries that are not non-empty strings and answers false for a non-string domain", () => {
+    expect(domainAllowed(5 as never, ["*"])).toBe(false);
+    expect(domainAllowed(undefined as never, ["*"])).toBe(false);
+    expect(domainAllowed("a.5", [5 as never])).toBe(false);
+    expect(domainAllowed("a.null", [null as never])).toBe(false);
+    expect(domainAllowed("example.", [""])).toBe(false);
+  });
+});
