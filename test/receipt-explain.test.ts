@@ -11,6 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { type Home, type Identity, type Tenant, cleanupHomes, makeHome, stdioClient } from "./support/home.js";
 import { backends } from "./support/backends.js";
+import { openApp } from "../src/app.js";
+import { signDelegation } from "../src/provenance/delegation.js";
 
 afterAll(cleanupHomes);
 
@@ -127,7 +129,7 @@ describe.each(backends)("receipts and receipt explain (%s store)", (backend) => 
     expect(bad.stderr).toMatch(/does not hold a receipt/);
   });
 
-  it("--bundle without a home: unanchored keys are said to be unchecked; --keys anchors them; a tampered delegation statement fails", () => {
+  it("--bundle without a home: unanchored keys are said to be unchecked; --keys anchors them; a tampered delegation statement, or one not delegating the channel used, fails", async () => {
     const bundle = home.json(["audit", "export", agent.id]);
     const keys = home.json(["keys", "export", agent.id]);
     const nowhere = { SIGIL_HOME: path.join(dir, "no-home"), SIGIL_STORE_URL: "" };
@@ -151,7 +153,22 @@ describe.each(backends)("receipts and receipt explain (%s store)", (backend) => 
     const swapped = structuredClone(bundle);
     swapped.tenant.keys = [{ kty: "OKP", crv: "Ed25519", x: Buffer.from(home.createTenant("other").publicKey, "base64").toString("base64url") }];
     expect(byQ(explain([file(second), "--bundle", file(swapped), "--keys", file(keys)], nowhere).doc).delegation.status).toBe("failed");
-    // A receipt of another identity against this bundle: refused, nothing claimed.
+    // Validly signed by the tenant's own key, but not for the channel the entry used: fails.
+    const sigil = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
+    let narrowed: any;
+    try {
+      const tenantRecord = (await sigil.store.getTenant(t.id))!;
+      const sk = await sigil.tenants.secretKey(tenantRecord);
+      const { signature: _s, ...open } = bundle.delegations[last];
+      narrowed = structuredClone(bundle);
+      narrowed.delegations[last] = signDelegation(sk, { ...open, channels: ["sign"] });
+    } finally {
+      await sigil.close();
+    }
+    const n = explain([file(second), "--bundle", file(narrowed), "--keys", file(keys)], nowhere);
+    expect(n.code).toBe(1);
+    expect(byQ(n.doc).delegation).toMatchObject({ status: "failed", detail: "it does not delegate the email channel, which send_email uses" });
+        // A receipt of another identity against this bundle: refused, nothing claimed.
     const wrong = explain([file({ ...second, identityId: "id_" + "0".repeat(20) }), "--bundle", file(bundle)], nowhere);
     expect(wrong.code).toBe(1);
   });

@@ -14,6 +14,10 @@ import { tenantJwks } from "../provenance/directory.js";
 import { tenantOf } from "../tenant/tenants.js";
 import type { RegisterCommands } from "./commands.js";
 import { shown } from "../util/printable.js";
+import { AGENT_TOOLS } from "../../tools/index.js";
+
+const CHANNEL_OF = new Map<string, string | null>(AGENT_TOOLS.map((t) => [t.name, t.channel]));
+const channelOf = (tool: string): string | null | undefined => CHANNEL_OF.get(tool);
 
 function readJson(file: string, what: string): unknown {
   let text: string;
@@ -62,6 +66,7 @@ export const registerExplainCommands: RegisterCommands = (program, kit) => {
           keysAnchored: trusted !== undefined,
           ...(bundle.tenant && bundle.delegations ? { delegation: { tenant: bundle.tenant, delegations: bundle.delegations } } : {}),
           delegationFrom: "the tenant key and statements the bundle carries",
+          channelOf,
         };
         result = await explainReceipt(r, src);
       } else {
@@ -77,6 +82,7 @@ export const registerExplainCommands: RegisterCommands = (program, kit) => {
             keysAnchored: true,
             ...(t ? { delegation: { tenant: { id: t.id, keys: tenantJwks(t) }, delegations: rec.delegations ?? [] } } : {}),
             delegationFrom: "this home's registry",
+            channelOf,
           };
           result = await explainReceipt(r, src);
         } finally {

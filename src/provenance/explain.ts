@@ -80,6 +80,8 @@ export interface ExplainSources {
   /** The tenant's delegation statements and public key(s) as a JWKS, when there are any. */
   delegation?: { tenant: { id: string; keys: unknown[] }; delegations: unknown[] };
   delegationFrom: string;
+  /** The channel a tool belongs to (null: every identity has it), to check the statement delegates it. */
+  channelOf?: (tool: string) => string | null | undefined;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
@@ -221,6 +223,8 @@ function explainDelegation(add: (q: Question, s: Status, d: string, a?: string) 
   if (doc.tenant?.id !== st.tenant) problems.push(`it is by ${st.tenant}, not the tenant whose key was given (${String(doc.tenant?.id)})`);
   if (tenant !== undefined && st.tenant !== tenant) problems.push(`it is by tenant ${st.tenant}, the entry names ${tenant}`);
   if (hash !== undefined && st.policyHash !== hash) problems.push(`it vouches for policy hash ${st.policyHash}, the entry was made under ${hash}`);
+  const channel = src.channelOf?.(entry.tool);
+  if (typeof channel === "string" && !st.channels.includes(channel)) problems.push(`it does not delegate the ${channel} channel, which ${entry.tool} uses`);
   const answer = `tenant ${st.tenant} (key ${st.tenantKeyId}) delegates key ${st.keyId}, channels ${st.channels.join(",") || "none"}, from ${st.notBefore}${st.notAfter ? ` to ${st.notAfter}` : ""}`;
   add("delegation", problems.length ? "failed" : "ok", problems.length ? problems.join("; ") : `the statement in force at the entry's time verifies with the tenant's key (${src.delegationFrom})`, answer);
 }
