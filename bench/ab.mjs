@@ -4,9 +4,14 @@
  * `send_sms` and `whoami` p50 and throughput at 16 in flight. On a shared machine absolute figures
  * move a lot between runs; interleaving rounds in one process is what makes the comparison fair.
  *
- *   node bench/ab.mjs --a /path/to/old-checkout --b /path/to/new-checkout [--rounds 3] [--quick]
+ *   node bench/ab.mjs --a /path/to/old-checkout --b /path/to/new-checkout [--rounds 3] [--quick] [--paired]
  *
  * Each checkout must be built (dist/cli.js). Each gets its own fresh home (made with its own CLI).
+ * `--paired`: both servers run at once and every measurement alternates between them — call by
+ * call for latency, 250 ms turns for throughput — so load that changes over seconds (other work on
+ * a shared machine) falls on both sides alike. Reports medians and b/a per round.
+ * `--in-process`: the same alternation, but calling each checkout's `callAgentTool` directly
+ * (dist/src/pipeline/agent-call.js, no MCP framing, no stdio): the pipeline's own cost.
  */
 import { spawnSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -78,8 +83,96 @@ async function measure(args, env) {
   return out;
 }
 
+/** Both servers at once: alternate call by call (latency) and in 250 ms turns (throughput). */
+async function paired(servers) {
+  const open = (s) => s.local ?? connect(s.args, s.env);
+  const c = { a: await open(servers.a), b: await open(servers.b) };
+  const rounds = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    const out = { a: {}, b: {} };
+    for (const tool of ["whoami", "send_sms"]) {
+      for (let i = 0; i < 100; i++) for (const k of ["a", "b"]) await call(c[k], tool);
+      const lat = { a: [], b: [] };
+      const cpu = { a: [], b: [] }; // in process: this process's CPU time per call (robust to other load)
+      for (let i = 0; i < SEQ; i++) {
+        for (const k of i % 2 ? ["b", "a"] : ["a", "b"]) {
+          const u = process.cpuUsage();
+          const t = performance.now();
+          await call(c[k], tool);
+          lat[k].push(performance.now() - t);
+          const d = process.cpuUsage(u);
+          cpu[k].push((d.user + d.system) / 1000);
+        }
+      }
+      const done = { a: 0, b: 0 };
+      const spent = { a: 0, b: 0 };
+      for (let w = 0; w < Math.round((2 * TPUT_MS) / 250); w++) {
+        const k = w % 2 ? "b" : "a";
+        const t0 = performance.now();
+        const end = t0 + 250;
+        await Promise.all(Array.from({ length: 16 }, async () => { while (performance.now() < end) { await call(c[k], tool); done[k]++; } }));
+        spent[k] += performance.now() - t0;
+      }
+      for (const k of ["a", "b"]) {
+        out[k][tool] = { p50: q(lat[k], 0.5), tput: done[k] / (spent[k] / 1000), ...(servers.a.local ? { cpu: cpu[k].reduce((x, y) => x + y, 0) / cpu[k].length } : {}) };
+      }
+    }
+    log(`paired round ${r + 1}/${ROUNDS}: ${JSON.stringify(out)}`);
+    rounds.push(out);
+  }
+  await c.a.close();
+  await c.b.close();
+  const med = (k, tool, f) => q(rounds.map((x) => x[k][tool][f]), 0.5);
+  const rows = [`A/B ${servers.a.local ? "in process (callAgentTool)" : "paired (both servers at once)"}, alternating, ${ROUNDS} rounds, medians — a: ${sides.a}, b: ${sides.b}; load average at the end ${os.loadavg().map((x) => x.toFixed(1)).join(" ")}`];
+  rows.push("", "| | a | b | b / a | b / a per round |", "|---|---|---|---|---|");
+  for (const tool of ["send_sms", "whoami"]) {
+    const fields = [["p50", "p50 (ms)", 3], ["tput", "at 16 in flight (calls/s)", 0]];
+    if (servers.a.local) fields.push(["cpu", "CPU per call, one at a time (ms, mean)", 3]);
+    for (const [f, label, digits] of fields) {
+      const [a, b] = ["a", "b"].map((k) => med(k, tool, f));
+      const per = rounds.map((x) => (x.b[tool][f] / x.a[tool][f]).toFixed(2)).join(", ");
+      rows.push(`| \`${tool}\` ${label} | ${a.toFixed(digits)} | ${b.toFixed(digits)} | ${(b / a).toFixed(3)} | ${per} |`);
+    }
+  }
+  process.stdout.write(rows.join("\n") + "\n");
+}
+
+/** Each checkout's pipeline in this process, on its own home: `call(tool)` runs callAgentTool. */
+async function inProcess(root, dir) {
+  const { initHome, openApp } = await import(path.join(root, "dist/src/app.js"));
+  const { callAgentTool } = await import(path.join(root, "dist/src/pipeline/agent-call.js"));
+  const { AGENT_TOOLS } = await import(path.join(root, "dist/tools/index.js"));
+  const home = path.join(dir, "home");
+  await initHome({ home, env: {} });
+  const app = await openApp({ home, env: {} });
+  const id = await app.identities.create({ name: "bench", channels: ["sms"], phone: "+14155550100", policy: { allowedPhoneCountries: ["US"] } });
+  const { tokenHash } = await app.store.getIdentity(id.id);
+  const session = { deps: app.agent, identityId: id.id, tokenHash, sessionId: "s_ab", memory: { secretsRead: new Set() } };
+  const byName = new Map(AGENT_TOOLS.map((t) => [t.name, t]));
+  return {
+    async callTool({ name, arguments: args }) {
+      return callAgentTool(session, byName.get(name), name, args, undefined);
+    },
+    close: () => app.close(),
+  };
+}
+
 const dir = mkdtempSync(path.join(os.tmpdir(), "sigil-ab-"));
 try {
+  if (argv.includes("--in-process")) {
+    // Refusals are not measured; the default per-minute limit would only matter if a call failed.
+    await paired({ a: { local: await inProcess(sides.a, path.join(dir, "a")) }, b: { local: await inProcess(sides.b, path.join(dir, "b")) } });
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
+  if (argv.includes("--paired")) {
+    await paired({
+      a: { args: [path.join(sides.a, "dist/cli.js"), "serve"], ...homeFor(sides.a, path.join(dir, "a")) },
+      b: { args: [path.join(sides.b, "dist/cli.js"), "serve"], ...homeFor(sides.b, path.join(dir, "b")) },
+    });
+    rmSync(dir, { recursive: true, force: true });
+    process.exit(0);
+  }
   const servers = {
     baseline: { args: [path.join(HERE, "baseline-server.mjs")], env: {} },
     a: { args: [path.join(sides.a, "dist/cli.js"), "serve"], ...homeFor(sides.a, path.join(dir, "a")) },
