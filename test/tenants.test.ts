@@ -7,7 +7,7 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { type Home, type Identity, type Tenant, cleanupHomes, httpClient, makeHome, startHttpServer, text } from "./support/home.js";
+import { type Home, type Identity, type Tenant, cleanupHomes, httpClient, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
 import { backends, pgQuery } from "./support/backends.js";
 
 afterAll(cleanupHomes);
@@ -87,6 +87,19 @@ describe.each(backends)("tenants (%s store)", (backend) => {
     } finally {
       await server.stop();
     }
+  });
+
+  it("over stdio too: a tenant admin session sees its own identity and gets not_found for another tenant's", async () => {
+    const { client } = await stdioClient(home, b.adminToken);
+    try {
+      const listed = (await client.callTool({ name: "list_identities", arguments: {} })).structuredContent as any;
+      expect(listed.identities.map((i: any) => i.id)).toEqual([b1.id]);
+      expect(text(await client.callTool({ name: "revoke_identity", arguments: { identityId: a1.id } }))).toBe(`denied: not_found: No identity ${a1.id}.`);
+      expect((await client.listTools()).tools.map((t) => t.name)).not.toContain("create_tenant");
+    } finally {
+      await client.close();
+    }
+    expect(home.json(["identity", "show", a1.id]).revokedAt).toBeUndefined();
   });
 
   it("a tenant admin lists, verifies and creates only in its tenant, and is neither shown nor allowed create_tenant", async () => {
