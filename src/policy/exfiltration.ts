@@ -56,6 +56,25 @@ function asciiFold(s: string): string {
 }
 
 /**
+ * After NFKC, the only characters beyond ASCII whose case folding yields ASCII letters are `ß`
+ * (ss), `İ` (i + dot) and `ı` (i); everything else beyond ASCII is dropped before folding.
+ */
+const BEYOND_ASCII = /[^\x00-\x7f\u00df\u0130\u0131]+/g;
+
+/**
+ * A decoded form as the ASCII letters and digits it normalises to, for secrets that are ASCII
+ * letters and digits only: all-ASCII bytes are folded in place (the common, cheap case); otherwise
+ * the bytes are read as UTF-8 and NFKC-normalised first, so an encoding of `ｓｅｃｒｅｔ`, `ﬁle` or
+ * `Straße` is read like one of `secret`, `file` or `strasse`.
+ */
+function asciiFoldDecoded(bytes: Buffer): string {
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i]! >= 0x80) return asciiFold(bytes.toString("utf8").normalize("NFKC").replace(BEYOND_ASCII, "").toUpperCase());
+  }
+  return asciiFoldBytes(bytes);
+}
+
+/**
  * How many normalised characters of `secret` a match must cover: the whole normalised value when
  * the raw value has fewer than RUN code points, else the fewest normalised characters kept by any
  * RUN consecutive code points (so a 16-character run that includes separators is still caught),
@@ -218,25 +237,22 @@ export function base32Decode(s: string, from = 0): Buffer {
 
 /** The decoded forms of one layer of text, as bytes (hex, base64, base64url, base32 at every alignment). */
 function decodings(layer: string, normalized: string): Buffer[] {
+  // No minimum length: decoded bytes are normalised, and NFKC can expand them (the 3 bytes of
+  // `㎯`, 6 hex digits or 4 base64 symbols, normalise to the 5 characters `rads2`).
   const out: Buffer[] = [];
   const nfkc = layer.normalize("NFKC");
   const hex = normalized.replace(/[^0-9a-f]+/g, "");
-  if (hex.length >= 2 * MIN_GUARDED) {
-    for (let o = 0; o < 2; o++) out.push(Buffer.from(hex.slice(o, o + ((hex.length - o) & ~1)), "hex"));
-  }
+  for (let o = 0; o < 2; o++) out.push(Buffer.from(hex.slice(o, o + ((hex.length - o) & ~1)), "hex"));
   const b64 = nfkc.replace(/[^A-Za-z0-9+/]+/g, "");
   const b64u = nfkc.replace(/[^A-Za-z0-9_-]+/g, "");
   for (const [s, enc] of [
     [b64, "base64"],
     [b64u, "base64url"],
   ] as const) {
-    if (s.length < 6) continue;
     for (let o = 0; o < 4; o++) out.push(Buffer.from(s.slice(o), enc));
   }
   const b32 = nfkc.toUpperCase().replace(/[^A-Z2-7]+/g, "");
-  if (b32.length >= 7) {
-    for (let o = 0; o < 8; o++) out.push(base32Decode(b32, o));
-  }
+  for (let o = 0; o < 8; o++) out.push(base32Decode(b32, o));
   return out;
 }
 
@@ -246,9 +262,9 @@ function carries(set: SecretSet, text: string): boolean {
     const n = normalize(layer);
     if (scan(set, n)) return true;
     for (const bytes of decodings(layer, n)) {
-      // With ASCII-only secrets, bytes beyond ASCII in a decoded form cannot be part of a match, so
-      // they are dropped rather than decoded and folded (the cheap path for the common case).
-      if (scan(set, set.ascii ? asciiFoldBytes(bytes) : normalize(bytes.toString("utf8")))) return true;
+      // With ASCII-only secrets, only the ASCII letters and digits a decoded form normalises to can
+      // be part of a match (the cheap path for the common case).
+      if (scan(set, set.ascii ? asciiFoldDecoded(bytes) : normalize(bytes.toString("utf8")))) return true;
     }
   }
   return false;
