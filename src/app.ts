@@ -13,6 +13,8 @@
  *           └─ audit (identity/audit-log.ts)    verify, export, query
  *     tenants (tenant/tenants.ts)               tenants, their admin tokens and keys
  *       └─ delegations (tenant/delegations.ts)  tenant-signed statements for identity keys
+ *           └─ approvals (approval/approvals.ts)  pending approvals and decisions (in the identities' logs)
+ *     approvers (approval/approvers.ts)         people who decide approvals; their sealed keys
  *     auth (identity/auth.ts)                   bearer token → principal
  *     providers (providers/index.ts)            email, telephony, card; created on first use
  *   agent (pipeline/agent-call.ts)              what the agent pipeline uses and hands tools
@@ -24,7 +26,7 @@ import { AuditChains } from "./audit/chain.js";
 import { providersFrom, type Providers } from "./providers/index.js";
 import { type Config, configFrom } from "./config.js";
 import { setVerifyThreads } from "./audit/verify-pool.js";
-import type { Store } from "../store/types.js";
+import { type Store, TENANT_ID_RE } from "../store/types.js";
 import type { FileLayer } from "./util/fsx.js";
 import { type HomeOptions, initHome, openHome } from "./identity/home.js";
 import { ActiveSigners, Keyring } from "./identity/keyring.js";
@@ -37,6 +39,8 @@ import { RefusalThrottle } from "./pipeline/throttle.js";
 import { AuditLog } from "./identity/audit-log.js";
 import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
 import { Delegations } from "./tenant/delegations.js";
+import { Approvers } from "./approval/approvers.js";
+import { Approvals } from "./approval/approvals.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
 
@@ -66,6 +70,8 @@ export interface App {
   readonly identities: Identities;
   readonly secrets: Secrets;
   readonly audit: AuditLog;
+  readonly approvers: Approvers;
+  readonly approvals: Approvals;
   readonly providers: Providers;
   /** The agent pipeline's dependencies (it hands tools narrow capabilities made from these). */
   readonly agent: AgentDeps;
@@ -98,10 +104,12 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const auditKey = master.subkey("audit-hmac");
   const auditHash = (value: string): string => keyedHash(auditKey, value);
   const signers = new ActiveSigners(store, keyring, chains);
-  const auth = new Authenticator(store);
   const tenants = new Tenants(store, master, now);
   const delegations = new Delegations(store, tenants, now);
   const identities = new Identities(store, chains, keyring, now, instanceId, delegations);
+  const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined);
+  const approvals = new Approvals(store, chains, approvers, now);
+  const auth = new Authenticator(store, approvers);
   const secrets = new Secrets(store, chains, new Vault(store, master, now));
   const audit = new AuditLog(store, chains, now, delegations);
   const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
@@ -124,9 +132,11 @@ export async function openApp(opts: AppOptions): Promise<App> {
     identities,
     secrets,
     audit,
+    approvers,
+    approvals,
     providers,
-    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
+    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     auditHash,
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute

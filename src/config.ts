@@ -25,6 +25,8 @@ export interface Config {
   token?: string;
   /** A file holding the stdio session credential (read when `token` is unset). */
   tokenFile?: string;
+  /** The approver token `sigil approvals approve|deny` decide with (trimmed). */
+  approverToken?: string;
   /** The server's public https origin. */
   publicUrl?: string;
   allowedHosts: string[];
@@ -131,6 +133,7 @@ const SPEC = {
   },
   SIGIL_TOKEN: { parse: text, meaning: "the stdio session credential", default: "—" },
   SIGIL_TOKEN_FILE: { parse: given, meaning: "a file holding the stdio session credential (when SIGIL_TOKEN is unset)", default: "—" },
+  SIGIL_APPROVER_TOKEN: { parse: text, meaning: "the approver token `sigil approvals approve` and `deny` decide with (and `approvals list` shows what it may decide)", default: "—" },
   SIGIL_MASTER_KEY: { parse: given, meaning: "base64 32-byte master key, instead of `$SIGIL_HOME/master.key`", default: "`$SIGIL_HOME/master.key`" },
   SIGIL_SMTP_URL: { parse: text, meaning: "e.g. `smtp://user:pass@host:587`; email goes by SMTP instead of the outbox", default: "— (the outbox)" },
   TWILIO_ACCOUNT_SID: { parse: text, meaning: "with TWILIO_AUTH_TOKEN: SMS and calls through Twilio instead of the outbox", default: "— (the outbox)" },
@@ -240,6 +243,7 @@ export function parseConfig(env: Env): Config {
     ...opt("masterKey", e.SIGIL_MASTER_KEY),
     ...opt("token", e.SIGIL_TOKEN),
     ...opt("tokenFile", e.SIGIL_TOKEN_FILE),
+    ...opt("approverToken", e.SIGIL_APPROVER_TOKEN),
     ...opt("publicUrl", e.SIGIL_PUBLIC_URL),
     allowedHosts: e.SIGIL_ALLOWED_HOSTS,
     allowedOrigins: e.SIGIL_ALLOWED_ORIGINS,

@@ -89,6 +89,48 @@ export interface SecretRecord {
   updatedAt: string;
 }
 
+/** Approver ids (`apr_…`) and approval ids (`apv_…`): anything else is refused before a backend sees it. */
+export const APPROVER_ID_RE = /^apr_[0-9a-f]{20}$/;
+export const APPROVAL_ID_RE = /^apv_[0-9a-f]{20}$/;
+
+/** A person who decides approvals for one tenant (src/approval/approvers.ts). */
+export interface ApproverRecord {
+  id: string;
+  tenantId: string;
+  name: string;
+  email?: string;
+  tokenHash: string;
+  /** The approver's Ed25519 key: it signs each decision (sealed like identity keys). */
+  keyId: string;
+  publicKey: string;
+  sealed: Sealed;
+  createdAt: string;
+  removedAt?: string;
+  /** Record MAC under the master key (src/identity/record-mac.ts, kind `approver`). */
+  mac?: string;
+}
+
+/**
+ * A pending approval's request as it was asked (src/approval/approvals.ts): what approvers list and
+ * look up. Written once; its status is never read from here but from the identity's log, which is
+ * the authority on decisions and use.
+ */
+export interface ApprovalRecord {
+  id: string;
+  identityId: string;
+  tenantId: string;
+  tool: string;
+  /** The arguments as the audit log records them (sensitive values as keyed hashes). */
+  action: Record<string, unknown>;
+  actionHash: string;
+  policyVersion: number;
+  approvers: string[];
+  quorum: number;
+  via: string[];
+  requestedAt: string;
+  expiresAt: string;
+}
+
 /** What a chain transaction sees: lines appended (by anyone) after the caller's cursor. */
 export interface ChainView {
   lines: string[];
@@ -161,6 +203,19 @@ export interface Store {
   getSecret(identityId: string, name: string): Promise<SecretRecord | undefined>;
   deleteSecret(identityId: string, name: string): Promise<boolean>;
   listSecretNames(identityId: string): Promise<string[]>;
+
+  /** Approvers (people who decide approvals); their token hashes are unique. */
+  createApprover(record: ApproverRecord): Promise<void>;
+  getApprover(id: string): Promise<ApproverRecord | undefined>;
+  approverByTokenHash(tokenHash: string): Promise<ApproverRecord | undefined>;
+  listApprovers(): Promise<ApproverRecord[]>;
+  /** Atomic read-modify-write of one approver (removal). */
+  updateApprover(id: string, update: (current: ApproverRecord) => ApproverRecord): Promise<ApproverRecord>;
+  /** Approval requests (written once; see ApprovalRecord). */
+  createApproval(record: ApprovalRecord): Promise<void>;
+  getApproval(id: string): Promise<ApprovalRecord | undefined>;
+  /** Requests made at or after `sinceIso` (all when absent), oldest first. */
+  listApprovals(opts?: { sinceIso?: string }): Promise<ApprovalRecord[]>;
 
   readonly audit: AuditBackend;
   /** Marks this process (instance) alive for as long as it runs, where the backend can tell. */

@@ -46,7 +46,7 @@ describe.skipIf(!pgUrl)(`PostgreSQL store${pgSkipNote}`, () => {
   it("init applies the versioned schema; instances starting together migrate once; a newer schema is refused by every command and by serve", async () => {
     const home = makeHome({}, { store: "postgres" });
     const url = home.env.SIGIL_STORE_URL!;
-    expect(await pgQuery(url, "SELECT version FROM sigil_schema ORDER BY version")).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+    expect(await pgQuery(url, "SELECT version FROM sigil_schema ORDER BY version")).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
     home.createIdentity({ channels: "" });
 
     // Four inits racing on an empty database: the schema is applied once, one registry wins.
@@ -64,14 +64,14 @@ describe.skipIf(!pgUrl)(`PostgreSQL store${pgSkipNote}`, () => {
       ),
     );
     expect(codes.filter((c) => c === 0)).toHaveLength(1);
-    expect(await pgQuery(empty, "SELECT version FROM sigil_schema ORDER BY version")).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }]);
+    expect(await pgQuery(empty, "SELECT version FROM sigil_schema ORDER BY version")).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
 
     await pgQuery(url, "INSERT INTO sigil_schema (version, description) VALUES (99, 'from a newer sigil')");
     const before = await pgQuery(url, "SELECT count(*)::int AS n FROM sigil_audit_entries");
     for (const args of [["identity", "list"], ["audit", "verify"], ["serve", "--http", "--port", "0"], ["init"]]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { env: home.env, encoding: "utf8", timeout: 20_000 });
       expect(r.status, args.join(" ")).toBe(1);
-      expect(r.stderr).toMatch(/schema is version 99, newer than this sigil understands \(4\)/);
+      expect(r.stderr).toMatch(/schema is version 99, newer than this sigil understands \(5\)/);
     }
     expect(await pgQuery(url, "SELECT count(*)::int AS n FROM sigil_audit_entries")).toEqual(before);
   });

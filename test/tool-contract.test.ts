@@ -27,17 +27,21 @@ describe("what each surface lists", () => {
     const a = home.createIdentity({ channels: "email,sms,voice,vault,card,sign" });
     const agent = await stdioClient(home, a.token);
     const admin = await stdioClient(home, home.adminToken);
+    const approver = await stdioClient(home, home.addApprover().token);
     const agentTools = (await agent.client.listTools()).tools;
     const adminTools = (await admin.client.listTools()).tools;
+    const approverTools = (await approver.client.listTools()).tools;
     await agent.client.close();
     await admin.client.close();
+    await approver.client.close();
     expect(agentTools.map((t) => t.name).sort()).toEqual(["whoami", ...Object.values(CHANNEL_TOOLS).flat()].sort());
-    for (const t of [...agentTools, ...adminTools]) {
+    expect(approverTools.map((t) => t.name)).toEqual(["list_approvals", "decide_approval"]);
+    for (const t of [...agentTools, ...adminTools, ...approverTools]) {
       expect(t.inputSchema.additionalProperties, t.name).toBe(false);
       expect(t.description!.length, t.name).toBeGreaterThan(20);
       expect(t.outputSchema, t.name).toBeTruthy();
     }
-    await expect(JSON.stringify({ agent: agentTools, admin: adminTools }, null, 2) + "\n").toMatchFileSnapshot("__snapshots__/tools.json");
+    await expect(JSON.stringify({ agent: agentTools, admin: adminTools, approver: approverTools }, null, 2) + "\n").toMatchFileSnapshot("__snapshots__/tools.json");
   });
 
   it("what the model's context holds is small: the agent's tools/list (all channels) ≤ 8 KB, the admin list ≤ 12 KB (13 tools), without losing argument descriptions, the denied: convention or structured output", async () => {

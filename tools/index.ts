@@ -2,7 +2,7 @@
  * Every MCP tool sigil has. Nothing else registers tools: the server factory lists these, filtered
  * by what the caller may use, and routes every call through the governed pipeline.
  */
-import type { AdminTool, AgentTool } from "../src/pipeline/tool.js";
+import type { AdminTool, AgentTool, ApproverTool } from "../src/pipeline/tool.js";
 import { whoami } from "./whoami.js";
 import { signHttpRequest } from "./sign-http-request.js";
 import { sendEmail } from "./send-email.js";
@@ -23,6 +23,8 @@ import { putSecret } from "./admin/put-secret.js";
 import { deleteSecret } from "./admin/delete-secret.js";
 import { createTenant } from "./admin/create-tenant.js";
 import { listTenants } from "./admin/list-tenants.js";
+import { listApprovals } from "./list-approvals.js";
+import { decideApproval } from "./decide-approval.js";
 
 export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest];
 
@@ -41,3 +43,6 @@ export const ADMIN_TOOLS: AdminTool[] = [
   createTenant,
   listTenants,
 ];
+
+/** The surface of an approver token (`sigil_approver_…`): the approvals it may see and decide. */
+export const APPROVER_TOOLS: ApproverTool[] = [listApprovals, decideApproval];

@@ -105,6 +105,39 @@ export interface SnapshotBody {
   open: Array<[number, OpenIntent]>;
   /** Times (ms) of the individual refusal entries of the last minute (see `refusalsSince`). */
   refusals?: number[];
+  /** Approvals asked in the kept window, and pending ones (see `ApprovalState`). */
+  approvals?: ApprovalState[];
+  /** Recipients ever sent to successfully (policy `approval.newRecipients`). */
+  contacted?: string[];
+}
+
+/** The tools whose recipients count as contacted once they succeed (policy `approval.newRecipients`). */
+const RECIPIENT_TOOLS = new Set(["send_email", "send_sms", "place_call"]);
+
+/**
+ * One approval as the identity's log says it stands (docs/ARCHITECTURE.md, "Approvals"): asked by
+ * an `approval_requested` entry, decided by `approval_decided` entries (quorum: distinct approvers),
+ * used by the intent (or call) entry that carries its `approvalId`, closed by the refusal that
+ * carries it (`expired` with reason `approval_timeout`, else `denied`). The log is the authority: every decision and every use
+ * is checked against this state inside the chain's exclusive section.
+ */
+export interface ApprovalState {
+  id: string;
+  /** The tool of the action, its hash (normalised arguments) and the policy version it was asked under. */
+  tool: string;
+  actionHash: string;
+  policyVersion: number;
+  idempotencyKey?: string;
+  tenantId: string;
+  approvers: string[];
+  quorum: number;
+  via: string[];
+  requirePasskey?: boolean;
+  requestedAt: number;
+  expiresAt: number;
+  status: "pending" | "approved" | "denied" | "expired" | "used";
+  /** Who decided, in order: approver id (absent for a client-attested answer), decision, how. */
+  decisions: Array<{ approverId?: string; decision: "approve" | "deny"; via: string; t: number }>;
 }
 
 /** The entry that summarises refusals past the per-minute limit (src/pipeline/throttle.ts). */
@@ -116,6 +149,19 @@ interface OpenIntent {
   t: number;
   instance?: string;
   session?: string;
+  /** Whom a sending intent addresses (counted as contacted when its result is ok). */
+  recipients?: string[];
+}
+
+/** Recipients of a sending tool's arguments as the log records them (addresses are kept plain). */
+function recipientsOf(tool: string, args: unknown): string[] | undefined {
+  if (!RECIPIENT_TOOLS.has(tool) || args === null || typeof args !== "object") return undefined;
+  const a = args as { to?: unknown; cc?: unknown };
+  const out: string[] = [];
+  for (const v of [a.to, a.cc]) {
+    for (const x of Array.isArray(v) ? v : v === undefined ? [] : [v]) if (typeof x === "string") out.push(x.trim().toLowerCase());
+  }
+  return out.length > 0 ? out : undefined;
 }
 
 export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v1";
@@ -178,8 +224,31 @@ export class ChainState {
   private readonly idem = new Map<string, IdemRecord>();
   private readonly idemByIntent = new Map<number, string>();
   private readonly open = new Map<number, OpenIntent>();
+  private readonly approvals = new Map<string, ApprovalState>();
+  /** (tool, idempotency key) → the latest approval asked for it. */
+  private readonly approvalByIdem = new Map<string, string>();
+  private readonly contactedSet = new Set<string>();
 
   constructor(readonly identityId: string) {}
+
+  /** An approval of this identity as its log stands, with `expired` for a pending one past its expiry. */
+  approval(id: string, nowMs?: number): ApprovalState | undefined {
+    const a = this.approvals.get(id);
+    if (!a) return undefined;
+    if (a.status === "pending" && nowMs !== undefined && nowMs > a.expiresAt) return { ...a, status: "expired" };
+    return a;
+  }
+
+  /** The latest approval asked for (tool, idempotency key), if any. */
+  approvalFor(tool: string, key: string, nowMs?: number): ApprovalState | undefined {
+    const id = this.approvalByIdem.get(idemKey(tool, key));
+    return id === undefined ? undefined : this.approval(id, nowMs);
+  }
+
+  /** Whether this identity ever sent to `recipient` (lower-case address or E.164) with an ok result. */
+  contacted(recipient: string): boolean {
+    return this.contactedSet.has(recipient.trim().toLowerCase());
+  }
 
   /** The state as a snapshot body (a deep copy: later entries do not change it). */
   toSnapshot(): SnapshotBody {
@@ -216,6 +285,8 @@ export class ChainState {
       idemByIntent: [...this.idemByIntent].sort(byKey),
       open: [...this.open].map(([seq, o]): [number, OpenIntent] => [seq, { ...o }]).sort(byKey),
       refusals: this.refusals.filter((x) => x >= this.lastT - REFUSAL_WINDOW_MS),
+      approvals: [...this.approvals.values()].filter((a) => a.requestedAt >= cutoff || a.status === "pending" || a.status === "approved").map((a) => structuredClone(a)).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)),
+      contacted: [...this.contactedSet].sort(),
     };
   }
 
@@ -233,6 +304,13 @@ export class ChainState {
     for (const [seq, k] of b.idemByIntent) s.idemByIntent.set(seq, k);
     for (const [seq, o] of b.open) s.open.set(seq, { ...o });
     if (Array.isArray(b.refusals)) s.refusals = b.refusals.filter((x) => typeof x === "number");
+    if (Array.isArray(b.approvals)) {
+      for (const a of b.approvals.slice().sort((x, y) => x.requestedAt - y.requestedAt)) {
+        s.approvals.set(a.id, structuredClone(a));
+        if (a.idempotencyKey !== undefined) s.approvalByIdem.set(idemKey(a.tool, a.idempotencyKey), a.id);
+      }
+    }
+    if (Array.isArray(b.contacted)) for (const r of b.contacted) if (typeof r === "string") s.contactedSet.add(r);
     return s;
   }
 
@@ -257,8 +335,10 @@ export class ChainState {
       this.refusals.push(t);
       if (this.refusals.length > 256) this.refusals = this.refusals.filter((x) => x >= t - REFUSAL_WINDOW_MS);
     }
+    this.applyApproval(e, t);
     if (e.phase === "intent" && e.decision === "allow") {
-      this.open.set(e.seq, { tool: e.tool, t, instance: e.instance as string | undefined, session: e.session });
+      const recipients = recipientsOf(e.tool, e.args);
+      this.open.set(e.seq, { tool: e.tool, t, instance: e.instance as string | undefined, session: e.session, ...(recipients ? { recipients } : {}) });
       if (typeof e.amountCents === "number") this.spend.set(e.seq, { t, amount: e.amountCents });
       if (e.idem) {
         const k = idemKey(e.tool, e.idem.key);
@@ -271,6 +351,7 @@ export class ChainState {
       this.open.delete(e.intent);
       // Money that provably did not move is released; "unknown" stays reserved.
       if (e.decision === "failed") this.spend.delete(e.intent);
+      if (e.decision === "ok" && intent?.recipients) for (const r of intent.recipients) this.contactedSet.add(r);
       const k = intent ? this.idemByIntent.get(e.intent) : undefined;
       const rec = k === undefined ? undefined : this.idem.get(k);
       if (k !== undefined && rec) {
@@ -280,6 +361,54 @@ export class ChainState {
         else Object.assign(rec, { outcome: e.decision, result: e.result, receipt: receiptOf(e) });
       }
     }
+  }
+
+  /** What approval entries (and the entries that use or time out an approval) change. */
+  private applyApproval(e: AuditEntry, t: number): void {
+    if (e.tool === "approval_requested" && typeof e.approvalId === "string") {
+      const r = e as Record<string, unknown>;
+      const a: ApprovalState = {
+        id: e.approvalId,
+        tool: String(r.forTool),
+        actionHash: String(r.actionHash),
+        policyVersion: Number(r.policyVersion),
+        tenantId: String(r.tenantId),
+        approvers: Array.isArray(r.approvers) ? (r.approvers as unknown[]).filter((x): x is string => typeof x === "string") : [],
+        quorum: typeof r.quorum === "number" ? r.quorum : 1,
+        via: Array.isArray(r.via) ? (r.via as unknown[]).filter((x): x is string => typeof x === "string") : [],
+        ...(r.requirePasskey === true ? { requirePasskey: true } : {}),
+        requestedAt: t,
+        expiresAt: Date.parse(String(r.expiresAt)),
+        status: "pending",
+        decisions: [],
+      };
+      if (typeof r.idempotencyKey === "string") {
+        a.idempotencyKey = r.idempotencyKey;
+        this.approvalByIdem.set(idemKey(a.tool, r.idempotencyKey), a.id);
+      }
+      this.approvals.set(a.id, a);
+      return;
+    }
+    if (typeof e.approvalId !== "string") return;
+    const a = this.approvals.get(e.approvalId);
+    if (!a) return;
+    if (e.tool === "approval_decided") {
+      if (a.status !== "pending") return;
+      const decision = e.decision === "approved" ? "approve" : e.decision === "denied" ? "deny" : undefined;
+      if (!decision) return;
+      const approverId = typeof e.approverId === "string" ? e.approverId : undefined;
+      if (approverId !== undefined && a.decisions.some((d) => d.approverId === approverId)) return;
+      const via = String(e.via);
+      a.decisions.push({ ...(approverId !== undefined ? { approverId } : {}), decision, via, t });
+      if (decision === "deny") a.status = "denied";
+      else if (via === "client-attested") a.status = "approved";
+      else if (a.decisions.filter((d) => d.decision === "approve" && d.approverId !== undefined).length >= a.quorum) a.status = "approved";
+      return;
+    }
+    if ((e.phase === "intent" || e.phase === "call") && e.decision === "allow" && a.status === "approved") a.status = "used";
+    // The refusal that ends the waiting call closes an approval still pending: timed out, or (the
+    // client's question went unanswered) refused.
+    else if (e.decision === "deny" && a.status === "pending") a.status = e.reason === "approval_timeout" ? "expired" : "denied";
   }
 
   /** How many individual refusal entries the log holds from `sinceMs` on (at most the last minute's). */

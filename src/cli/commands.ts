@@ -12,6 +12,7 @@ import { registerStoreCommands } from "./store.js";
 import { registerCardCommands } from "./card.js";
 import { registerTenantCommands } from "./tenant.js";
 import { registerExplainCommands } from "./explain.js";
+import { registerApprovalCommands } from "./approvals.js";
 
 export interface CliKit {
   home: () => string;
@@ -27,4 +28,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands, registerExplainCommands];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands, registerExplainCommands, registerApprovalCommands];

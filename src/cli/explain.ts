@@ -83,6 +83,7 @@ export const registerExplainCommands: RegisterCommands = (program, kit) => {
             ...(t ? { delegation: { tenant: { id: t.id, keys: tenantJwks(t) }, delegations: rec.delegations ?? [] } } : {}),
             delegationFrom: "this home's registry",
             channelOf,
+            approverKeys: new Map((await pub.store.listApprovers()).map((a) => [a.id, a.publicKey] as const)),
           };
           result = await explainReceipt(r, src);
         } finally {

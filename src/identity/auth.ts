@@ -11,10 +11,19 @@ import type { IdentityRecord, Store } from "../../store/types.js";
  */
 export type Principal =
   | { kind: "agent"; identityId: string; tokenHash: string }
-  | { kind: "admin"; tokenHash: string; tenantId?: string };
+  | { kind: "admin"; tokenHash: string; tenantId?: string }
+  | { kind: "approver"; approverId: string; tenantId: string; tokenHash: string };
+
+/** Resolves approver tokens (src/approval/approvers.ts). */
+export interface ApproverTokens {
+  byToken(token: string | undefined): Promise<{ id: string; tenantId: string; tokenHash: string } | undefined>;
+}
 
 export class Authenticator {
-  constructor(private readonly store: Pick<Store, "meta" | "identityByTokenHash" | "tenantByTokenHash" | "getTenant">) {}
+  constructor(
+    private readonly store: Pick<Store, "meta" | "identityByTokenHash" | "tenantByTokenHash" | "getTenant">,
+    private readonly approvers?: ApproverTokens,
+  ) {}
 
   /** Whether the token is the root admin token. */
   async admin(token: string | undefined): Promise<boolean> {
@@ -47,6 +56,10 @@ export class Authenticator {
       if (await this.admin(token)) return { kind: "admin", tokenHash: tokenHash(token) };
       const tenantId = await this.tenantAdmin(token);
       return tenantId !== undefined ? { kind: "admin", tokenHash: tokenHash(token), tenantId } : undefined;
+    }
+    if (token.startsWith("sigil_approver_")) {
+      const apr = await this.approvers?.byToken(token);
+      return apr ? { kind: "approver", approverId: apr.id, tenantId: apr.tenantId, tokenHash: apr.tokenHash } : undefined;
     }
     const rec = await this.agent(token);
     return rec ? { kind: "agent", identityId: rec.id, tokenHash: rec.tokenHash } : undefined;

@@ -26,6 +26,8 @@ import type { ActiveSigners } from "../identity/keyring.js";
 import type { Secrets, VaultReader } from "../identity/secrets.js";
 import { policyHash, viewOf } from "../identity/records.js";
 import { tenantOf } from "../tenant/tenants.js";
+import { type Approvals, approvalSettings } from "../approval/approvals.js";
+import { type ApprovalStep, approvalStep, awaitDecision } from "../approval/flow.js";
 import { jcs } from "../util/jcs.js";
 import type { AgentTool, ElicitRequest, ElicitResponse, PreparedAct, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
@@ -53,6 +55,8 @@ export interface AgentDeps {
   throttle: Pick<RefusalThrottle, "over" | "count">;
   providers: Providers;
   publicUrl?: string;
+  /** Durable pending approvals and the client's answers to them (src/approval/approvals.ts). */
+  approvals: Pick<Approvals, "record" | "decideAsClient">;
 }
 
 export interface AgentSession {
@@ -64,13 +68,13 @@ export interface AgentSession {
 }
 
 export type Elicit = ((req: ElicitRequest) => Promise<ElicitResponse>) | undefined;
+/** URL-mode elicitation: sends the client a page to open (the approval page); undefined when the client cannot. */
+export type ElicitUrl = ((req: { message: string; url: string; elicitationId: string }) => Promise<unknown>) | undefined;
 
 const IDEMPOTENCY_WAIT_MS = 30_000;
-/** How long a human's approval stays usable after the question was asked. */
-const APPROVAL_VALID_MS = 10 * 60_000;
 
-export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit): Promise<CallToolResult> {
-  const call = new AgentCall(session, elicit);
+export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit, elicitUrl?: ElicitUrl): Promise<CallToolResult> {
+  const call = new AgentCall(session, elicit, elicitUrl);
   try {
     const { identity, tool: known } = await call.authorize(tool, name);
     const args = await call.validate(known, rawArgs);
@@ -107,7 +111,7 @@ interface Governed {
 /** What decide concluded, under the chain lock. */
 type Step =
   | { kind: "denied"; reason: string; message: string }
-  | { kind: "approve"; normalized: NormalizedAction }
+  | { kind: "approve"; normalized: NormalizedAction; step: Extract<ApprovalStep, { kind: "request" | "await" }>; expiresAt: number }
   | { kind: "go"; normalized: NormalizedAction }
   | { kind: "replay"; result: Record<string, unknown>; receipt: Receipt }
   | { kind: "wait" }
@@ -122,12 +126,15 @@ interface Intent {
 
 type Done = { outcome: ToolOutcome; failure?: undefined } | { outcome?: undefined; failure: { decision: "failed" | "unknown"; reason: string; result: CallToolResult } };
 
-/** What the human approved: this exact action under this policy version, once, until `expiresAt`. */
-interface Approval {
+/** What decide works with: the action, its idempotency key and hashes, and the durable approval this call asked for or found. */
+interface Deciding {
+  action: ReturnType<AgentTool["action"]>;
+  idemKey: string | undefined;
+  argsHash: string | undefined;
+  /** What an approval is for: this exact action (keyed hash of its arguments without the idempotency key). */
   actionHash: string;
-  policyVersion: number;
-  expiresAt: number;
-  used: boolean;
+  /** The approval (src/approval/flow.ts) this call asked for or found, once it has one. */
+  approvalId: string | undefined;
 }
 
 class AgentCall {
@@ -137,6 +144,7 @@ class AgentCall {
   constructor(
     private readonly session: AgentSession,
     private readonly elicit: Elicit,
+    private readonly elicitUrl?: ElicitUrl,
   ) {
     this.deps = session.deps;
     this.identityId = session.identityId;
@@ -239,7 +247,7 @@ class AgentCall {
     const action = tool.action(args as never);
     const idemKey = tool.idempotencyKey?.(args as never);
     const actionHash = this.deps.hash(jcs({ tool: tool.name, args: { ...args, idempotencyKey: undefined } }));
-    const decision = { action, idemKey, argsHash: idemKey !== undefined ? actionHash : undefined, actionHash, approval: undefined as Approval | undefined };
+    const decision: Deciding = { action, idemKey, argsHash: idemKey !== undefined ? actionHash : undefined, actionHash, approvalId: undefined };
 
     const preparing = tool.effect === "act" && tool.prepare ? tool.prepare(g.ctx, args as never).catch(() => undefined) : undefined;
     const dropPrepared = async (): Promise<void> => {
@@ -266,8 +274,9 @@ class AgentCall {
           continue;
         }
         if (step.kind === "approve") {
-          if (decision.approval) throw new Error("an approval is asked for once per call");
-          decision.approval = await this.obtainApproval(g, decision.actionHash, step.normalized, dropPrepared);
+          if (decision.approvalId !== undefined && step.step.kind === "request") throw new Error("an approval is asked for once per call");
+          decision.approvalId = step.step.approvalId;
+          await this.obtainApproval(g, step, dropPrepared);
           continue;
         }
         break;
@@ -301,16 +310,16 @@ class AgentCall {
    */
   private async decide(
     g: Governed,
-    d: { action: ReturnType<AgentTool["action"]>; idemKey: string | undefined; argsHash: string | undefined; actionHash: string; approval: Approval | undefined },
+    d: Deciding,
     state: ChainState,
   ): Promise<Built<Step>> {
     const { deps, identityId } = this;
     const { tool } = g;
     const now = deps.now();
     const base = { tool: tool.name, session: this.session.sessionId, args: g.redacted, tenant: g.tenant, policyVersion: g.policyVersion, policyHash: g.policyHash };
-    const deny = (reason: string, message: string): Built<Step> => ({
+    const deny = (reason: string, message: string, extra: Record<string, unknown> = {}): Built<Step> => ({
       value: { kind: "denied", reason, message },
-      draft: { ...base, phase: "call", decision: "deny", reason },
+      draft: { ...base, phase: "call", decision: "deny", reason, ...extra },
     });
     const current = await deps.store.getIdentity(identityId);
     if (!current || current.revokedAt) return deny("revoked", "this identity has been revoked.");
@@ -343,15 +352,35 @@ class AgentCall {
     }
     const decision: Decision = evaluate(g.ctx.policy, d.action, state, now);
     if (!decision.allow) return deny(decision.reason, decision.message);
+    let usedApproval: string | undefined;
     if (decision.needsApproval) {
-      const approval = d.approval;
-      if (!approval) return { value: { kind: "approve", normalized: decision.normalized } };
-      // The approval answered a question about one exact action under one policy version.
-      if (approval.used || approval.actionHash !== d.actionHash || approval.policyVersion !== current.policyVersion) {
-        return deny("approval_stale", "the policy changed while the human was deciding; the approval does not apply to it, so nothing was done.");
+      // A durable approval bound to this exact action and policy version, decided by approvers or
+      // the client, used once, expiring (src/approval/flow.ts; README "Approvals").
+      const settings = approvalSettings(g.ctx.policy);
+      const s = await approvalStep(
+        state,
+        {
+          identityId,
+          tenantId: current.tenantId ?? "default",
+          session: this.session.sessionId,
+          tool: tool.name,
+          redacted: g.redacted,
+          actionHash: d.actionHash,
+          policyVersion: current.policyVersion,
+          idemKey: d.idemKey,
+          settings,
+          approvalId: d.approvalId,
+          clientCanAnswer: this.elicit !== undefined,
+          now,
+        },
+        (r) => deps.approvals.record(r),
+      );
+      if (s.kind === "deny") {
+        return deny(s.reason, s.message, { ...(s.approvalId ? { approvalId: s.approvalId } : {}), ...(s.reason === "approval_unavailable" ? { approval: "unsupported" } : {}) });
       }
-      if (now > approval.expiresAt) return deny("approval_expired", "the human's approval came too late; nothing was done.");
-      approval.used = true;
+      if (s.kind === "request") return { value: { kind: "approve", normalized: decision.normalized, step: s, expiresAt: now + s.settings.timeoutMs }, draft: s.draft };
+      if (s.kind === "await") return { value: { kind: "approve", normalized: decision.normalized, step: s, expiresAt: state.approval(s.approvalId)!.expiresAt } };
+      usedApproval = s.approvalId;
     }
     const amount = decision.normalized.kind === "card" ? decision.normalized.amountCents : undefined;
     const draft: Draft = {
@@ -359,7 +388,7 @@ class AgentCall {
       phase: tool.effect === "act" ? "intent" : "call",
       decision: "allow",
       instance: deps.instanceId,
-      ...(decision.needsApproval ? { approval: "accepted" } : {}),
+      ...(usedApproval !== undefined ? { approval: "accepted", approvalId: usedApproval } : {}),
       ...(amount !== undefined ? { amountCents: amount } : {}),
       ...(d.idemKey !== undefined ? { idem: { key: d.idemKey, argsHash: d.argsHash! } } : {}),
     };
@@ -367,21 +396,37 @@ class AgentCall {
   }
 
   /**
-   * Human approval (elicitation), outside the chain lock; decide is then made again. A refusal or
-   * no answer ends the call (audited).
+   * Human approval, outside the chain lock (src/approval/flow.ts `awaitDecision`): the approval
+   * page's URL to a client that opens URLs, the client's own form answer when policy lets the
+   * client decide (recorded `client-attested`), then waiting until the log holds a decision or the
+   * deadline passes; decide is then made again and reads the outcome from the log. A client that
+   * was asked and did not approve ends the call (audited).
    */
-  private async obtainApproval(g: Governed, actionHash: string, normalized: NormalizedAction, dropPrepared: () => Promise<void>): Promise<Approval> {
-    const askedUnder = g.policyVersion;
-    const askedAt = this.deps.now();
-    const answer = await askApproval(g.tool, g.args, normalized, this.elicit);
-    if (answer !== "accept") {
-      const reason = answer === "unsupported" ? "approval_unavailable" : "approval_declined";
-      const message =
-        answer === "unsupported" ? "this action needs a human's approval and this client cannot ask for it." : `the human did not approve this action (${answer}).`;
+  private async obtainApproval(g: Governed, step: Extract<Step, { kind: "approve" }>, dropPrepared: () => Promise<void>): Promise<void> {
+    const { deps, identityId, elicit, elicitUrl } = this;
+    const { tool, args } = g;
+    const id = step.step.approvalId;
+    const tenantId = g.ctx.identity.tenantId ?? "default";
+    const answer = await awaitDecision(id, step.step.kind === "request", step.step.settings, step.expiresAt, {
+      status: async (x) => (await deps.chains.state(identityId)).approval(x, deps.now())?.status,
+      clientDecided: async (x, approve) => {
+        await deps.approvals.decideAsClient(identityId, x, tenantId, approve, this.session.sessionId);
+      },
+      ...(elicit ? { askClient: () => askApproval(tool, args, step.normalized, elicit) } : {}),
+      ...(elicitUrl && deps.publicUrl !== undefined
+        ? {
+            sendUrl: async (x: string) => {
+              await elicitUrl({ message: `Approve or deny this ${tool.name} (approval ${x}) on the approval page.`, url: `${deps.publicUrl}/console/approvals/${x}`, elicitationId: x });
+            },
+          }
+        : {}),
+      now: deps.now,
+      sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    });
+    if (answer !== undefined) {
       await dropPrepared();
-      throw await this.refuse(g.tool.name, reason, message, { args: g.redacted, approval: answer });
+      throw await this.refuse(tool.name, "approval_declined", `the human did not approve this action (${answer}) (approval ${id}).`, { args: g.redacted, approval: answer, approvalId: id });
     }
-    return { actionHash, policyVersion: askedUnder, expiresAt: askedAt + APPROVAL_VALID_MS, used: false };
   }
 
   /** An intent whose process is gone will never get its result: its outcome is unknown. */
@@ -426,6 +471,8 @@ class AgentCall {
           tenant: g.tenant,
           policyVersion: g.policyVersion,
           policyHash: g.policyHash,
+          // The approval the intent used, so that the result's receipt names it too.
+          ...(typeof intent.entry.approvalId === "string" ? { approvalId: intent.entry.approvalId } : {}),
           decision: outcome ? "ok" : failure!.decision,
           ...(failure ? { reason: failure.reason } : {}),
           ...(outcome?.providerId ? { providerId: outcome.providerId } : {}),
@@ -525,10 +572,26 @@ function cachedPolicy(policy: Record<string, unknown>): ReturnType<typeof parseP
   if (!r) parsedPolicies.set(policy, (r = parsePolicy(policy)));
   return r;
 }
+/**
+ * The question for a tool without its own (`tool.approval`): the tool and its arguments (already
+ * cleared by the exfiltration guard), shortened to what a prompt can show.
+ */
+function genericQuestion(tool: AgentTool, args: Record<string, unknown>): ElicitRequest {
+  const shown = JSON.stringify({ ...args, idempotencyKey: undefined });
+  return {
+    message: `Approve ${tool.name} with ${shown.length > 1000 ? `${shown.slice(0, 1000)}…` : shown}?`,
+    requestedSchema: {
+      type: "object",
+      properties: { approve: { type: "boolean", title: `Allow this ${tool.name}`, description: "Set to true to allow this action.", default: false } },
+      required: ["approve"],
+    },
+  };
+}
+
 async function askApproval(tool: AgentTool, args: Record<string, unknown>, normalized: NormalizedAction, elicit: Elicit): Promise<"accept" | "decline" | "cancel" | "unsupported" | "timeout"> {
-  if (!elicit || !tool.approval) return "unsupported";
+  if (!elicit) return "unsupported";
   try {
-    const res = await elicit(tool.approval(args as never, normalized));
+    const res = await elicit(tool.approval ? tool.approval(args as never, normalized) : genericQuestion(tool, args));
     if (res.action !== "accept") return res.action;
     // Only an explicit approve: true approves; an `accept` without it approves nothing.
     return res.content?.approve === true ? "accept" : "decline";

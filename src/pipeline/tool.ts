@@ -10,7 +10,8 @@ import type * as z from "zod";
 import type { ToolAnnotations } from "@modelcontextprotocol/sdk/types.js";
 import type { Action, NormalizedAction } from "../policy/evaluate.js";
 import type { Policy } from "../policy/schema.js";
-import type { Channel } from "../../store/types.js";
+import type { ApproverRecord, Channel } from "../../store/types.js";
+import type { Approvals } from "../approval/approvals.js";
 import type { Signer } from "../crypto/jwk.js";
 import type { Providers } from "../providers/index.js";
 import type { IdentityView } from "../identity/records.js";
@@ -123,4 +124,25 @@ export interface AdminTool<S extends z.ZodObject = z.ZodObject> {
 
 export function defineAdminTool<S extends z.ZodObject>(tool: AdminTool<S>): AdminTool {
   return tool as unknown as AdminTool;
+}
+
+/** What approver tools may call: the approvals their approver may see and decide (src/approval/). */
+export interface ApproverContext {
+  /** The approver this session's token names, as it stands for this call. */
+  approver: ApproverRecord;
+  approvals: Pick<Approvals, "list" | "decide">;
+}
+
+export interface ApproverTool<S extends z.ZodObject = z.ZodObject> {
+  name: string;
+  title: string;
+  description: string;
+  annotations: ToolAnnotations;
+  input: S;
+  output: z.ZodObject;
+  run(ctx: ApproverContext, args: z.output<S>): Promise<Record<string, unknown>>;
+}
+
+export function defineApproverTool<S extends z.ZodObject>(tool: ApproverTool<S>): ApproverTool {
+  return tool as unknown as ApproverTool;
 }

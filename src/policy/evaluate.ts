@@ -29,7 +29,10 @@
  *     positive safe integer; currency (case-insensitive input) equal to
  *     `cardCurrency ?? "USD"`; per-charge limit; a claimed MCC: blocked before
  *     allowed (no claim: the processor's category is checked by card_charge); spent in (now-24h, now] + amount <= limit; needsApproval when
- *     amount > approvalAboveCents;
+ *     amount > approvalAboveCents or > approval.aboveCents;
+ *  7. approval (after the rules above allowed the action): needsApproval when
+ *     the tool is in `approval.tools`, or `approval.newRecipients` is true and a
+ *     normalised recipient was never sent to (`usage.contacted`);
  *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; the URL read
  *     alike by WHATWG and RFC 3986 parsers (`checkSigningUrl`: no userinfo,
  *     backslash, host escape, control character or rewritten path); https only
@@ -54,6 +57,11 @@ export interface Usage {
   countSince(tool: string, sinceMs: number): number;
   /** cents spent or reserved on the card with time >= sinceMs */
   spentSince(sinceMs: number): number;
+  /**
+   * Whether this identity ever sent to this recipient (normalised email address or E.164 number)
+   * successfully; absent: nobody counts as contacted (policy `approval.newRecipients` then asks).
+   */
+  contacted?(recipient: string): boolean;
 }
 
 export type ReasonCode =
@@ -258,7 +266,8 @@ function evalCard(
   if (typeof spent !== "number" || !Number.isFinite(spent) || spent < 0 || spent + amount > limit) {
     return deny("spending_limit", `The charge would exceed the ${limit}-cent limit for any 24 hours.`);
   }
-  const needsApproval = policy.approvalAboveCents !== undefined && amount > policy.approvalAboveCents;
+  const above = (t: number | undefined): boolean => t !== undefined && amount > t;
+  const needsApproval = above(policy.approvalAboveCents) || above(policy.approval?.aboveCents);
   const normalized: NormalizedAction = { kind: "card", amountCents: amount, currency };
   if (mcc !== undefined) normalized.merchantCategory = mcc;
   return allow(normalized, needsApproval);
@@ -286,7 +295,37 @@ function evalSign(policy: Policy, url: unknown): Decision {
   return allow({ kind: "sign", url: checked.normalized, origin });
 }
 
+/**
+ * Policy `approval`: the action is allowed but asks a human first when its tool is listed in
+ * `approval.tools`, or (with `approval.newRecipients`) a recipient was never sent to before.
+ * (Amount thresholds are decided by the card rules above.)
+ */
+function withApprovalRules(policy: Policy, action: Action, d: Decision, usage: Usage): Decision {
+  // A refusal (including one for a malformed policy or action) is returned before either is read.
+  if (!d.allow || d.needsApproval) return d;
+  const rules = policy.approval;
+  if (!rules) return d;
+  if (rules.tools?.includes(action.tool)) return { ...d, needsApproval: true };
+  if (rules.newRecipients === true) {
+    const n = d.normalized;
+    const recipients = n.kind === "email" ? [...n.to, ...n.cc] : n.kind === "sms" || n.kind === "call" ? [n.to] : [];
+    const known = (r: string): boolean => {
+      try {
+        return usage.contacted?.(r) === true;
+      } catch {
+        return false; // cannot tell: ask
+      }
+    };
+    if (recipients.some((r) => !known(r))) return { ...d, needsApproval: true };
+  }
+  return d;
+}
+
 export function evaluate(policy: Policy, action: Action, usage: Usage, nowMs: number): Decision {
+  return withApprovalRules(policy, action, evaluateRules(policy, action, usage, nowMs), usage);
+}
+
+function evaluateRules(policy: Policy, action: Action, usage: Usage, nowMs: number): Decision {
   if (typeof action !== "object" || action === null || typeof action.tool !== "string" || action.tool === "") {
     return deny("invalid_arguments", "The action is malformed.");
   }

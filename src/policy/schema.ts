@@ -121,6 +121,53 @@ export const TOOL_NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
 /** The agent tools a policy can name in `rateLimits` (kept equal to tools/index.ts by a test). */
 export const AGENT_TOOL_NAMES = ["whoami", "send_email", "send_sms", "place_call", "vault_get", "card_charge", "sign_http_request"] as const;
 
+/** Approver ids (`sigil approver add`): `apr_` and 20 hex digits. */
+export const APPROVER_ID_RE = /^apr_[0-9a-f]{20}$/;
+
+/** Longest an action may wait for a decision (`approval.timeoutSeconds`), and the default. */
+export const MAX_APPROVAL_TIMEOUT_S = 86_400;
+export const DEFAULT_APPROVAL_TIMEOUT_S = 300;
+
+/**
+ * Policy `approval` (README: "Approvals"): which actions need a human's approval and who gives it.
+ * `approvalAboveCents` stays the card shorthand beside it; when both are present either threshold
+ * asks, and this block says who answers.
+ */
+const approvalBlock = z
+  .strictObject(
+    {
+      aboveCents: cents().optional(),
+      tools: list(
+        str("must be an agent tool name").refine((t) => (AGENT_TOOL_NAMES as readonly string[]).includes(t) && t !== "whoami", {
+          error: `must name an agent tool that acts (${AGENT_TOOL_NAMES.filter((t) => t !== "whoami").join(", ")})`,
+        }),
+        "tool names",
+      ).optional(),
+      newRecipients: z.boolean({ error: "must be true or false" }).optional(),
+      approvers: list(str("must be an approver id such as apr_…").regex(APPROVER_ID_RE, { error: "must be an approver id (apr_ and 20 hex digits, as `sigil approver add` prints)" }), "approver ids").optional(),
+      quorum: intIn(1, 100, "must be an integer between 1 and 100").optional(),
+      via: z
+        .array(z.enum(["approver", "client"], { error: 'must be "approver" or "client"' }), { error: 'must be an array of "approver" and/or "client"' })
+        .min(1, { error: 'must name at least one of "approver", "client"' })
+        .max(10, { error: 'must name at most "approver" and "client"' })
+        .transform((xs) => [...new Set(xs)])
+        .optional(),
+      requirePasskey: z.boolean({ error: "must be true or false" }).optional(),
+      timeoutSeconds: intIn(1, MAX_APPROVAL_TIMEOUT_S, `must be an integer number of seconds between 1 and ${MAX_APPROVAL_TIMEOUT_S}`).optional(),
+    },
+    { error: "must be an object such as {\"aboveCents\": 5000, \"via\": [\"approver\"]}" },
+  )
+  .superRefine((a, ctx) => {
+    if (a.quorum !== undefined && a.approvers !== undefined && a.approvers.length > 0 && a.quorum > a.approvers.length) {
+      ctx.addIssue({ code: "custom", path: ["quorum"], message: `must be at most the number of approvers named (${a.approvers.length})` });
+    }
+    const via = a.via ?? ["approver"];
+    if (!via.includes("approver") && (a.approvers !== undefined || a.quorum !== undefined || a.requirePasskey === true)) {
+      const key = a.approvers !== undefined ? "approvers" : a.quorum !== undefined ? "quorum" : "requirePasskey";
+      ctx.addIssue({ code: "custom", path: [key], message: 'applies only when via includes "approver"' });
+    }
+  });
+
 export const PolicySchema = z.strictObject(
   {
     allowedDomains: list(domainEntry, "domain names"),
@@ -133,6 +180,7 @@ export const PolicySchema = z.strictObject(
     allowedMerchantCategories: list(mccEntry, "4-digit merchant category codes"),
     blockedMerchantCategories: list(mccEntry, "4-digit merchant category codes"),
     approvalAboveCents: cents(),
+    approval: approvalBlock,
     rateLimits: z
       .record(
         z.string().refine((t) => (AGENT_TOOL_NAMES as readonly string[]).includes(t), {

@@ -36,8 +36,11 @@ export const EMAIL = "sigil-email-v1\n";
 /** The `Sigil-Signature` e-mail header, format v2 (also covers Subject, display names and every body part). */
 export const EMAIL_V2 = "sigil-email-v2\n";
 
+/** An approver's decision on one approval (src/approval/approvals.ts): prefix + JCS of the decision statement. Signed by approver keys only. */
+export const APPROVAL_DECISION = "sigil-approval-decision-v1\n";
+
 /** All prefixes, to check that none is a prefix of another (tested). */
-export const ALL_DOMAINS: readonly string[] = [AUDIT_ENTRY, RECEIPT, KEY_ROTATION, EMAIL, EMAIL_V2];
+export const ALL_DOMAINS: readonly string[] = [AUDIT_ENTRY, RECEIPT, KEY_ROTATION, EMAIL, EMAIL_V2, APPROVAL_DECISION];
 
 /** What every prefix above starts with; formats without a prefix must never start with it. */
 export const DOMAIN_PREFIX_START = "sigil-";

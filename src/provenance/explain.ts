@@ -14,6 +14,7 @@ import { SigilError } from "../errors.js";
 import type { DelegationRecord } from "../../store/types.js";
 import { delegationAt, verifyDelegation } from "./delegation.js";
 import { keysFromJwks } from "./directory.js";
+import { checkApprovalEvidence } from "../approval/evidence.js";
 
 export type Question = "receipt" | "agent" | "tenant" | "approval" | "policy" | "key" | "delegation";
 export type Status = "ok" | "failed" | "unchecked";
@@ -82,6 +83,8 @@ export interface ExplainSources {
   delegationFrom: string;
   /** The channel a tool belongs to (null: every identity has it), to check the statement delegates it. */
   channelOf?: (tool: string) => string | null | undefined;
+  /** Approvers' public keys by approver id (the home's approver records), to anchor approval signatures. */
+  approverKeys?: ReadonlyMap<string, string>;
 }
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
@@ -189,7 +192,17 @@ export async function explainReceipt(receipt: ReceiptFields, src: ExplainSources
   const approvalId = str(field("approvalId")) ?? receipt.approvalId;
   const approval = str(field("approval"));
   if (approvalId !== undefined) {
-    add("approval", "unchecked", "this sigil cannot check approver decisions (no approval_decided evidence is read yet)", `approval ${approvalId}`);
+    // The approval_requested and approval_decided entries before the entry that used it, each
+    // approver's signature over its decision statement (src/approval/evidence.ts).
+    const usedAt = intent?.approvalId === approvalId ? intent.seq : entry.seq;
+    if (receipt.approvalId !== undefined && receipt.approvalId !== approvalId) {
+      add("approval", "failed", `the receipt names approval ${receipt.approvalId} but its entry names ${approvalId}`, `approval ${approvalId}`);
+    } else {
+      const ev = checkApprovalEvidence([...entries.values()], approvalId, usedAt, src.approverKeys);
+      const anchored = ev.approvers.every((a) => a.anchored);
+      const status: Status = !ev.ok ? "failed" : ev.via === "approver" && !anchored ? "unchecked" : "ok";
+      add("approval", status, ev.detail, ev.via === "approver" ? `${approvalId}: ${ev.approvers.map((a) => `${a.approverId} (approver)`).join(", ")}` : `${approvalId}${ev.via ? ` (${ev.via})` : ""}`);
+    }
   } else if (approval === "accepted") {
     add("approval", "ok", "client-attested: the connected MCP client accepted an approval form (no named approver; it proves no human)", "client-attested");
   } else {

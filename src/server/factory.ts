@@ -15,12 +15,13 @@ import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
 import type { Principal } from "../identity/auth.js";
 import type { IdentityRecord } from "../../store/types.js";
-import { ADMIN_TOOLS, AGENT_TOOLS } from "../../tools/index.js";
+import { ADMIN_TOOLS, AGENT_TOOLS, APPROVER_TOOLS } from "../../tools/index.js";
 import { type AgentSession, callAgentTool } from "../pipeline/agent-call.js";
 import { callAdminTool } from "../pipeline/admin-call.js";
+import { callApproverTool } from "../pipeline/approver-call.js";
 import { track } from "./inflight.js";
 import { publishedTool } from "./tool-listing.js";
-import type { AdminTool, AgentTool, ElicitRequest, ElicitResponse } from "../pipeline/tool.js";
+import type { AdminTool, AgentTool, ApproverTool, ElicitRequest, ElicitResponse } from "../pipeline/tool.js";
 
 export type { Principal };
 
@@ -37,7 +38,7 @@ export function toolsFor(identity: IdentityRecord): AgentTool[] {
  */
 const listings = new Map<string, { tools: ReturnType<typeof publishedTool>[] }>();
 
-function listOnly(mcp: McpServer, tools: Array<AgentTool | AdminTool>): void {
+function listOnly(mcp: McpServer, tools: Array<AgentTool | AdminTool | ApproverTool>): void {
   const key = tools.map((t) => t.name).join("\n");
   let listing = listings.get(key);
   if (!listing) listings.set(key, (listing = { tools: tools.map(publishedTool) }));
@@ -56,7 +57,7 @@ function lazyValidator(): jsonSchemaValidator {
 }
 
 export interface SessionDeps {
-  app: Pick<App, "agent" | "admin" | "config">;
+  app: Pick<App, "agent" | "admin" | "config" | "approvers" | "approvals">;
   sessionId: string;
 }
 
@@ -91,8 +92,21 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       // Approval is asked with a form; a client that declared only URL elicitation cannot answer it.
       const canElicit = Boolean(mcp.server.getClientCapabilities()?.elicitation?.form);
       const elicit = canElicit ? elicitFor(extra.requestId) : undefined;
-      return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, elicit));
+      // A client that opens URLs is sent the approval page (the call keeps waiting for the decision).
+      const canOpenUrl = Boolean(mcp.server.getClientCapabilities()?.elicitation?.url);
+      const elicitUrl = canOpenUrl
+        ? (r: { message: string; url: string; elicitationId: string }) =>
+            mcp.server.elicitInput({ mode: "url", message: r.message, url: r.url, elicitationId: r.elicitationId }, { timeout: deps.app.config.approvalTimeoutMs, relatedRequestId: extra.requestId })
+        : undefined;
+      return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, elicit, elicitUrl));
     });
+  } else if (principal.kind === "approver") {
+    const byName = new Map(APPROVER_TOOLS.map((t) => [t.name, t]));
+    listOnly(mcp, APPROVER_TOOLS);
+    const approverDeps = { approvers: deps.app.approvers, approvals: deps.app.approvals };
+    mcp.server.setRequestHandler(CallToolRequestSchema, async (req): Promise<CallToolResult> =>
+      track(callApproverTool(approverDeps, principal.approverId, principal.tokenHash, byName.get(req.params.name), req.params.name, req.params.arguments)),
+    );
   } else {
     const admin = deps.app.admin;
     // A tenant admin is not shown (and cannot call) the root admin's tools.

@@ -69,10 +69,12 @@ const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 
 function samePrincipal(a: Principal, b: Principal): boolean {
   if (a.kind !== b.kind || a.tokenHash !== b.tokenHash) return false;
-  return a.kind === "admin" || (b.kind === "agent" && a.identityId === b.identityId);
+  if (a.kind === "agent") return b.kind === "agent" && a.identityId === b.identityId;
+  if (a.kind === "approver") return b.kind === "approver" && a.approverId === b.approverId;
+  return true;
 }
 
-const ownerOf = (p: Principal): string => (p.kind === "agent" ? `agent:${p.identityId}` : `admin:${p.tokenHash}`);
+const ownerOf = (p: Principal): string => (p.kind === "agent" ? `agent:${p.identityId}` : p.kind === "approver" ? `approver:${p.approverId}` : `admin:${p.tokenHash}`);
 
 function jsonError(res: http.ServerResponse, status: number, code: number, message: string, headers: Record<string, string> = {}): void {
   if (res.headersSent || res.destroyed) return;

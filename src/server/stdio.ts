@@ -37,6 +37,9 @@ async function whyRefused(app: App, token: string | undefined): Promise<string> 
   if (!token) {
     return "No session credential: set SIGIL_TOKEN (or SIGIL_TOKEN_FILE) in this server's environment to the agent token `sigil identity create` printed; not serving.";
   }
+  if (token.startsWith("sigil_approver_")) {
+    return "This sigil home does not know the approver token (it was mistyped, the approver was removed, or it belongs to another home: check SIGIL_TOKEN and SIGIL_HOME); not serving.";
+  }
   if (!token.startsWith("sigil_agent_") && !token.startsWith("sigil_admin_")) {
     return "SIGIL_TOKEN is not a sigil token (agent tokens start with sigil_agent_): copy the token `sigil identity create` printed; not serving.";
   }

@@ -16,7 +16,7 @@
  */
 import * as z from "zod";
 import type { Tool } from "@modelcontextprotocol/sdk/types.js";
-import type { AdminTool, AgentTool } from "../pipeline/tool.js";
+import type { AdminTool, AgentTool, ApproverTool } from "../pipeline/tool.js";
 
 /** The published form of every result's `receipt` (the signed audit entry that records it). */
 export const RECEIPT_JSON_SCHEMA = { type: "object" } as const;
@@ -60,7 +60,7 @@ function compactOutput(s: Json, top = true): Json {
 
 const cache = new WeakMap<object, Tool>();
 
-export function publishedTool(t: AgentTool | AdminTool): Tool {
+export function publishedTool(t: AgentTool | AdminTool | ApproverTool): Tool {
   let tool = cache.get(t);
   if (!tool) {
     tool = {

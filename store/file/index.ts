@@ -11,12 +11,17 @@
  *   index (hash → tenant id; the tenant document stays the authority, as for identities).
  * - `secrets/<id>.json`: sealed vault secrets.
  * - `audit/<id>.jsonl`: the audit chains (see audit.ts).
+ * - `approvers/<apr_id>.json` + `approver-tokens/<sha256>`: approvers and their token index (the
+ *   approver document stays the authority, as for identities).
+ * - `approvals/<apv_id>.json`: approval requests, written once (their status lives in the log).
  */
 import path from "node:path";
 import { Low } from "lowdb";
 import { type FileLayer, createFileDurable, writeFileDurable } from "../../src/util/fsx.js";
 import { type Locks } from "../../src/util/lock.js";
 import {
+  type ApprovalRecord,
+  type ApproverRecord,
   type IdentityRecord,
   type RegistryMeta,
   type SecretRecord,
@@ -26,6 +31,8 @@ import {
   StoreError,
   ID_RE,
   HASH_RE,
+  APPROVER_ID_RE,
+  APPROVAL_ID_RE,
 } from "../types.js";
 import { FileAuditBackend } from "./audit.js";
 import { DurableJsonDocument } from "./json-document.js";
@@ -256,6 +263,99 @@ export class FileStore implements Store {
     const db = this.secretsDb(identityId);
     await db.read();
     return Object.keys(db.data.secrets).sort();
+  }
+
+  private approverFile = (id: string): string => path.join(this.home, "approvers", `${id}.json`);
+  private approverTokenFile = (hash: string): string => path.join(this.home, "approver-tokens", hash);
+  private approvalFile = (id: string): string => path.join(this.home, "approvals", `${id}.json`);
+
+  private async readDoc<T>(file: string): Promise<T | undefined> {
+    const db = new Low<T | null>(new DurableJsonDocument(this.files, file), null);
+    await db.read();
+    return db.data ?? undefined;
+  }
+
+  private async dirNames(dir: string): Promise<string[]> {
+    try {
+      return (await this.files.readdir(path.join(this.home, dir))).filter((n) => n.endsWith(".json") && !n.startsWith(".")).sort();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return [];
+      throw new StoreError("the registry cannot be read", "unreadable", { cause: err });
+    }
+  }
+
+  async createApprover(record: ApproverRecord): Promise<void> {
+    if (!APPROVER_ID_RE.test(record.id) || !HASH_RE.test(record.tokenHash)) throw new StoreError("bad approver record", "conflict");
+    for (const d of ["approvers", "approver-tokens"]) await this.files.mkdir(path.join(this.home, d), 0o700);
+    await this.locks.withLock(`approver:${record.id}`, async () => {
+      await writeFileDurable(this.files, this.approverTokenFile(record.tokenHash), record.id + "\n");
+      const created = await createFileDurable(this.files, this.approverFile(record.id), JSON.stringify(record, null, 1) + "\n");
+      if (!created) throw new StoreError(`approver ${record.id} exists`, "conflict");
+    });
+  }
+
+  async getApprover(id: string): Promise<ApproverRecord | undefined> {
+    if (typeof id !== "string" || !APPROVER_ID_RE.test(id)) return undefined;
+    return this.readDoc<ApproverRecord>(this.approverFile(id));
+  }
+
+  async approverByTokenHash(tokenHash: string): Promise<ApproverRecord | undefined> {
+    if (typeof tokenHash !== "string" || !HASH_RE.test(tokenHash)) return undefined;
+    let id: string;
+    try {
+      id = (await this.files.readFile(this.approverTokenFile(tokenHash))).toString("utf8").trim();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw new StoreError("the registry cannot be read", "unreadable", { cause: err });
+    }
+    return this.getApprover(id);
+  }
+
+  async listApprovers(): Promise<ApproverRecord[]> {
+    const out: ApproverRecord[] = [];
+    for (const n of await this.dirNames("approvers")) {
+      const rec = await this.getApprover(n.slice(0, -5));
+      if (rec) out.push(rec);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  async updateApprover(id: string, update: (current: ApproverRecord) => ApproverRecord): Promise<ApproverRecord> {
+    if (!APPROVER_ID_RE.test(id)) throw new StoreError(`no approver ${id}`, "not_found");
+    return this.locks.withLock(`approver:${id}`, async () => {
+      const db = new Low<ApproverRecord | null>(new DurableJsonDocument(this.files, this.approverFile(id)), null);
+      await db.read();
+      if (!db.data) throw new StoreError(`no approver ${id}`, "not_found");
+      const before = db.data;
+      const after = update(structuredClone(before));
+      if (after.id !== id || after.tokenHash !== before.tokenHash) throw new StoreError("an update cannot change an approver's id or token", "conflict");
+      db.data = after;
+      await db.write();
+      // A removed approver's token names no one: its index entry goes too.
+      if (after.removedAt) await this.files.unlink(this.approverTokenFile(after.tokenHash)).catch(() => {});
+      return after;
+    });
+  }
+
+  async createApproval(record: ApprovalRecord): Promise<void> {
+    if (!APPROVAL_ID_RE.test(record.id)) throw new StoreError("bad approval id", "conflict");
+    await this.files.mkdir(path.join(this.home, "approvals"), 0o700);
+    const created = await createFileDurable(this.files, this.approvalFile(record.id), JSON.stringify(record, null, 1) + "\n");
+    if (!created) throw new StoreError(`approval ${record.id} exists`, "conflict");
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    if (typeof id !== "string" || !APPROVAL_ID_RE.test(id)) return undefined;
+    return this.readDoc<ApprovalRecord>(this.approvalFile(id));
+  }
+
+  async listApprovals(opts: { sinceIso?: string } = {}): Promise<ApprovalRecord[]> {
+    const out: ApprovalRecord[] = [];
+    for (const n of await this.dirNames("approvals")) {
+      const rec = await this.getApproval(n.slice(0, -5));
+      if (rec && (opts.sinceIso === undefined || rec.requestedAt >= opts.sinceIso)) out.push(rec);
+    }
+    return out.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt) || a.id.localeCompare(b.id));
   }
 
   async registerInstance(instanceId: string): Promise<void> {

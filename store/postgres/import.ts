@@ -34,7 +34,7 @@ export async function importStore(source: Store, target: PostgresStore): Promise
   await target.schema();
   return target.db.tx("main", async (c) => {
     // Nothing may be merged into an existing registry: the target must be empty.
-    await c.query("LOCK TABLE sigil_meta, sigil_tenants, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets IN EXCLUSIVE MODE");
+    await c.query("LOCK TABLE sigil_meta, sigil_tenants, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets, sigil_approvers, sigil_approvals IN EXCLUSIVE MODE");
     const existing = await c.query<{ n: number }>(
       "SELECT (SELECT count(*) FROM sigil_meta)::int + (SELECT count(*) FROM sigil_tenants)::int + (SELECT count(*) FROM sigil_identities)::int + (SELECT count(*) FROM sigil_audit_entries)::int AS n",
     );
@@ -75,6 +75,13 @@ export async function importStore(source: Store, target: PostgresStore): Promise
         await c.query("INSERT INTO sigil_secrets (identity_id, name, record) VALUES ($1, $2, $3)", [rec.id, name, JSON.stringify(s)]);
         counts.secrets++;
       }
+    }
+    // Approvers and approval requests (their status lives in the chains copied above).
+    for (const a of await source.listApprovers()) {
+      await c.query("INSERT INTO sigil_approvers (id, tenant_id, token_hash, record, created_at) VALUES ($1, $2, $3, $4, $5)", [a.id, a.tenantId, a.tokenHash, JSON.stringify(a), a.createdAt]);
+    }
+    for (const r of await source.listApprovals()) {
+      await c.query("INSERT INTO sigil_approvals (id, identity_id, tenant_id, requested_at, record) VALUES ($1, $2, $3, $4, $5)", [r.id, r.identityId, r.tenantId, r.requestedAt, JSON.stringify(r)]);
     }
     // Nothing of this is visible to any instance before COMMIT.
     await c.query("INSERT INTO sigil_meta (id, meta) VALUES (1, $1)", [JSON.stringify(meta)]);

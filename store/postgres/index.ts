@@ -14,6 +14,8 @@
  * - The schema is migrated on first use (see migrations.ts); a newer schema is refused.
  */
 import {
+  type ApprovalRecord,
+  type ApproverRecord,
   type IdentityRecord,
   type RegistryMeta,
   type SecretRecord,
@@ -23,6 +25,8 @@ import {
   TENANT_ID_RE,
   ID_RE,
   HASH_RE,
+  APPROVER_ID_RE,
+  APPROVAL_ID_RE,
 } from "../types.js";
 import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
@@ -238,6 +242,89 @@ export class PostgresStore implements Store {
     await this.schema();
     const r = await this.db.query<{ name: string }>("SELECT name FROM sigil_secrets WHERE identity_id = $1", [identityId]);
     return r.rows.map((row) => row.name).sort();
+  }
+
+  async createApprover(record: ApproverRecord): Promise<void> {
+    if (!APPROVER_ID_RE.test(record.id) || !HASH_RE.test(record.tokenHash)) throw new StoreError("bad approver record", "conflict");
+    await this.schema();
+    try {
+      await this.db.query("INSERT INTO sigil_approvers (id, tenant_id, token_hash, record, created_at) VALUES ($1, $2, $3, $4, $5)", [
+        record.id,
+        record.tenantId,
+        record.tokenHash,
+        JSON.stringify(record),
+        record.createdAt,
+      ]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`approver ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getApprover(id: string): Promise<ApproverRecord | undefined> {
+    if (typeof id !== "string" || !APPROVER_ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: ApproverRecord }>("SELECT record FROM sigil_approvers WHERE id = $1", [id]);
+    return r.rows[0]?.record;
+  }
+
+  async approverByTokenHash(tokenHash: string): Promise<ApproverRecord | undefined> {
+    if (typeof tokenHash !== "string" || !HASH_RE.test(tokenHash)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: ApproverRecord }>("SELECT record FROM sigil_approvers WHERE token_hash = $1", [tokenHash]);
+    return r.rows[0]?.record;
+  }
+
+  async listApprovers(): Promise<ApproverRecord[]> {
+    await this.schema();
+    const r = await this.db.query<{ record: ApproverRecord }>("SELECT record FROM sigil_approvers ORDER BY created_at, id");
+    return r.rows.map((row) => row.record);
+  }
+
+  async updateApprover(id: string, update: (current: ApproverRecord) => ApproverRecord): Promise<ApproverRecord> {
+    await this.schema();
+    return this.db.tx("main", async (c) => {
+      const r = await c.query<{ record: ApproverRecord }>("SELECT record FROM sigil_approvers WHERE id = $1 FOR UPDATE", [id]);
+      const before = r.rows[0]?.record;
+      if (!before) throw new StoreError(`no approver ${id}`, "not_found");
+      const after = update(structuredClone(before));
+      if (after.id !== id || after.tokenHash !== before.tokenHash) throw new StoreError("an update cannot change an approver's id or token", "conflict");
+      await c.query("UPDATE sigil_approvers SET record = $2 WHERE id = $1", [id, JSON.stringify(after)]);
+      return after;
+    });
+  }
+
+  async createApproval(record: ApprovalRecord): Promise<void> {
+    if (!APPROVAL_ID_RE.test(record.id)) throw new StoreError("bad approval id", "conflict");
+    await this.schema();
+    try {
+      await this.db.query("INSERT INTO sigil_approvals (id, identity_id, tenant_id, requested_at, record) VALUES ($1, $2, $3, $4, $5)", [
+        record.id,
+        record.identityId,
+        record.tenantId,
+        record.requestedAt,
+        JSON.stringify(record),
+      ]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`approval ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getApproval(id: string): Promise<ApprovalRecord | undefined> {
+    if (typeof id !== "string" || !APPROVAL_ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: ApprovalRecord }>("SELECT record FROM sigil_approvals WHERE id = $1", [id]);
+    return r.rows[0]?.record;
+  }
+
+  async listApprovals(opts: { sinceIso?: string } = {}): Promise<ApprovalRecord[]> {
+    await this.schema();
+    const r = await this.db.query<{ record: ApprovalRecord }>(
+      "SELECT record FROM sigil_approvals WHERE ($1::text IS NULL OR requested_at >= $1) ORDER BY requested_at, id",
+      [opts.sinceIso ?? null],
+    );
+    return r.rows.map((row) => row.record);
   }
 
   /**

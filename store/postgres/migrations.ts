@@ -105,6 +105,30 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 5,
+    description: "approvers and approval requests",
+    sql: `
+      -- People who decide approvals for a tenant; the record (sealed key included) as jsonb.
+      CREATE TABLE sigil_approvers (
+        id text PRIMARY KEY,
+        tenant_id text NOT NULL,
+        token_hash text NOT NULL UNIQUE,
+        record jsonb NOT NULL,
+        created_at text NOT NULL
+      );
+      -- Approval requests, written once: their decisions and use are entries of the identity's
+      -- audit chain (the authority), never columns here.
+      CREATE TABLE sigil_approvals (
+        id text PRIMARY KEY,
+        identity_id text NOT NULL,
+        tenant_id text NOT NULL,
+        requested_at text NOT NULL,
+        record jsonb NOT NULL
+      );
+      CREATE INDEX sigil_approvals_requested ON sigil_approvals (requested_at);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;

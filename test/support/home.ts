@@ -26,6 +26,8 @@ export interface Home {
   createIdentity(opts: { name?: string; channels: string; policy?: unknown; email?: string; phone?: string; tenant?: string }): Identity;
   /** `sigil tenant create --name N --json`. */
   createTenant(name?: string): Tenant;
+  /** `sigil approver add` (tenant `default` unless given): the approver's id and token. */
+  addApprover(opts?: { name?: string; tenant?: string; email?: string }): Approver;
   /** Which store backend holds this home's data ("postgres": a fresh database of its own). */
   store: Backend;
   /** The identity's audit entries, parsed, whatever the backend (via `sigil audit export`). */
@@ -33,6 +35,15 @@ export interface Home {
   /** Writes the embedded card processor's merchants.json (what `sigil card merchant add` keeps), without a CLI run. */
   merchants(categories: Record<string, string>): void;
   cleanup(): void;
+}
+
+export interface Approver {
+  id: string;
+  name: string;
+  tenantId: string;
+  token: string;
+  keyId: string;
+  publicKey: string;
 }
 
 export interface Identity {
@@ -95,6 +106,11 @@ export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backe
       return json<Identity>(args);
     },
     createTenant: (name = "tenant") => json<Tenant>(["tenant", "create", "--name", name]),
+    addApprover(o = {}) {
+      const args = ["approver", "add", "--name", o.name ?? "Approver", "--tenant", o.tenant ?? "default"];
+      if (o.email) args.push("--email", o.email);
+      return json<Approver>(args);
+    },
     merchants(categories) {
       mkdirSync(path.join(env.SIGIL_HOME!, "card"), { recursive: true, mode: 0o700 });
       writeFileSync(path.join(env.SIGIL_HOME!, "card", "merchants.json"), JSON.stringify(categories), { mode: 0o600 });
@@ -161,7 +177,7 @@ export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}): 
     proc,
     stop: () =>
       new Promise<void>((resolve) => {
-        if (proc.exitCode !== null) return resolve();
+        if (proc.exitCode !== null || proc.signalCode !== null) return resolve(); // exited, or killed by a signal
         const force = setTimeout(() => proc.kill("SIGKILL"), 10_000);
         proc.once("exit", () => {
           clearTimeout(force);
@@ -257,5 +273,29 @@ export function cpuMs(pid: number | undefined | null): number | undefined {
     return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (USER_HZ = 100)
   } catch {
     return undefined;
+  }
+}
+
+/** Runs the built CLI as a child process without blocking the test's event loop (for races and waits). */
+export function cliAsync(home: Home, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [CLI, ...args], { env: { ...home.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout!.on("data", (d: Buffer) => (stdout += d.toString()));
+    p.stderr!.on("data", (d: Buffer) => (stderr += d.toString()));
+    p.on("error", reject);
+    p.on("close", (code) => resolve({ code: code ?? -1, stdout, stderr }));
+  });
+}
+
+/** Polls `probe` until it returns a value other than undefined, or fails after `ms`. */
+export async function until<T>(probe: () => Promise<T | undefined> | T | undefined, ms = 30_000, what = "the condition"): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const v = await probe();
+    if (v !== undefined) return v;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 100));
   }
 }
