@@ -140,7 +140,7 @@ describe("URL-mode elicitation and two servers", () => {
     const r = await call;
     expect(r.isError, text(r)).toBeFalsy();
     await client.close();
-    expect(home.auditLog(a.id).find((e) => e.tool === "approval_decided")).toMatchObject({ approvalId: id, reason: "ok by me", via: "approver" });
+    expect(home.auditLog(a.id).find((e) => e.tool === "approval_decided")).toMatchObject({ approvalId: id, comment: "ok by me", via: "approver" });
   });
 
   it(`PostgreSQL, two server processes: the agent waits on one, the approver decides on the other; a retry on the second after the first is gone proceeds without a new request${pgSkipNote}`, { timeout: 300_000 }, async () => {

@@ -150,6 +150,9 @@ export class Approvals {
    * its deadline, names this approver (or no one) and this approver has not decided it yet.
    */
   async decide(approver: ApproverRecord, approvalId: string, decision: "approve" | "deny", reason?: string): Promise<{ approvalId: string; decision: "approve" | "deny"; status: ApprovalState["status"] }> {
+    if (reason !== undefined && (typeof reason !== "string" || reason.length > 500 || /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(reason))) {
+      throw new Denied("invalid_arguments", "reason must be at most 500 characters without control characters.");
+    }
     const rec = await this.visible(approvalId, approver);
     // The approver as it stands now (removed meanwhile: its token no longer decides anything).
     const current = await this.approvers.stillValid(approver.id, approver.tokenHash);
@@ -186,7 +189,7 @@ export class Approvals {
         approverId: current.id,
         tenantId: current.tenantId,
         via: "approver",
-        ...(reason !== undefined && reason !== "" ? { reason: reason.slice(0, 500) } : {}),
+        ...(reason !== undefined && reason !== "" ? { comment: reason } : {}),
         statement,
         approverKeyId: signed.keyId,
         approverPublicKey: signed.publicKey,
