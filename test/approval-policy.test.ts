@@ -46,6 +46,7 @@ describe("policy approval: the schema", () => {
     [{ approval: { via: [] } }, /^policy\.approval\.via: must name at least one of "approver", "client"$/],
     [{ approval: { via: ["email"] } }, /^policy\.approval\.via\[0\]: must be "approver" or "client"$/],
     [{ approval: { via: ["client"], approvers: [APR] } }, /^policy\.approval\.approvers: applies only when via includes "approver"$/],
+    [{ approval: { via: ["approver", "client"], requirePasskey: true } }, /^policy\.approval\.requirePasskey: cannot be combined with via "client": a client's answer carries no passkey$/],
     [{ approval: { timeoutSeconds: 0 } }, /^policy\.approval\.timeoutSeconds: must be an integer number of seconds between 1 and 86400$/],
     [{ approval: { timeoutSeconds: 86_401 } }, /^policy\.approval\.timeoutSeconds: must be an integer number of seconds/],
   ])("refuses %j with one sentence naming the key", (input, message) => {
