@@ -31,7 +31,8 @@ import type { FileLayer } from "./util/fsx.js";
 import { type HomeOptions, initHome, openHome } from "./identity/home.js";
 import { ActiveSigners, Keyring } from "./identity/keyring.js";
 import { Authenticator } from "./identity/auth.js";
-import { Identities } from "./identity/identities.js";
+import { Identities, adminOutcome } from "./identity/identities.js";
+import { armCrashPoint } from "./util/faults.js";
 import { Secrets } from "./identity/secrets.js";
 import { ExfiltrationJournal } from "./policy/exfiltration-journal.js";
 import { Vault } from "./identity/vault.js";
@@ -99,6 +100,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     instanceId,
     instanceAlive: (id) => store.instanceAlive(id),
     snapshotKey: master.subkey("chain-snapshot"),
+    adminOutcome: (id, intent) => adminOutcome(store, id, intent),
   });
   const outboxDir = path.join(opts.home, "outbox");
   const auditKey = master.subkey("audit-hmac");
@@ -106,16 +108,18 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const signers = new ActiveSigners(store, keyring, chains);
   const tenants = new Tenants(store, master, now);
   const delegations = new Delegations(store, tenants, now);
+  keyring.refreshWith((rec, at) => delegations.refreshed(rec, at));
   const identities = new Identities(store, chains, keyring, now, instanceId, delegations);
   const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined);
   const approvals = new Approvals(store, chains, approvers, now);
   const auth = new Authenticator(store, approvers);
-  const secrets = new Secrets(store, chains, new Vault(store, master, now));
+  const secrets = new Secrets(store, chains, new Vault(store, master, now), instanceId);
   const audit = new AuditLog(store, chains, now, delegations);
   const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
   const providers = providersFrom(config, outboxDir);
   const publicUrl = config.publicUrl;
   setVerifyThreads(config.verifyThreads);
+  armCrashPoint(config.testCrash);
   const app: App = {
     home: opts.home,
     config,

@@ -48,6 +48,8 @@ export interface Config {
   verifyThreads?: number;
   /** Test suite only: file-system faults to inject (src/util/faults.ts). */
   testFaults?: string;
+  /** SIGIL_TEST_CRASH: the named step at which to SIGKILL this process (test suite only). */
+  testCrash?: string;
 }
 
 export interface Variable {
@@ -213,6 +215,7 @@ const SPEC = {
     default: "one per core",
   },
   SIGIL_TEST_FAULTS: { parse: given, meaning: "test suite only: inject file-system faults (never set in production)", default: "—" },
+  SIGIL_TEST_CRASH: { parse: given, meaning: "test suite only: kill the process at this named step of an admin operation (never set in production)", default: "—" },
 } satisfies Record<string, { parse: z.ZodType<unknown, string | undefined>; meaning: string; default: string }>;
 
 /** Every variable sigil reads, with its meaning and default (README "Environment", `sigil --help`). */
@@ -265,6 +268,7 @@ export function parseConfig(env: Env): Config {
     cardLatencyMs: e.SIGIL_CARD_LATENCY_MS,
     ...opt("verifyThreads", e.SIGIL_VERIFY_THREADS),
     ...opt("testFaults", e.SIGIL_TEST_FAULTS),
+    ...opt("testCrash", e.SIGIL_TEST_CRASH),
   };
 }
 

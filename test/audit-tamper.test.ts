@@ -33,14 +33,15 @@ function verifyWith(content: string): { code: number; report: any; stderr: strin
 
 describe("sigil audit verify finds tampering and names the first bad seq", () => {
   it("an untouched log verifies, across a key rotation signed by both keys", () => {
-    expect(lines()).toHaveLength(9);
-    const rotation = JSON.parse(lines()[5]!);
-    expect(rotation.tool).toBe("key_rotated");
+    expect(lines()).toHaveLength(10);
+    expect(JSON.parse(lines()[5]!)).toMatchObject({ tool: "key_rotated", phase: "intent" });
+    const rotation = JSON.parse(lines()[6]!); // the rotation's result is the handover
+    expect(rotation).toMatchObject({ tool: "key_rotated", phase: "result", decision: "ok", intent: 6 });
     expect(rotation.sig).toBeTruthy();
     expect(rotation.sigNew).toBeTruthy();
     const r = home.cli(["audit", "verify", a.id]);
     expect(r.code).toBe(0);
-    expect(r.stdout).toMatch(/9 entries verify/);
+    expect(r.stdout).toMatch(/10 entries verify/);
   });
 
   const cases: Array<[string, (l: string[]) => string[], number, RegExp]> = [
@@ -101,7 +102,7 @@ describe("sigil audit verify finds tampering and names the first bad seq", () =>
     writeFileSync(keysFile, home.cli(["keys", "export", a.id]).stdout);
     const ok = home.cli(["audit", "verify", "--bundle", file, "--keys", keysFile, "--json"], { env: noHome });
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, verdict: "ok", anchored: true, anchor: "keys", identities: [{ id: a.id, entries: 9, ok: true }] });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, verdict: "ok", anchored: true, anchor: "keys", identities: [{ id: a.id, entries: 10, ok: true }] });
     bundle.entries[4].tool = "send_email";
     writeFileSync(file, JSON.stringify(bundle));
     const bad = home.cli(["audit", "verify", "--bundle", file, "--keys", keysFile, "--json"], { env: noHome });
@@ -120,6 +121,6 @@ describe("sigil audit verify finds tampering and names the first bad seq", () =>
   it("a torn final line is reported", () => {
     const { code, report } = verifyWith(pristine + lines()[8]!.slice(0, 30));
     expect(code).toBe(1);
-    expect(report.identities[0].firstBadSeq).toBe(10);
+    expect(report.identities[0].firstBadSeq).toBe(11);
   });
 });

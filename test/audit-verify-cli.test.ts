@@ -43,10 +43,10 @@ describe("bundles are verified against keys the verifier chose", () => {
   it("without --keys or --checkpoint a self-consistent bundle is `unanchored` and exits 3, in text and JSON", () => {
     const text = home.cli(["audit", "verify", "--bundle", bundleFile], noHome(home));
     expect(text.code).toBe(3);
-    expect(text.stdout).toMatch(new RegExp(`^unanchored ${a.id}: 5 entries are self-consistent`));
+    expect(text.stdout).toMatch(new RegExp(`^unanchored ${a.id}: 6 entries are self-consistent`));
     const json = home.cli(["audit", "verify", "--bundle", bundleFile, "--json"], noHome(home));
     expect(json.code).toBe(3);
-    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, verdict: "unanchored", anchored: false, identities: [{ id: a.id, ok: true, entries: 5 }] });
+    expect(JSON.parse(json.stdout)).toMatchObject({ ok: false, verdict: "unanchored", anchored: false, identities: [{ id: a.id, ok: true, entries: 6 }] });
     expect(json.stderr).toMatch(/unanchored/);
   });
 
@@ -116,9 +116,9 @@ describe.each(backends)("verifying a home needs public data only (%s store)", (b
       expect(home.cli(["identity", "list"], env).code).toBe(1); // the rest of the CLI does need it
       const r = home.cli(["audit", "verify", a.id, "--json"], env);
       expect(r.stderr).toBe("");
-      expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, verdict: "ok", anchor: "home", identities: [{ id: a.id, ok: true, entries: 5 }] });
+      expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, verdict: "ok", anchor: "home", identities: [{ id: a.id, ok: true, entries: 6 }] });
       writeFileSync(keyFile, Buffer.alloc(32, 7).toString("base64") + "\n", { mode: 0o600 });
-      expect(home.cli(["audit", "verify"], env)).toMatchObject({ code: 0, stdout: expect.stringMatching(/ok {3}id_\w+: 5 entries verify/) });
+      expect(home.cli(["audit", "verify"], env)).toMatchObject({ code: 0, stdout: expect.stringMatching(/ok {3}id_\w+: 6 entries verify/) });
     } finally {
       writeFileSync(keyFile, good, { mode: 0o600 });
     }
@@ -149,7 +149,7 @@ describe("an auditor (another local user) who can read the registry and logs but
     const r = asNobody(["audit", "verify", a.id, "--json"]);
     expect(r.stderr).toBe("");
     expect(r.status).toBe(0);
-    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, identities: [{ id: a.id, ok: true, entries: 5 }] });
+    expect(JSON.parse(r.stdout)).toMatchObject({ ok: true, identities: [{ id: a.id, ok: true, entries: 6 }] });
   });
 });
 

@@ -35,7 +35,7 @@ beforeAll(async () => {
     );
   await write(700);
   await sigil.identities.rotateKey(id);
-  await write(ENTRIES - 702);
+  await write(ENTRIES - 703); // the creation entry, 700 calls, the rotation (intent and result), the rest
   keys = publicKeys(await sigil.identities.require(id));
   await sigil.close();
   pristine = readFileSync(path.join(home, "audit", `${id}.jsonl`), "utf8").trimEnd().split("\n");
@@ -65,7 +65,7 @@ const edit = (seq: number, change: (e: any) => void): string[] => {
 describe("parallel audit verification gives the single-threaded verdict", () => {
   it("an intact log across a key rotation verifies, on worker threads", async () => {
     expect(pristine.length).toBe(ENTRIES);
-    const rotation = pristine.findIndex((l) => JSON.parse(l).tool === "key_rotated");
+    const rotation = pristine.findIndex((l) => JSON.parse(l).newKeyId !== undefined);
     expect(rotation).toBeGreaterThan(0);
     const { parallel, single } = await both(pristine);
     expect(parallel).toEqual(single);
@@ -93,7 +93,7 @@ describe("parallel audit verification gives the single-threaded verdict", () => 
 });
 
 function rotationSeq(): number {
-  return pristine.findIndex((l) => JSON.parse(l).tool === "key_rotated") + 1;
+  return pristine.findIndex((l) => JSON.parse(l).newKeyId !== undefined) + 1; // the handover
 }
 function editRotation(): string[] {
   return edit(rotationSeq(), (e) => (e.sigNew = JSON.parse(pristine[rotationSeq() + 5]!).sig));

@@ -157,9 +157,18 @@ describe("crash consistency under SIGKILL", () => {
     const intents = log.filter((e) => e.phase === "intent");
     process.stderr.write(`[crash] intents ${intents.length}, orphaned (recorded unknown by a later process) ${[...results.values()].filter((r) => r.reason === "orphaned_intent").length}\n`);
     for (const i of intents) expect(results.get(i.seq), `intent ${i.seq}`).toBeDefined();
+    // An admin intent of a dead process is decided from the registry instead: `ok` ("recovered")
+    // if the change is there, `failed` ("interrupted") if not.
     for (const r of results.values()) {
-      if (r.decision === "unknown") expect(r.reason).toBe("orphaned_intent");
+      if (r.session === "admin" && r.decision === "failed") expect(r.reason).toBe("interrupted");
+      else if (r.session === "admin" && r.reason !== undefined) expect(r).toMatchObject({ decision: "ok", reason: "recovered" });
+      else if (r.decision === "unknown") expect(r.reason).toBe("orphaned_intent");
       else expect(r.decision).toBe("ok");
+    }
+    const shownPolicy = home.json(["identity", "show", a.id]).policyVersion;
+    for (const i of intents.filter((e) => e.tool === "policy_updated")) {
+      // A policy version the log says failed is not the one in force.
+      if (results.get(i.seq).decision === "failed") expect(i.policyVersion).not.toBe(shownPolicy);
     }
     const intentOf = (tool: string, key: string) => {
       const found = intents.filter((e) => e.tool === tool && e.args?.idempotencyKey === key);

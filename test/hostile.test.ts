@@ -427,7 +427,7 @@ describe("hostile policy documents", () => {
       expect(log.ok).toBe(true);
       expect(log.identities[0].unresolvedIntents).toBeUndefined();
       const entries = readFileSync(path.join(h.env.SIGIL_HOME!, "audit", `${p.id}.jsonl`), "utf8").trim().split("\n").map((l) => JSON.parse(l));
-      expect(entries.filter((e) => e.tool === "policy_updated")).toHaveLength(version - 1);
+      expect(entries.filter((e) => e.tool === "policy_updated" && e.phase === "result" && e.decision === "ok")).toHaveLength(version - 1);
     };
     try {
       await Promise.all(Array.from({ length: LANES }, (_, i) => lane(i)));

@@ -66,7 +66,7 @@ describe("a policy update interrupted between its audit entry and the registry w
       .trim()
       .split("\n")
       .map((l) => JSON.parse(l))
-      .filter((e) => e.tool === "policy_updated")
+      .filter((e) => e.tool === "policy_updated" && e.phase !== "result")
       .map((e) => e.policyVersion);
     expect(versions).toEqual([2, 3]);
   });

@@ -44,7 +44,7 @@ describe("sigil receipt show / verify", () => {
     const doc = JSON.parse(home.cli(["receipt", "show", a.id, String(seq)]).stdout);
     expect(doc).toMatchObject({ format: "sigil-receipt/v1", identity: a.id, entry: { seq, tool: "sign_http_request", phase: "result" } });
     expect(doc.entry.hash).toBe((r.structuredContent as any).receipt.hash);
-    expect(doc.checkpoint.size).toBe(seq + 3); // key_rotated, then token_rotated's intent and result
+    expect(doc.checkpoint.size).toBe(seq + 4); // key_rotated's and token_rotated's intents and results
     const file = write(home, "receipt.json", JSON.stringify(doc));
 
     // Against only the keys it embeds, a receipt proves consistency, not origin: `unanchored`, exit 3.

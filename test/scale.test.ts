@@ -103,7 +103,7 @@ describe(`${AGENT_PROCS + ADMIN_PROCS} server processes on one home`, () => {
     const rec = JSON.parse(readFileSync(path.join(home.env.SIGIL_HOME!, "identities", `${a.id}.json`), "utf8"));
     expect(rec.policyVersion).toBe(1 + ADMIN_PROCS * UPDATES);
     expect(rec.policy).toMatchObject({ cardSpendingLimitCents: LIMIT, rateLimits: { send_sms: { perMinute: PER_MINUTE } } });
-    const updates = log.filter((e) => e.tool === "policy_updated").map((e) => e.policyVersion);
+    const updates = log.filter((e) => e.tool === "policy_updated" && e.phase === "result" && e.decision === "ok").map((e) => e.policyVersion);
     expect(updates.sort((x, y) => x - y)).toEqual(Array.from({ length: ADMIN_PROCS * UPDATES }, (_, i) => i + 2));
     const names = home.json<any[]>(["identity", "list"]).map((i) => i.name);
     for (let p = 0; p < ADMIN_PROCS; p++) for (let i = 0; i < CREATES; i++) expect(names).toContain(`made-${p}-${i}`);

@@ -135,7 +135,7 @@ describe("Streamable HTTP binds each session to the credential that opened it", 
     const rotated = (await client.callTool({ name: "rotate_key", arguments: { identityId: created.id } })).structuredContent as any;
     expect(rotated.previousKeyId).toBe(created.keyId);
     const q = (await client.callTool({ name: "query_audit", arguments: { identityId: created.id, limit: 10 } })).structuredContent as any;
-    expect(q.entries.map((e: any) => e.tool)).toEqual(["identity_created", "key_rotated"]);
+    expect(q.entries.map((e: any) => [e.tool, e.phase])).toEqual([["identity_created", "event"], ["key_rotated", "intent"], ["key_rotated", "result"]]);
     const v = (await client.callTool({ name: "verify_audit", arguments: { identityId: created.id } })).structuredContent as any;
     expect(v.ok).toBe(true);
     // The agent created over HTTP can connect, and cannot see admin tools.

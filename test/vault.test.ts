@@ -68,11 +68,13 @@ describe("sigil secret put and the vault at rest", () => {
     expect(unknown.code).not.toBe(0);
     expect(home.json(["secret", "list", a.id])).toEqual([{ name: "stripe/key", version: 2 }]);
 
-    // The audit log records name and version of each put, never the value.
+    // The audit log records name and version of each put (intent, then result), never the value.
     const puts = auditLog(home, a.id).filter((e) => e.tool === "secret_put");
-    expect(puts.map((e) => [e.name, e.version, e.decision])).toEqual([
-      ["stripe/key", 1, "ok"],
-      ["stripe/key", 2, "ok"],
+    expect(puts.map((e) => [e.name, e.version, e.phase, e.decision])).toEqual([
+      ["stripe/key", 1, "intent", "allow"],
+      ["stripe/key", 1, "result", "ok"],
+      ["stripe/key", 2, "intent", "allow"],
+      ["stripe/key", 2, "result", "ok"],
     ]);
     expect(filesCarrying(home, v1)).toEqual([]);
     expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
@@ -224,10 +226,13 @@ describe("put_secret and delete_secret (admin tools)", () => {
     await admin.client.close();
 
     const events = auditLog(home, a.id).filter((e) => e.tool === "secret_put" || e.tool === "secret_deleted");
-    expect(events.map((e) => [e.tool, e.name, e.version, e.session])).toEqual([
-      ["secret_put", "api/key", 1, "admin"],
-      ["secret_put", "api/key", 2, "admin"],
-      ["secret_deleted", "api/key", 2, "admin"],
+    expect(events.map((e) => [e.tool, e.name, e.version, e.session, e.phase])).toEqual([
+      ["secret_put", "api/key", 1, "admin", "intent"],
+      ["secret_put", "api/key", 1, "admin", "result"],
+      ["secret_put", "api/key", 2, "admin", "intent"],
+      ["secret_put", "api/key", 2, "admin", "result"],
+      ["secret_deleted", "api/key", 2, "admin", "intent"],
+      ["secret_deleted", "api/key", 2, "admin", "result"],
     ]);
     for (const v of [v1, v2]) {
       expect(filesCarrying(home, v)).toEqual([]);

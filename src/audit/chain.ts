@@ -39,6 +39,38 @@ export interface Keyring {
   signer(identityId: string, keyId: string): Promise<SigningKey>;
   /** The first entry of an identity's log, written when its log is empty. */
   genesis(identityId: string): Promise<{ draft: Draft; keyId: string }>;
+  /**
+   * Makes what the registry publishes about the identity's keys (status, validity windows) agree
+   * with `history`, the log's own account (see `ChainState.keyHistory`). Called under the chain's
+   * exclusive section when a process first opens the chain and whenever it reads a key rotation
+   * another process wrote, so a rotation interrupted between its log entry and its registry write
+   * is completed from the log.
+   */
+  reconcileKeys?(identityId: string, history: KeyWindow[]): Promise<void>;
+}
+
+/** One key's time as the identity's signer, as the log records it. */
+export interface KeyWindow {
+  keyId: string;
+  publicKey?: string;
+  /** The time of the entry that made it the signer (the creation entry, or the rotation to it). */
+  from: string;
+  /** The time of the rotation entry that handed signing on (absent: still the signer). */
+  to?: string;
+}
+
+/** An administrative intent whose process died before its result: what it was about to do. */
+export interface OrphanedAdminIntent {
+  seq: number;
+  tool: string;
+  /** The intent entry's own members (policy version and hash, incoming key, …). */
+  detail: Record<string, unknown>;
+}
+
+/** What became of an orphaned administrative intent, decided from the store's actual state. */
+export interface AdminOutcome {
+  decision: "ok" | "failed" | "unknown";
+  reason: string;
 }
 
 export interface IdemRecord {
@@ -109,6 +141,8 @@ export interface SnapshotBody {
   approvals?: ApprovalState[];
   /** Recipients ever sent to successfully (policy `approval.newRecipients`). */
   contacted?: string[];
+  /** The log's key history (see `ChainState.keyHistory`). A snapshot without it is not used. */
+  keys: KeyWindow[];
 }
 
 /** The tools whose recipients count as contacted once they succeed (policy `approval.newRecipients`). */
@@ -151,6 +185,8 @@ interface OpenIntent {
   session?: string;
   /** Whom a sending intent addresses (counted as contacted when its result is ok). */
   recipients?: string[];
+  /** For an administrative intent: its own members, from which recovery decides its outcome. */
+  detail?: Record<string, unknown>;
 }
 
 /** Recipients of a sending tool's arguments as the log records them (addresses are kept plain). */
@@ -163,6 +199,9 @@ function recipientsOf(tool: string, args: unknown): string[] | undefined {
   }
   return out.length > 0 ? out : undefined;
 }
+
+/** The members every entry has; an administrative intent's other members are its detail. */
+const ENVELOPE = new Set(["v", "seq", "ts", "identity", "session", "tool", "phase", "decision", "instance", "keyId", "prev", "hash", "sig", "sigNew"]);
 
 export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v1";
 const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
@@ -203,7 +242,7 @@ export function decodeSnapshot(key: Buffer, identityId: string, text: string): S
     typeof body.head === "string" &&
     Number.isSafeInteger(body.cursor) &&
     body.cursor > 0 &&
-    [body.rate, body.spend, body.idem, body.idemByIntent, body.open].every(Array.isArray);
+    [body.rate, body.spend, body.idem, body.idemByIntent, body.open, body.keys].every(Array.isArray);
   return ok ? body : undefined;
 }
 
@@ -228,8 +267,18 @@ export class ChainState {
   /** (tool, idempotency key) → the latest approval asked for it. */
   private readonly approvalByIdem = new Map<string, string>();
   private readonly contactedSet = new Set<string>();
+  private keys: KeyWindow[] = [];
 
   constructor(readonly identityId: string) {}
+
+  /**
+   * Every key that has signed this log, in order, with the time it took over and the time it
+   * handed on: the first key from the creation entry, each next one from the rotation entry that
+   * names it. This, not the registry, is the truth the published windows must match.
+   */
+  keyHistory(): KeyWindow[] {
+    return this.keys.map((k) => ({ ...k }));
+  }
 
   /** An approval of this identity as its log stands, with `expired` for a pending one past its expiry. */
   approval(id: string, nowMs?: number): ApprovalState | undefined {
@@ -287,6 +336,7 @@ export class ChainState {
       refusals: this.refusals.filter((x) => x >= this.lastT - REFUSAL_WINDOW_MS),
       approvals: [...this.approvals.values()].filter((a) => a.requestedAt >= cutoff || a.status === "pending" || a.status === "approved").map((a) => structuredClone(a)).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)),
       contacted: [...this.contactedSet].sort(),
+      keys: this.keyHistory(),
     };
   }
 
@@ -311,6 +361,7 @@ export class ChainState {
       }
     }
     if (Array.isArray(b.contacted)) for (const r of b.contacted) if (typeof r === "string") s.contactedSet.add(r);
+    s.keys = b.keys.map((k) => ({ ...k }));
     return s;
   }
 
@@ -322,8 +373,16 @@ export class ChainState {
     this.head = e.hash;
     const t = Date.parse(e.ts);
     this.lastT = t;
-    if (e.seq === 1 && !this.activeKeyId) this.activeKeyId = e.keyId;
-    if (typeof e.newKeyId === "string") this.activeKeyId = e.newKeyId;
+    if (e.seq === 1 && !this.activeKeyId) {
+      this.activeKeyId = e.keyId;
+      this.keys = [{ keyId: e.keyId, ...(typeof e.publicKey === "string" ? { publicKey: e.publicKey } : {}), from: e.ts }];
+    }
+    if (typeof e.newKeyId === "string") {
+      this.activeKeyId = e.newKeyId;
+      const last = this.keys[this.keys.length - 1];
+      if (last) last.to = e.ts;
+      this.keys.push({ keyId: e.newKeyId, ...(typeof e.newPublicKey === "string" ? { publicKey: e.newPublicKey } : {}), from: e.ts });
+    }
     if (e.tool === "policy_updated" && typeof e.policyVersion === "number") this.policyVersion = Math.max(this.policyVersion, e.policyVersion);
     if ((e.phase === "intent" || e.phase === "call") && e.decision === "allow") {
       let times = this.rate.get(e.tool);
@@ -338,7 +397,13 @@ export class ChainState {
     this.applyApproval(e, t);
     if (e.phase === "intent" && e.decision === "allow") {
       const recipients = recipientsOf(e.tool, e.args);
-      this.open.set(e.seq, { tool: e.tool, t, instance: e.instance as string | undefined, session: e.session, ...(recipients ? { recipients } : {}) });
+      const open: OpenIntent = { tool: e.tool, t, instance: e.instance as string | undefined, session: e.session, ...(recipients ? { recipients } : {}) };
+      if (e.session === "admin") {
+        const detail: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(e)) if (!ENVELOPE.has(k)) detail[k] = v;
+        open.detail = detail;
+      }
+      this.open.set(e.seq, open);
       if (typeof e.amountCents === "number") this.spend.set(e.seq, { t, amount: e.amountCents });
       if (e.idem) {
         const k = idemKey(e.tool, e.idem.key);
@@ -437,8 +502,13 @@ export class ChainState {
     return r && r.t >= nowMs - DAY_MS ? r : undefined;
   }
 
-  openIntents(): Array<{ seq: number; tool: string; t: number; instance?: string; session?: string }> {
+  openIntents(): Array<{ seq: number; tool: string; t: number; instance?: string; session?: string; detail?: Record<string, unknown> }> {
     return [...this.open.entries()].map(([seq, v]) => ({ seq, ...v }));
+  }
+
+  /** Whether the intent at `seq` is still without a result. */
+  isOpen(seq: number): boolean {
+    return this.open.has(seq);
   }
 }
 
@@ -464,6 +534,12 @@ export interface ChainOptions {
   snapshotKey?: Buffer;
   /** A snapshot is written (off the hot path) once this many entries follow the last one. */
   snapshotEvery?: number;
+  /**
+   * Decides, from the store's actual state, what became of an administrative intent whose process
+   * died before writing its result (src/identity/identities.ts). Without it such an intent is
+   * recorded `unknown`, like an agent's.
+   */
+  adminOutcome?: (identityId: string, intent: OrphanedAdminIntent) => Promise<AdminOutcome>;
 }
 
 export const SNAPSHOT_EVERY = 1000;
@@ -477,6 +553,8 @@ export class AuditChains {
   private readonly snapshotSeq = new Map<string, number>();
   /** Snapshot writes under way (at most one per identity). */
   private readonly snapshotting = new Map<string, Promise<void>>();
+  /** Identities whose registry key windows have not been checked against the log since it last changed. */
+  private readonly keysUnsettled = new Set<string>();
 
   constructor(private readonly opts: ChainOptions) {
     this.now = opts.now ?? Date.now;
@@ -571,8 +649,11 @@ export class AuditChains {
   }
 
   /**
-   * Intents left without a result by an instance that is no longer running (a crash) are recorded
-   * as `unknown` — never retried, never silently dropped. Checked once per identity per process.
+   * Intents left without a result by an instance that is no longer running (a crash) get their
+   * result — never retried, never silently dropped. An agent's is recorded `unknown` (what a
+   * provider did cannot be known here); an administrative one's (session `admin`) is decided from
+   * the store's actual state: `ok` if the change is there, `failed` if it is not, `unknown` only
+   * when the state cannot tell. Checked once per identity per process.
    */
   private async resolveOrphans(state: ChainState, append: (d: Draft) => Promise<AuditEntry>): Promise<void> {
     const alive = this.opts.instanceAlive;
@@ -582,8 +663,24 @@ export class AuditChains {
       if (!o.instance || o.instance === this.opts.instanceId) continue;
       if (!verdicts.has(o.instance)) verdicts.set(o.instance, await alive(o.instance));
       if (verdicts.get(o.instance) === false) {
-        await append({ tool: o.tool, phase: "result", intent: o.seq, decision: "unknown", reason: "orphaned_intent", session: o.session });
+        const outcome: AdminOutcome =
+          o.session === "admin" && o.detail && this.opts.adminOutcome
+            ? await this.opts.adminOutcome(state.identityId, { seq: o.seq, tool: o.tool, detail: o.detail })
+            : { decision: "unknown", reason: "orphaned_intent" };
+        await append({ tool: o.tool, phase: "result", intent: o.seq, decision: outcome.decision, reason: outcome.reason, session: o.session });
       }
+    }
+  }
+
+  /** Brings the registry's key windows in line with the log (see `Keyring.reconcileKeys`); retried on the next batch if it fails. */
+  private async settleKeys(state: ChainState): Promise<void> {
+    const reconcile = this.opts.keyring.reconcileKeys;
+    if (!reconcile || !this.keysUnsettled.has(state.identityId) || state.seq === 0) return;
+    try {
+      await reconcile.call(this.opts.keyring, state.identityId, state.keyHistory());
+      this.keysUnsettled.delete(state.identityId);
+    } catch {
+      // The registry cannot be written now: signing follows the log regardless; try again later.
     }
   }
 
@@ -592,8 +689,14 @@ export class AuditChains {
     let state = this.states.get(identityId) ?? (await this.loadSnapshot(identityId)) ?? new ChainState(identityId);
     const outcomes: Array<{ ok: true; value: unknown; entry?: AuditEntry } | { ok: false; err: unknown }> = [];
     try {
+      if (firstLoad) this.keysUnsettled.add(identityId);
       const { cursor } = await this.opts.backend.withChain(identityId, state.cursor, async (view) => {
-        for (const line of view.lines) state.apply(parseLine(line, identityId));
+        for (const line of view.lines) {
+          const e = parseLine(line, identityId);
+          state.apply(e);
+          // A rotation another process wrote: its registry write may not have happened (a crash).
+          if (typeof e.newKeyId === "string") this.keysUnsettled.add(identityId);
+        }
         const lines: string[] = [];
         const append = async (draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> => {
           const entry = await this.seal(state, identityId, draft, keyId, cosign);
@@ -606,6 +709,7 @@ export class AuditChains {
           await append(g.draft, g.keyId);
         }
         if (firstLoad) await this.resolveOrphans(state, append);
+        await this.settleKeys(state);
         if (view.torn) {
           // A crash tore the last write (never acknowledged: acks follow fsync). Replace it with a
           // signed record of what was discarded, never silently.

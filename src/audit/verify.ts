@@ -146,11 +146,17 @@ export async function verifyChain(
       return bad(`entry ${expected} is dated ${e.ts}, outside the validity of key ${active} (${windowText(key)})`);
     }
     if (x.sig !== 1) return bad(`entry ${expected} has an invalid signature`);
-    const rotation = e.newKeyId !== undefined || e.newPublicKey !== undefined || e.tool === "key_rotated";
-    if (!rotation) {
+    // A key rotation is an intent (naming the incoming key, handing nothing over), then its result:
+    // `ok` is the handover itself; a `failed` or `unknown` result hands nothing over. Older logs
+    // record the handover as one `event` entry. Anything else carrying rotation members, or a
+    // rotation entry that should hand over but does not, is held to the rotation rules and fails.
+    const handover = e.newKeyId !== undefined || e.newPublicKey !== undefined;
+    const noHandover = e.tool === "key_rotated" && (e.phase === "intent" || (e.phase === "result" && e.decision !== "ok"));
+    if (!handover && (e.tool !== "key_rotated" || noHandover)) {
       if (e.sigNew !== undefined) return bad(`entry ${expected} carries a second signature but is not a key rotation`);
     } else {
       const newPk = strictPublicKey(e.newPublicKey);
+      if (noHandover) return bad(`key rotation entry ${expected} is an intent or an unsuccessful result but hands signing over`);
       if (e.tool !== "key_rotated" || e.previousKeyId !== active) return bad(`key rotation entry ${expected} does not name the outgoing key ${active}`);
       if (!newPk || !isKeyIdOf(e.newKeyId, newPk)) return bad(`key rotation entry ${expected} names a key that does not match its public key`);
       if (e.newKeyId === active) return bad(`key rotation entry ${expected} hands signing to the key that is already active`);

@@ -17,7 +17,7 @@ export const registerKeysCommands: RegisterCommands = (program, kit) => {
     .argument("<id>")
     .addOption(kit.jsonOpt())
     .action(async (id: string) => {
-      const doc = await kit.withApp(async (app) => identityJwks(await app.identities.require(id)));
+      const doc = await kit.withApp(async (app) => identityJwks(await app.identities.published(id)));
       process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
     });
   keys

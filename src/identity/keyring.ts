@@ -16,15 +16,46 @@ import { open as openSealed, seal } from "../crypto/seal.js";
 import { generateSigningKey, keyThumbprint, sign as edSign } from "../crypto/ed25519.js";
 import type { Signer } from "../crypto/jwk.js";
 import { Denied, SigilError } from "../errors.js";
-import type { AuditChains, Draft, Keyring as ChainKeyring, SigningKey } from "../audit/chain.js";
-import type { KeyRecord, Store } from "../../store/types.js";
+import type { AuditChains, Draft, KeyWindow, Keyring as ChainKeyring, SigningKey } from "../audit/chain.js";
+import type { IdentityRecord, KeyRecord, Store } from "../../store/types.js";
 import { policyHash, requireIdentity, signingAd } from "./records.js";
+
+/**
+ * The registry's key records made to agree with the log's key history: each key the log names is
+ * `active` (the last) or `retired`, with the window the log gives it — `notBefore` the time of the
+ * entry that made it the signer (the first key's may be earlier: it was created just before its
+ * creation entry), `notAfter` the time of the rotation that handed on; a key the log does not name
+ * is `pending` with no window (never published, never trusted). Undefined when they already agree.
+ */
+export function reconcileKeyRecords(keys: KeyRecord[], history: KeyWindow[]): KeyRecord[] | undefined {
+  if (history.length === 0) return undefined;
+  const place = new Map(history.map((h, i) => [h.keyId, i]));
+  let changed = false;
+  const out = keys.map((k): KeyRecord => {
+    const i = place.get(k.keyId);
+    let want: KeyRecord;
+    if (i === undefined) {
+      const { notBefore: _nb, notAfter: _na, ...rest } = k;
+      want = { ...rest, status: "pending" };
+    } else {
+      const h = history[i]!;
+      const notBefore = i === 0 && k.notBefore !== undefined && k.notBefore <= h.from ? k.notBefore : h.from;
+      const { notAfter: _na, ...rest } = k;
+      want = h.to !== undefined ? { ...rest, status: "retired", notBefore, notAfter: h.to } : { ...rest, status: "active", notBefore };
+    }
+    if (want.status !== k.status || want.notBefore !== k.notBefore || want.notAfter !== k.notAfter) changed = true;
+    return want;
+  });
+  return changed ? out : undefined;
+}
 
 export class Keyring implements ChainKeyring {
   private readonly secretKeys = new Map<string, Uint8Array>();
+  /** Brings what vouches for the record's active key up to date in the same write (delegation statements). */
+  private refresh: (rec: IdentityRecord, at: string) => IdentityRecord | Promise<IdentityRecord> = (rec) => rec;
 
   constructor(
-    private readonly store: Pick<Store, "getIdentity">,
+    private readonly store: Pick<Store, "getIdentity" | "updateIdentity">,
     private readonly master: MasterKey,
     private readonly now: () => number,
   ) {}
@@ -60,6 +91,22 @@ export class Keyring implements ChainKeyring {
         policyHash: policyHash(rec.policy),
       },
     };
+  }
+
+  /** Sets what re-issues the statements that vouch for an identity's active key (src/tenant/delegations.ts). */
+  refreshWith(refresh: (rec: IdentityRecord, at: string) => IdentityRecord | Promise<IdentityRecord>): void {
+    this.refresh = refresh;
+  }
+
+  /** The registry's key states and windows made to match the log's (see `reconcileKeyRecords`). */
+  async reconcileKeys(identityId: string, history: KeyWindow[]): Promise<void> {
+    const rec = await this.store.getIdentity(identityId);
+    if (!rec || !reconcileKeyRecords(rec.keys, history)) return;
+    const at = history[history.length - 1]!.from; // when the log's active key took over
+    await this.store.updateIdentity(identityId, (r) => {
+      const keys = reconcileKeyRecords(r.keys, history);
+      return keys ? this.refresh({ ...r, keys, updatedAt: at > r.updatedAt ? at : r.updatedAt }, at) : r;
+    });
   }
 
   /** A fresh key pair for the identity, its secret sealed to (identity, key id). */

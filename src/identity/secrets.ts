@@ -6,7 +6,7 @@
 import { Denied } from "../errors.js";
 import type { AuditChains } from "../audit/chain.js";
 import type { Store } from "../../store/types.js";
-import { adminEvent } from "./identities.js";
+import { adminChange } from "./identities.js";
 import { requireIdentity } from "./records.js";
 import { type SecretValue, Vault, assertSecretName, secretValueBytes } from "./vault.js";
 
@@ -20,6 +20,8 @@ export class Secrets {
     private readonly store: Store,
     private readonly chains: AuditChains,
     readonly vault: Vault,
+    /** This process's instance id, recorded in admin intents (see `adminChange`). */
+    private readonly instanceId?: string,
   ) {}
 
   /** A reader of one identity's secrets. */
@@ -29,8 +31,9 @@ export class Secrets {
 
   /**
    * Stores `value` as the next version of the identity's secret `name`. The audit log records the
-   * name and version (never the value) before the sealed value is written; admin writers are
-   * serialised by the identity's admin lock, so the recorded version is the one written.
+   * name and version (never the value): an intent before the sealed value is written, its result
+   * after (see `adminChange`). Admin writers are serialised by the identity's admin lock, so the
+   * recorded version is the one written.
    */
   async put(id: string, name: string, value: string): Promise<{ name: string; version: number }> {
     assertSecretName(name);
@@ -39,13 +42,15 @@ export class Secrets {
       const rec = await requireIdentity(this.store, id);
       if (rec.revokedAt) throw new Denied("revoked", `Identity ${id} is revoked.`);
       const version = await this.vault.nextVersion(id, name);
-      await adminEvent(this.chains, id, { tool: "secret_put", phase: "event", decision: "ok", name, version });
-      try {
-        return await this.vault.put(id, name, value, version);
-      } catch (err) {
-        await adminEvent(this.chains, id, { tool: "secret_put", phase: "event", decision: "failed", name, version }).catch(() => {});
-        throw err;
-      }
+      return adminChange(
+        this.chains,
+        this.instanceId,
+        id,
+        "secret_put",
+        () => ({ value: null, fields: { name, version } }),
+        () => this.vault.put(id, name, value, version),
+        () => ({ name, version }),
+      );
     });
   }
 
@@ -56,8 +61,15 @@ export class Secrets {
       await requireIdentity(this.store, id);
       const version = await this.vault.version(id, name);
       if (version === undefined) return { name, deleted: false };
-      await adminEvent(this.chains, id, { tool: "secret_deleted", phase: "event", decision: "ok", name, version });
-      const deleted = await this.vault.delete(id, name);
+      const deleted = await adminChange(
+        this.chains,
+        this.instanceId,
+        id,
+        "secret_deleted",
+        () => ({ value: null, fields: { name, version } }),
+        () => this.vault.delete(id, name),
+        () => ({ name, version }),
+      );
       return { name, deleted, version };
     });
   }

@@ -106,10 +106,11 @@ const directoryCache = new Map<string, { at: number; response: SignedDirectoryRe
  * signatures live 300 seconds).
  */
 export async function signedDirectory(app: Pick<App, "store" | "now" | "signers">, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
-  const records = (await app.store.listIdentities()).filter((r) => !r.revokedAt);
+  let records = (await app.store.listIdentities()).filter((r) => !r.revokedAt);
   const now = app.now();
-  const doc = directoryDocument(records, now, await app.store.listTenants());
-  const cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
+  const tenants = await app.store.listTenants();
+  let doc = directoryDocument(records, now, tenants);
+  let cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
   const hit = directoryCache.get(cacheKey);
   if (hit && now - hit.at >= 0 && now - hit.at < DIRECTORY_CACHE_MS) return hit.response;
   const headers: Record<string, string> = {
@@ -119,6 +120,14 @@ export async function signedDirectory(app: Pick<App, "store" | "now" | "signers"
   if (records.length > 0) {
     const signers = [];
     for (const r of records) signers.push(await app.signers.active(r.id));
+    // Opening a log brings the registry's key windows in line with it (a rotation a crash cut
+    // short): if a log's active key is not the one the records said, list what they say now.
+    if (signers.some((s, i) => !records[i]!.keys.some((k) => k.keyId === s.keyId && k.status === "active"))) {
+      const ids = new Set(records.map((r) => r.id));
+      records = (await app.store.listIdentities()).filter((r) => ids.has(r.id));
+      doc = directoryDocument(records, now, tenants);
+      cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
+    }
     const signed = await signDirectoryResponse({
       signers,
       authority,

@@ -55,3 +55,20 @@ export function faultyFiles(base: FileLayer, spec: string): FileLayer {
 export function filesFor(base: FileLayer, faults: string | undefined): FileLayer {
   return faults ? faultyFiles(base, faults) : base;
 }
+
+let armed: string | undefined;
+
+/** Arms the crash point SIGIL_TEST_CRASH names (`Config.testCrash`; openApp calls this). */
+export function armCrashPoint(point: string | undefined): void {
+  armed = point;
+}
+
+/**
+ * A named point in a multi-step operation where the test suite can kill this process outright
+ * (SIGKILL: no cleanup, no further write), to prove that what the next process finds is
+ * reconciled. Enabled only by SIGIL_TEST_CRASH=<point>, which production never sets; the points
+ * are listed where they are used (e.g. `key_rotated:after-intent` in src/identity/identities.ts).
+ */
+export function crashPoint(point: string): void {
+  if (armed === point) process.kill(process.pid, "SIGKILL");
+}
