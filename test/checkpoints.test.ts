@@ -59,9 +59,9 @@ function logFile(home: Home, id: string): string {
   return path.join(home.env.SIGIL_HOME!, "audit", `${id}.jsonl`);
 }
 
-/** Appends exactly one entry to the identity's log (an admin event: a vault secret stored). */
+/** Appends exactly two entries to the identity's log (an admin change: a vault secret stored, intent and result). */
 let puts = 0;
-function oneEntry(home: Home, id: string): void {
+function twoEntries(home: Home, id: string): void {
   home.json(["secret", "put", id, `filler-${++puts}`], { input: "v" });
 }
 
@@ -73,15 +73,15 @@ describe("checkpoints of an identity's audit log", () => {
   it("are C2SP signed notes over <origin, size, Merkle root>, signed by the identity's key; the HTTP server publishes the same bytes", async () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "cp", channels: "", policy: {} });
-    oneEntry(home, a.id);
+    twoEntries(home, a.id);
     const cp = home.json(["audit", "checkpoint", a.id]);
-    expect(cp).toMatchObject({ origin: `sigil/${a.id}`, size: 2, keyId: a.keyId });
+    expect(cp).toMatchObject({ origin: `sigil/${a.id}`, size: 3, keyId: a.keyId });
     const raw = home.cli(["audit", "checkpoint", a.id]).stdout;
     expect(raw).toBe(cp.note);
     const opened = openNote(cp.note, [{ name: `sigil/${a.id}`, publicKey: new Uint8Array(Buffer.from(a.publicKey, "base64")) }]);
     const body = parseCheckpoint(opened.text);
     const hashes = readFileSync(logFile(home, a.id), "utf8").trim().split("\n").map((l) => Buffer.from(JSON.parse(l).hash, "hex"));
-    expect(body.size).toBe(2);
+    expect(body.size).toBe(3);
     expect(Buffer.from(body.rootHash).equals(merkleRoot(hashes))).toBe(true);
     // another key does not open it
     const stranger = home.createIdentity({ name: "other", channels: "", policy: {} });
@@ -93,7 +93,7 @@ describe("checkpoints of an identity's audit log", () => {
       expect(res.status).toBe(200);
       expect(res.headers.get("content-type")).toMatch(/^text\/plain/);
       expect(await res.text()).toBe(cp.note); // same size, same key: Ed25519 is deterministic
-      expect(entryCount(home, a.id)).toBe(2); // publishing writes nothing
+      expect(entryCount(home, a.id)).toBe(3); // publishing writes nothing
     } finally {
       await server.stop();
     }
@@ -102,33 +102,33 @@ describe("checkpoints of an identity's audit log", () => {
   it("detect truncation, rollback and rewritten history that plain verification accepts", () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "victim", channels: "", policy: {} });
-    oneEntry(home, a.id);
+    twoEntries(home, a.id);
     home.json(["identity", "rotate-key", a.id]);
-    oneEntry(home, a.id);
+    twoEntries(home, a.id);
     const file = logFile(home, a.id);
     const snapshot = path.join(home.dir, "old.jsonl");
-    copyFileSync(file, snapshot); // 4 entries: what a rollback would restore
-    oneEntry(home, a.id);
-    oneEntry(home, a.id);
+    copyFileSync(file, snapshot); // 7 entries: what a rollback would restore
+    twoEntries(home, a.id);
+    twoEntries(home, a.id);
     const cpFile = path.join(home.dir, "cp.txt");
-    writeFileSync(cpFile, home.cli(["audit", "checkpoint", a.id]).stdout); // size 6, signed by the rotated key
+    writeFileSync(cpFile, home.cli(["audit", "checkpoint", a.id]).stdout); // size 11, signed by the rotated key
     const verify = () => home.cli(["audit", "verify", "--checkpoint", cpFile, "--json"]);
 
     // The untouched log, and the log after more entries, still hold the checkpoint.
-    expect(JSON.parse(verify().stdout)).toMatchObject({ ok: true, checkpoint: { ok: true, size: 6, identityId: a.id } });
-    oneEntry(home, a.id);
+    expect(JSON.parse(verify().stdout)).toMatchObject({ ok: true, checkpoint: { ok: true, size: 11, identityId: a.id } });
+    twoEntries(home, a.id);
     const grown = verify();
     expect(grown.code).toBe(0);
-    expect(JSON.parse(grown.stdout).checkpoint).toMatchObject({ ok: true, size: 6, logEntries: 7 });
-    expect(home.cli(["audit", "verify", a.id, "--checkpoint", cpFile]).stdout).toMatch(/ok {3}checkpoint sigil\/\S+ size 6/);
+    expect(JSON.parse(grown.stdout).checkpoint).toMatchObject({ ok: true, size: 11, logEntries: 13 });
+    expect(home.cli(["audit", "verify", a.id, "--checkpoint", cpFile]).stdout).toMatch(/ok {3}checkpoint sigil\/\S+ size 11/);
 
-    // Truncation: drop the last three entries. Plain verification cannot tell.
+    // Truncation: keep the first four entries. Plain verification cannot tell.
     const lines = readFileSync(file, "utf8").trim().split("\n");
     writeFileSync(file, lines.slice(0, 4).join("\n") + "\n");
     expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
     const truncated = verify();
     expect(truncated.code).toBe(1);
-    expect(JSON.parse(truncated.stdout)).toMatchObject({ ok: false, checkpoint: { ok: false, size: 6, logEntries: 4 } });
+    expect(JSON.parse(truncated.stdout)).toMatchObject({ ok: false, checkpoint: { ok: false, size: 11, logEntries: 4 } });
     expect(JSON.parse(truncated.stdout).checkpoint.error).toMatch(/truncated or rolled back/);
     expect(truncated.stderr).toMatch(/truncated or rolled back/);
 
@@ -139,10 +139,10 @@ describe("checkpoints of an identity's audit log", () => {
 
     // Rewritten history: from the snapshot, the operator appends other (validly signed) entries
     // until the log is as long as before. Plain verification accepts it; the checkpoint does not.
-    oneEntry(home, a.id);
-    oneEntry(home, a.id);
+    twoEntries(home, a.id);
+    twoEntries(home, a.id);
     home.json(["identity", "revoke", a.id]);
-    expect(entryCount(home, a.id)).toBe(7);
+    expect(entryCount(home, a.id)).toBe(13);
     expect(home.json(["audit", "verify", a.id]).ok).toBe(true);
     const rewritten = verify();
     expect(rewritten.code).toBe(1);
@@ -153,8 +153,8 @@ describe("checkpoints of an identity's audit log", () => {
     const home = makeHome();
     const a = home.createIdentity({ name: "bundled", channels: "", policy: {} });
     const b = home.createIdentity({ name: "bystander", channels: "", policy: {} });
-    oneEntry(home, a.id);
-    oneEntry(home, a.id);
+    twoEntries(home, a.id);
+    twoEntries(home, a.id);
     const cpFile = path.join(home.dir, "cp.json");
     writeFileSync(cpFile, home.cli(["audit", "checkpoint", a.id, "--json"]).stdout); // the --json form works too
     const bundleFile = path.join(home.dir, "bundle.json");
@@ -163,7 +163,7 @@ describe("checkpoints of an identity's audit log", () => {
     const offline = { env: { SIGIL_HOME: path.join(home.dir, "nowhere") } };
     const ok = home.cli(["audit", "verify", "--bundle", bundleFile, "--checkpoint", cpFile, "--json"], offline);
     expect(ok.code).toBe(0);
-    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, checkpoint: { ok: true, size: 3 } });
+    expect(JSON.parse(ok.stdout)).toMatchObject({ ok: true, checkpoint: { ok: true, size: 5 } });
 
     writeFileSync(bundleFile, JSON.stringify({ ...bundle, entries: bundle.entries.slice(0, 2) }));
     const cut = home.cli(["audit", "verify", "--bundle", bundleFile, "--checkpoint", cpFile, "--json"], offline);
