@@ -60,6 +60,7 @@ describe("parseConfig", () => {
       SIGIL_REFUSALS_PER_MINUTE: "1000000",
       SIGIL_VERIFY_THREADS: "0",
       SIGIL_TEST_FAULTS: "datasync@/audit/=EIO",
+      SIGIL_TEST_CRASH: "key_rotated:after-intent",
     };
     // The test names every variable config.ts knows, so a new one cannot go untested.
     expect(Object.keys(env).sort()).toEqual(VARIABLES.map((v) => v.name).sort());
@@ -88,6 +89,7 @@ describe("parseConfig", () => {
       refusalsPerMinute: 1_000_000,
       verifyThreads: 0,
       testFaults: "datasync@/audit/=EIO",
+      testCrash: "key_rotated:after-intent",
     });
   });
 
