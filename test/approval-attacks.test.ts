@@ -29,6 +29,27 @@ describe("approvals under attack", () => {
   });
 });
 
+describe("a quorum cannot be replaced by the client", () => {
+  it("quorum above 1 with via client is refused: one automatic client answer would approve what needs two approvers (identity create and update_policy; nothing changes)", LONG, async () => {
+    const home = makeHome({});
+    const ann = home.addApprover({ name: "Ann" });
+    const bob = home.addApprover({ name: "Bob" });
+    const twoOrClient = { cardSpendingLimitCents: 100_000, approval: { aboveCents: 100, approvers: [ann.id, bob.id], quorum: 2, via: ["approver", "client"], timeoutSeconds: 30 } };
+    const created = home.cli(["identity", "create", "--name", "agent", "--channels", "card", "--policy", JSON.stringify(twoOrClient), "--json"]);
+    expect(created.code).not.toBe(0);
+    expect(created.stderr).toMatch(/policy\.approval\.quorum: above 1 cannot be combined with via "client"/);
+    expect(home.json(["identity", "list"])).toEqual([]);
+
+    const a = home.createIdentity({ channels: "card", policy: { cardSpendingLimitCents: 100_000 } });
+    const before = home.json(["identity", "show", a.id]);
+    const admin = await stdioClient(home, home.adminToken);
+    const u = await admin.client.callTool({ name: "update_policy", arguments: { identityId: a.id, policies: twoOrClient } });
+    expect(text(u)).toMatch(/^denied: invalid_\w+: .*quorum: above 1 cannot be combined with via "client"/);
+    await admin.client.close();
+    expect(home.json(["identity", "show", a.id])).toEqual(before);
+  });
+});
+
 describe.each(backends)("another tenant's approver (%s store)", (backend) => {
   it("an approver of tenant B neither sees nor decides tenant A's approval, even one that names no approver: not_found word for word as a missing id, nothing recorded; A's approver then decides it", LONG, async () => {
     const home = makeHome({}, { store: backend });

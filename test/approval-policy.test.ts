@@ -26,7 +26,7 @@ const usage = (contacted: string[] = []): Usage => ({
 
 describe("policy approval: the schema", () => {
   it("accepts the documented block and keeps it as written (via de-duplicated)", () => {
-    const block = { aboveCents: 5000, tools: ["send_email"], newRecipients: true, approvers: [APR, APR2], quorum: 2, via: ["approver", "client", "approver"], requirePasskey: false, timeoutSeconds: 300 };
+    const block = { aboveCents: 5000, tools: ["send_email"], newRecipients: true, approvers: [APR, APR2], quorum: 1, via: ["approver", "client", "approver"], requirePasskey: false, timeoutSeconds: 300 };
     const p = pol({ cardSpendingLimitCents: 100, approvalAboveCents: 10, approval: block });
     expect(p.approval).toEqual({ ...block, via: ["approver", "client"] });
     // The output parses again to itself.
@@ -46,6 +46,7 @@ describe("policy approval: the schema", () => {
     [{ approval: { via: [] } }, /^policy\.approval\.via: must name at least one of "approver", "client"$/],
     [{ approval: { via: ["email"] } }, /^policy\.approval\.via\[0\]: must be "approver" or "client"$/],
     [{ approval: { via: ["client"], approvers: [APR] } }, /^policy\.approval\.approvers: applies only when via includes "approver"$/],
+    [{ approval: { approvers: [APR, APR2], quorum: 2, via: ["approver", "client"] } }, /^policy\.approval\.quorum: above 1 cannot be combined with via "client": a client's answer would approve alone$/],
     [{ approval: { via: ["approver", "client"], requirePasskey: true } }, /^policy\.approval\.requirePasskey: cannot be combined with via "client": a client's answer carries no passkey$/],
     [{ approval: { timeoutSeconds: 0 } }, /^policy\.approval\.timeoutSeconds: must be an integer number of seconds between 1 and 86400$/],
     [{ approval: { timeoutSeconds: 86_401 } }, /^policy\.approval\.timeoutSeconds: must be an integer number of seconds/],
@@ -57,8 +58,8 @@ describe("policy approval: the schema", () => {
 
   it("settings: the block's via/approvers/quorum/timeout, defaults via approver, quorum 1, 300 s; without a block the client is asked", () => {
     expect(approvalSettings(pol({ approval: { tools: ["send_sms"] } }))).toEqual({ via: ["approver"], approvers: [], quorum: 1, requirePasskey: false, timeoutMs: 300_000 });
-    expect(approvalSettings(pol({ approval: { approvers: [APR, APR2], quorum: 2, timeoutSeconds: 5, via: ["client", "approver"] } }))).toEqual({
-      via: ["client", "approver"],
+    expect(approvalSettings(pol({ approval: { approvers: [APR, APR2], quorum: 2, timeoutSeconds: 5, via: ["approver"] } }))).toEqual({
+      via: ["approver"],
       approvers: [APR, APR2],
       quorum: 2,
       requirePasskey: false,

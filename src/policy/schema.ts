@@ -166,6 +166,10 @@ const approvalBlock = z
       const key = a.approvers !== undefined ? "approvers" : a.quorum !== undefined ? "quorum" : "requirePasskey";
       ctx.addIssue({ code: "custom", path: [key], message: 'applies only when via includes "approver"' });
     }
+    // A client's form answer is one attestation, not a person: beside a quorum of approvers it would approve alone.
+    if (a.quorum !== undefined && a.quorum > 1 && via.includes("client")) {
+      ctx.addIssue({ code: "custom", path: ["quorum"], message: 'above 1 cannot be combined with via "client": a client\'s answer would approve alone' });
+    }
     // A client's form answer carries no passkey: allowing it would let the client approve what only a passkey may.
     if (a.requirePasskey === true && via.includes("client")) {
       ctx.addIssue({ code: "custom", path: ["requirePasskey"], message: 'cannot be combined with via "client": a client\'s answer carries no passkey' });
