@@ -11,7 +11,8 @@ import { beforeAll, describe, expect, it } from "vitest";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
-import { verifyChain, type PublicKeyInfo } from "../../src/audit/verify.js";
+import { verifierCounters, verifyChain, type PublicKeyInfo } from "../../src/audit/verify.js";
+import { examineEntry, strictPublicKey, strictSignature } from "../../src/audit/verify-entry.js";
 import { loadKeySource, verifyBundle } from "../../src/audit/anchor.js";
 import { canonicalLine } from "../../src/audit/entry.js";
 import { ForgedLog, newKey, seal, type Entry, type ForgeKey } from "../support/audit-forge.js";
@@ -317,5 +318,94 @@ describe("a line that is JSON but not an object", () => {
     const lines = base.lines();
     lines[2] = line;
     expect(await verify(lines)).toMatchObject(bad(3, /is not a JSON object/));
+  });
+});
+
+describe("mutation survivors (issue 20): each one pinned by what it changes", () => {
+  const z = (iso: string) => iso.replace(".000Z", "Z");
+  it("an entry outside its key's window names the window; an open end is shown as …", async () => {
+    const k0 = base.keys[0]!;
+    const fork = beforeRotation.fork();
+    fork.push({ tool: "whoami", phase: "call", decision: "allow" }, { ts: rotationTs + 1000 });
+    const r = await verify(fork.lines(), base.keys);
+    expect(r.error).toBe(`entry 5 is dated ${fork.entries[4]!.ts}, outside the validity of key ${k0.keyId} (${z(k0.notBefore!)} to ${z(base.keys[0]!.notAfter!)})`);
+    const early = new Date(Date.parse(k0.notBefore!) - 1000).toISOString();
+    const lines = resealed(base, 2, (e) => (e.ts = early));
+    const open = await verify(lines.slice(0, 2), [{ keyId: k0.keyId, publicKey: k0.publicKey, notBefore: k0.notBefore }]);
+    expect(open.error).toBe(`entry 2 is dated ${early}, outside the validity of key ${k0.keyId} (${z(k0.notBefore!)} to …)`);
+  });
+
+  it("a window of a single second is readable (notBefore equal to notAfter)", async () => {
+    const k0 = base.keys[0]!;
+    const r = await verify(base.lines(), [{ ...k0, notAfter: k0.notBefore }, base.keys[1]!]);
+    expect(r.error).not.toMatch(/unreadable/);
+    expect(r).toMatchObject({ ok: false, error: expect.stringMatching(/outside the validity of key/) });
+  });
+
+  it("a creation entry signed by another key names the key it carries", async () => {
+    const other = await newKey();
+    const lines = resealed(base, 1, (e) => (e.publicKey = other.publicKey));
+    const r = await verify(lines, [...base.keys, { keyId: other.keyId, publicKey: other.publicKey }]);
+    expect(r.error).toBe(`entry 1 is signed by key ${base.keys[0]!.keyId} but carries the first key ${other.keyId}`);
+  });
+
+  it("a seq beyond the expected one is reported as entries missing, not as a duplicate", async () => {
+    const lines = resealed(base, 6, (e) => (e.seq = 7));
+    expect((await verify(lines.slice(0, 6))).error).toBe("found seq 7 where 6 was expected (entries missing, inserted or reordered)");
+  });
+
+  it("a torn line is reported as such", async () => {
+    const lines = base.lines();
+    lines[2] = lines[2]!.slice(0, 40);
+    expect(await verify(lines)).toMatchObject(bad(3, /^entry 3 is not valid JSON \(a torn or edited line\)$/));
+  });
+
+  it("an entry object (not a line) that cannot be canonicalised is reported as such", async () => {
+    const entries: Array<string | Entry> = base.lines();
+    entries[2] = { ...base.entries[2]!, amountCents: 10n };
+    expect(await verify(entries)).toMatchObject(bad(3, /^entry 3 cannot be canonicalised$/));
+  });
+
+  it("a trusted key or an entry key that is 44 characters but not canonical base64 is refused, not thrown on", async () => {
+    const k0 = base.keys[0]!;
+    const B = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const loose = k0.publicKey.slice(0, 42) + B[B.indexOf(k0.publicKey[42]!) | 1] + "=";
+    expect(loose).not.toBe(k0.publicKey);
+    expect(loose).toHaveLength(44);
+    expect(strictPublicKey(loose)).toBeUndefined();
+    expect(await verify(base.lines(), [{ ...k0, publicKey: loose }])).toMatchObject(bad(1, /does not match its public key/));
+    expect(await verify(resealed(base, 1, (e) => (e.publicKey = loose)))).toMatchObject(bad(1, /not the identity's creation entry/));
+    // The right length unpadded decodes to one byte too many: 33 and 66 bytes are not keys or signatures.
+    expect(strictSignature("A".repeat(88))).toBeUndefined();
+    expect(strictPublicKey("A".repeat(44))).toBeUndefined();
+    expect(strictPublicKey(base.keys[0]!.publicKey)).toHaveLength(32);
+  });
+
+  it("examineEntry: a signature is checked only under a known key; a second one only on an entry carrying one", () => {
+    const keyFor = (id: string) => (id === oldKey.keyId ? new Uint8Array(Buffer.from(oldKey.publicKey, "base64")) : undefined);
+    const plain = base.entries[2]!;
+    expect(examineEntry(canonicalLine(plain), keyFor)).toMatchObject({ sig: 1, sigNew: -1, hash: plain.hash });
+    expect(examineEntry(canonicalLine(plain), () => undefined)).toMatchObject({ sig: -1, sigNew: -1 });
+    expect(examineEntry(canonicalLine({ ...plain, sig: base.entries[1]!.sig }), keyFor)).toMatchObject({ sig: 0, sigNew: -1 });
+    expect(examineEntry(canonicalLine({ ...plain, sigNew: plain.sig }), keyFor)).toMatchObject({ sig: 1, sigNew: 0 });
+    expect(examineEntry(canonicalLine({ ...plain, newPublicKey: base.active.publicKey }), keyFor)).toMatchObject({ sigNew: 0 });
+    expect(examineEntry(canonicalLine(base.entries[4]!), keyFor)).toMatchObject({ sig: 1, sigNew: 1 });
+    for (const [raw, defect] of [["{", "json"], ["[1]", "object"], [canonicalLine(plain) + " ", "canonical"], [{ ...plain, n: 1n }, "uncanonicalisable"]] as const) {
+      expect(examineEntry(raw, keyFor), defect).toMatchObject({ defect, sig: -1, sigNew: -1 });
+    }
+  });
+
+  it("the sequential pass counts the signatures it checks itself: one per entry under a known key, plus each co-signature", async () => {
+    const count = async (lines: Array<string | Entry>, keys?: PublicKeyInfo[]) => {
+      const before = verifierCounters().inlineSignatureChecks;
+      await verify(lines, keys);
+      return verifierCounters().inlineSignatureChecks - before;
+    };
+    expect(await count(base.lines())).toBe(8 + 1);
+    const foreign = await ForgedLog.create(base.identity);
+    expect(await count(foreign.lines(), base.keys)).toBe(0); // entry 1's key is unknown: nothing checked
+    const lines = base.lines();
+    lines[2] = "null";
+    expect(await count(lines)).toBe(2);
   });
 });

@@ -196,3 +196,17 @@ describe("each check of verifyReceipt is reached by the receipt meant for it", (
     expect(verifyReceipt({ ...r, inclusion: { ...r.inclusion, proof: other.inclusion.proof } })).toMatchObject({ ...fails(/not in the log the checkpoint commits to/), checkpoint: { size: 7 } });
   });
 });
+
+describe("mutation survivors (issue 20): each one pinned by what it changes", () => {
+  it("a receipt without keys (and none supplied) is refused, not thrown on", async () => {
+    const r = await receipt(2);
+    delete r.keys;
+    expect(verifyReceipt(r)).toMatchObject(fails(/^the keys cannot be read: /));
+    expect(verifyReceipt({ ...r, keys: null })).toMatchObject(fails(/^the keys cannot be read: /));
+  });
+
+  it("an entry handed over in memory with a value JSON cannot carry is refused as uncanonicalisable", async () => {
+    const r = await receipt(2);
+    expect(verifyReceipt({ ...r, entry: { ...r.entry, amountCents: 10n } })).toMatchObject(fails(/^the entry cannot be canonicalised$/));
+  });
+});
