@@ -9,9 +9,9 @@
  *
  * `verify` and `verify-email` exit 0 when the proof holds and 1 (with the reason on stderr)
  * when it does not; `verify` without `--keys` can only say the receipt is consistent with the keys
- * it embeds, which proves nothing about whose they are: it prints `unanchored` and exits 3. verify-email needs the sender's public keys: `--keys` with a JWKS from
- * `sigil keys export ID` or `GET /identities/<id>/keys`; without it, the home's registry (when
- * there is a home) supplies them.
+ * it embeds, which proves nothing about whose they are: it prints `unanchored` and exits 3.
+ * verify-email needs the sender's public keys: `--keys` with a JWKS from `sigil keys export ID` or
+ * `GET /identities/<id>/keys`; without it, the home's registry (when there is a home) supplies them.
  */
 import { readFileSync } from "node:fs";
 import { SigilError } from "../errors.js";
