@@ -201,3 +201,27 @@ describe("the Unicode fact the ASCII path relies on", () => {
     expect(found).toEqual(["ß", "İ", "ı"]);
   });
 });
+
+describe("separators inside an encoded payload", () => {
+  // A non-ASCII secret's encodings carry the alphabet-specific symbols (+ and / in base64, - and _
+  // in base64url), so only the pass for that alphabet can read them; wrapping puts separators
+  // inside the payload, which that pass must remove without putting anything in their place.
+  const secret = "ÿþýüöäßÿþý";
+  const plain = Buffer.from(`»${secret}«`);
+  it("line-wrapped base64 and base64url", () => {
+    const b64s = plain.toString("base64");
+    const b64u = plain.toString("base64url");
+    expect(b64s).toMatch(/[+/]/);
+    expect(b64u).toMatch(/[-_]/);
+    expect(guarded(b64s.replace(/(.{8})/g, "$1\r\n"), [secret])).toBe(true);
+    expect(guarded(b64u.replace(/(.{8})/g, "$1 "), [secret])).toBe(true);
+  });
+  it("base32 in groups", () => {
+    const A = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let bits = "";
+    for (const b of plain) bits += b.toString(2).padStart(8, "0");
+    let enc = "";
+    for (let i = 0; i + 5 <= bits.length; i += 5) enc += A[parseInt(bits.slice(i, i + 5), 2)];
+    expect(guarded(enc.replace(/(.{4})/g, "$1-"), [secret])).toBe(true);
+  });
+});
