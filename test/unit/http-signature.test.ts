@@ -8,7 +8,8 @@
 import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { jwkThumbprint } from "../../src/crypto/jwk.js";
-import { MAX_EXPIRES_SECONDS, signRequest, verifyRequest, type VerifyRequestInput } from "../../src/provenance/http-signature.js";
+import { MAX_EXPIRES_SECONDS, buildSignatureBase, signDirectoryResponse, signRequest, verifyRequest, type VerifyRequestInput } from "../../src/provenance/http-signature.js";
+import { checkSigningUrl } from "../../src/provenance/url.js";
 
 const { privateKey, publicKey: publicKeyObject } = generateKeyPairSync("ed25519");
 const publicKey = new Uint8Array(Buffer.from(publicKeyObject.export({ format: "jwk" }).x!, "base64url"));
@@ -242,5 +243,54 @@ describe("signRequest's refusals name their rule", () => {
     expect(s.signatureBase.split("\n")[2]).toBe('"content-digest": sha-256=:AAAA:');
     expect(s.expires - s.created).toBe(60);
     expect(s.headers).not.toHaveProperty("Signature-Agent");
+  });
+});
+
+describe("the survivors issue 20's run left in http-signature.ts", () => {
+  const signer = { keyId: "k", publicKey, sign: (m: Uint8Array) => new Uint8Array(cryptoSign(null, m, privateKey)) };
+
+  it("a component covered twice is refused when the base is built (the same identifier, not the same name with another key)", async () => {
+    expect(() => buildSignatureBase([{ name: "@path", value: "/" }, { name: "@path", value: "/" }], "()")).toThrow('component "@path" covered twice');
+    expect(buildSignatureBase([{ name: "x-d", params: [["key", "a"]], value: "1" }, { name: "x-d", params: [["key", "b"]], value: "2" }], "()")).toBe(
+      '"x-d";key="a": 1\n"x-d";key="b": 2\n"@signature-params": ()',
+    );
+    expect(await error(forge({ components: [...AUTH_PATH, ['"@path"', "/pay/a%20b"]] }))).toMatch(/covered twice/);
+  });
+
+  it("a URL with a username only or a password only is refused like one with both", async () => {
+    const h = forge();
+    expect(await error(h, { url: "https://u@shop.example/pay" })).toBe("malformed: url must not carry credentials");
+    expect(await error(h, { url: "https://:p@shop.example/pay" })).toBe("malformed: url must not carry credentials");
+  });
+
+  it("signRequest refuses a URL the signing-URL check refuses, with that check's own sentence", async () => {
+    const url = "https://shop.example\\@evil.com/x";
+    const checked = checkSigningUrl(url);
+    expect(checked.ok).toBe(false);
+    await expect(
+      signRequest({ method: "GET", url, tag: "web-bot-auth", signer, now: new Date(NOW * 1000), nonce: NONCE }),
+    ).rejects.toThrow(new Error(checked.ok ? "" : checked.problem));
+  });
+
+  it("a component identifier that is not a string is malformed, and a single parameter other than key is not understood", async () => {
+    expect(await error(forge({ components: [["1", "x"], ...AUTH_PATH] }))).toBe("malformed component");
+    const headers = { "X-D": 'm="v"' };
+    expect(await error(forge({ components: [...AUTH_PATH, ['"x-d";name="m"', '"v"']], headers }))).toBe("unsupported parameters on x-d");
+  });
+
+  it("signDirectoryResponse: at least one key, a lifetime of 1 to 86400 whole seconds (300 by default), and an authority without /?#@ or spaces", async () => {
+    const dir = { signers: [signer], authority: "sigil.example", now: new Date(NOW * 1000), nonce: NONCE };
+    const ok = await signDirectoryResponse(dir);
+    expect([ok.created, ok.expires]).toEqual([NOW, NOW + 300]);
+    expect((await signDirectoryResponse({ ...dir, expiresInSeconds: 1 })).expires).toBe(NOW + 1);
+    expect((await signDirectoryResponse({ ...dir, expiresInSeconds: 86_400 })).expires).toBe(NOW + 86_400);
+    await expect(signDirectoryResponse({ ...dir, signers: [] })).rejects.toThrow("the directory needs at least one key");
+    for (const bad of [0, -1, 1.5, 86_401]) {
+      await expect(signDirectoryResponse({ ...dir, expiresInSeconds: bad })).rejects.toThrow("expiresInSeconds must be an integer between 1 and 86400");
+    }
+    for (const authority of ["", "a/b", "a?b", "a#b", "u@a", "a b", "a\tb"]) {
+      await expect(signDirectoryResponse({ ...dir, authority })).rejects.toThrow("invalid authority");
+    }
+    expect((await signDirectoryResponse({ ...dir, authority: "localhost:8080", scheme: "http" })).signatures[0]!.signatureBase).toMatch(/^"@authority";req: localhost:8080\n/);
   });
 });
