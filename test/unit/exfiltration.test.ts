@@ -225,3 +225,16 @@ describe("separators inside an encoded payload", () => {
     expect(guarded(enc.replace(/(.{4})/g, "$1-"), [secret])).toBe(true);
   });
 });
+
+describe("decoded forms come only from the text", () => {
+  it("a text with nothing that decodes to letters or digits carries no secret, whatever words the secret is made of", () => {
+    const ascii = ["password", "hunter22", "correcthorse", "strykerwashere", "mutantwashere"];
+    // A secret beyond ASCII takes the whole set off the ASCII path: both paths are checked.
+    for (const wordy of [ascii, [...ascii, "grüßgott"]]) {
+      for (const text of ["", "!!!", "-- .. --", "\u200b\u200b"]) {
+        expect(carriesSecret(wordy, [text])).toBe(false);
+      }
+      expect(carriesSecret(wordy, ["here: strykerwashere"])).toBe(true);
+    }
+  });
+});
