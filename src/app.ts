@@ -22,6 +22,7 @@
  */
 import path from "node:path";
 import { keyedHash, randomId } from "./crypto/tokens.js";
+import { sha256hex } from "./crypto/encoding.js";
 import { AuditChains } from "./audit/chain.js";
 import { providersFrom, type Providers } from "./providers/index.js";
 import { type Config, configFrom } from "./config.js";
@@ -31,8 +32,10 @@ import type { FileLayer } from "./util/fsx.js";
 import { type HomeOptions, initHome, openHome } from "./identity/home.js";
 import { ActiveSigners, Keyring } from "./identity/keyring.js";
 import { Authenticator } from "./identity/auth.js";
-import { Identities, adminOutcome } from "./identity/identities.js";
 import { armCrashPoint } from "./util/faults.js";
+import { AuthenticatedStore, type TamperReport } from "./identity/authenticated-store.js";
+import { RecordMac, TokenHashes } from "./identity/record-mac.js";
+import { Identities, adminOutcome } from "./identity/identities.js";
 import { Secrets } from "./identity/secrets.js";
 import { ExfiltrationJournal } from "./policy/exfiltration-journal.js";
 import { Vault } from "./identity/vault.js";
@@ -44,6 +47,7 @@ import { Approvers } from "./approval/approvers.js";
 import { Approvals } from "./approval/approvals.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
+import { refId } from "./errors.js";
 
 export { initHome };
 
@@ -86,22 +90,28 @@ export interface App {
 /** Opens an initialised home; refuses to start when the registry or master key is missing or wrong. */
 export async function openApp(opts: AppOptions): Promise<App> {
   const config = configFrom(opts);
-  const { store, master } = await openHome({ ...opts, config });
+  const { store: backend, master } = await openHome({ ...opts, config });
   const now = opts.now ?? Date.now;
   // A home made before tenants existed gets its default tenant (and key) on first open; its
   // identities, which name no tenant, belong to it. A home that cannot be written stays readable.
-  await ensureDefaultTenant(store, master, now).catch(() => {});
+  await ensureDefaultTenant(backend, master, now).catch(() => {});
   const instanceId = randomId("inst_", 8);
-  const keyring = new Keyring(store, master, now);
+  // Sealed signing keys authenticate themselves (AEAD bound to identity and key id) and which key
+  // signs is the log's decision, so the keyring reads the backend directly: it can sign the entry
+  // that records a tampered record's refusal.
+  const keyring = new Keyring(backend, master, now);
   const chains = new AuditChains({
-    backend: store.audit,
+    backend: backend.audit,
     keyring,
     now,
     instanceId,
-    instanceAlive: (id) => store.instanceAlive(id),
+    instanceAlive: (id) => backend.instanceAlive(id),
     snapshotKey: master.subkey("chain-snapshot"),
     adminOutcome: (id, intent) => adminOutcome(store, id, intent),
   });
+  // Every other part reads identities through record MACs (src/identity/authenticated-store.ts).
+  const store = new AuthenticatedStore(backend, RecordMac.from(master), tamperAuditor(chains));
+  const tokens = TokenHashes.from(master);
   const outboxDir = path.join(opts.home, "outbox");
   const auditKey = master.subkey("audit-hmac");
   const auditHash = (value: string): string => keyedHash(auditKey, value);
@@ -109,10 +119,10 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const tenants = new Tenants(store, master, now);
   const delegations = new Delegations(store, tenants, now);
   keyring.refreshWith((rec, at) => delegations.refreshed(rec, at));
-  const identities = new Identities(store, chains, keyring, now, instanceId, delegations);
+  const identities = new Identities(store, chains, keyring, tokens, now, instanceId, delegations);
   const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined);
   const approvals = new Approvals(store, chains, approvers, now);
-  const auth = new Authenticator(store, approvers);
+  const auth = new Authenticator(store, tokens, RecordMac.from(master), approvers);
   const secrets = new Secrets(store, chains, new Vault(store, master, now), instanceId);
   const audit = new AuditLog(store, chains, now, delegations);
   const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
@@ -140,7 +150,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     approvals,
     providers,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
-    agent: { store, chains, instanceId, now, hash: auditHash, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     auditHash,
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute
@@ -150,4 +160,27 @@ export async function openApp(opts: AppOptions): Promise<App> {
   };
   await store.registerInstance(instanceId);
   return app;
+}
+
+/**
+ * Records a refused (tampered) registry record in the identity's own log — `record_check`, decision
+ * `deny`, reason `record_tampered` — and on stderr: once per distinct forgery per process (each
+ * call it refuses is audited by the pipeline as well).
+ */
+function tamperAuditor(chains: AuditChains): (report: TamperReport) => Promise<void> {
+  const seen = new Set<string>();
+  return async (report) => {
+    const key = `${report.id}\n${sha256hex(JSON.stringify(report.record) ?? "")}`;
+    if (seen.has(key)) return;
+    if (seen.size > 1000) seen.clear();
+    seen.add(key);
+    const ref = refId();
+    process.stderr.write(
+      `sigil: record_tampered: the registry record of ${report.id} fails its integrity check (changed without the master key); it is refused (${ref})\n`,
+    );
+    await chains.commit(report.id, () => ({
+      value: null,
+      draft: { session: "registry", tool: "record_check", phase: "event", decision: "deny", reason: "record_tampered", record: report.kind, ref },
+    }));
+  };
 }

@@ -47,6 +47,8 @@ export interface IdentityRecord {
   tenantId?: string;
   /** The tenant key's signed delegation statements for the identity's keys (src/provenance/delegation.ts), oldest first. */
   delegations?: DelegationRecord[];
+  /** From schema 2: the record MAC over every other member, bound to `id` (src/identity/record-mac.ts). */
+  mac?: string;
 }
 
 /** A delegation statement as signed by the tenant key (its fields are described in src/provenance/delegation.ts). */
@@ -80,6 +82,8 @@ export interface RegistryMeta {
   createdAt: string;
   adminTokenHash: string;
   masterKeyCheck: string;
+  /** From schema 2: the record MAC over every other member (src/identity/record-mac.ts). */
+  mac?: string;
 }
 
 export interface SecretRecord {
@@ -184,6 +188,8 @@ export interface Store {
   initialise(meta: RegistryMeta): Promise<void>;
   /** The registry's metadata; not_initialised / unreadable when it is missing or damaged. */
   meta(): Promise<RegistryMeta>;
+  /** Atomic read-modify-write of the registry's metadata (the schema upgrade). */
+  updateMeta(update: (current: RegistryMeta) => RegistryMeta): Promise<RegistryMeta>;
   createIdentity(record: IdentityRecord): Promise<void>;
   getIdentity(id: string): Promise<IdentityRecord | undefined>;
   identityByTokenHash(tokenHash: string): Promise<IdentityRecord | undefined>;

@@ -5,7 +5,6 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, cleanupHomes, makeHome, stdioClient, text, hints } from "./support/home.js";
 import { openApp } from "../src/app.js";
-import { tokenHash } from "../src/crypto/tokens.js";
 import { callAgentTool } from "../src/pipeline/agent-call.js";
 import { readLedger } from "../src/providers/card/embedded.js";
 import { AGENT_TOOLS } from "../tools/index.js";
@@ -166,7 +165,7 @@ describe("card_charge: the rolling 24 hours, through the pipeline with a fixed c
     const session = {
       deps: app.agent,
       identityId: a.id,
-      tokenHash: tokenHash(a.token),
+      tokenHash: app.auth.hash(a.token),
       sessionId: "s_clock",
       memory: { secretsRead: new Set<string>() },
     };

@@ -10,7 +10,6 @@ import { cleanupHomes, makeHome, stdioClient, text, type Home, type Identity } f
 import { startTwilioServer, type TestTwilioServer } from "./support/twilio.js";
 import { outboxFiles, toolEntries } from "./support/channels.js";
 import { openApp } from "../src/app.js";
-import { tokenHash } from "../src/crypto/tokens.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { sendSms } from "../tools/send-sms.js";
 
@@ -188,7 +187,7 @@ describe("rolling windows, with the clock injected into the real pipeline", () =
     const s: AgentSession = {
       deps: app.agent,
       identityId: a.id,
-      tokenHash: tokenHash(a.token),
+      tokenHash: app.auth.hash(a.token),
       sessionId: "s_clock",
       memory: { secretsRead: new Set() },
     };

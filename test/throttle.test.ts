@@ -6,7 +6,6 @@
 import { afterAll, describe, expect, it } from "vitest";
 import { cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
 import { openApp } from "../src/app.js";
-import { tokenHash } from "../src/crypto/tokens.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { sendSms } from "../tools/send-sms.js";
 
@@ -22,7 +21,7 @@ describe("refusal floods", () => {
     const t0 = Date.now() + 1000;
     let now = t0;
     const app = await openApp({ home: home.env.SIGIL_HOME!, env: {}, now: () => now });
-    const s: AgentSession = { deps: app.agent, identityId: a.id, tokenHash: tokenHash(a.token), sessionId: "s_flood", memory: { secretsRead: new Set() } };
+    const s: AgentSession = { deps: app.agent, identityId: a.id, tokenHash: app.auth.hash(a.token), sessionId: "s_flood", memory: { secretsRead: new Set() } };
     const sms = (args: Record<string, unknown>) => callAgentTool(s, sendSms, "send_sms", args, undefined).then((r) => text(r));
 
     const answers: string[] = [];
@@ -57,11 +56,11 @@ describe("refusal floods", () => {
     const a = home.createIdentity({ channels: "sms", phone: "+14155550100", policy: {} });
     const t0 = Date.now() + 1000;
     const first = await openApp({ home: home.env.SIGIL_HOME!, env: {}, now: () => t0 });
-    const s1: AgentSession = { deps: first.agent, identityId: a.id, tokenHash: tokenHash(a.token), sessionId: "s_one", memory: { secretsRead: new Set() } };
+    const s1: AgentSession = { deps: first.agent, identityId: a.id, tokenHash: first.auth.hash(a.token), sessionId: "s_one", memory: { secretsRead: new Set() } };
     for (let i = 0; i < 60; i++) await callAgentTool(s1, sendSms, "send_sms", { to: "+14155550123", body: `one ${i}` }, undefined);
     await first.close();
     const second = await openApp({ home: home.env.SIGIL_HOME!, env: {}, now: () => t0 + 1000 });
-    const s2: AgentSession = { deps: second.agent, identityId: a.id, tokenHash: tokenHash(a.token), sessionId: "s_two", memory: { secretsRead: new Set() } };
+    const s2: AgentSession = { deps: second.agent, identityId: a.id, tokenHash: second.auth.hash(a.token), sessionId: "s_two", memory: { secretsRead: new Set() } };
     expect(text(await callAgentTool(s2, sendSms, "send_sms", { to: "+14155550123", body: "two" }, undefined))).toMatch(/^denied: throttled: /);
     await second.close();
     const log = home.auditLog(a.id);

@@ -130,6 +130,10 @@ export interface SnapshotBody {
   lastT: number;
   activeKeyId?: string;
   policyVersion: number;
+  /** Whether the log records the identity's revocation (see `ChainState.revoked`). */
+  revoked?: boolean;
+  /** The token reference of the last completed token rotation (see `ChainState.tokenRef`). */
+  tokenRef?: string;
   rate: Array<[string, number[]]>;
   spend: Array<[number, number, number]>;
   idem: Array<[string, IdemRecord]>;
@@ -203,7 +207,8 @@ function recipientsOf(tool: string, args: unknown): string[] | undefined {
 /** The members every entry has; an administrative intent's other members are its detail. */
 const ENVELOPE = new Set(["v", "seq", "ts", "identity", "session", "tool", "phase", "decision", "instance", "keyId", "prev", "hash", "sig", "sigNew"]);
 
-export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v1";
+/** v2 adds `revoked` and `tokenRef`: a v1 snapshot is ignored (the log replayed once), never read as "not revoked". */
+export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v2";
 const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
 
 function snapshotMac(key: Buffer, identityId: string, body: string): string {
@@ -253,6 +258,13 @@ export class ChainState {
   activeKeyId?: string;
   /** The highest policy version the log has recorded (a version is never reused). */
   policyVersion = 0;
+  /**
+   * What the log says of the registry record, so that an older (validly MAC'd) record put back
+   * into the store is caught: the identity was revoked, and which token the last completed
+   * rotation installed (a keyed reference, never the token or its stored hash).
+   */
+  revoked = false;
+  tokenRef?: string;
   cursor: ChainCursor = { position: 0 };
   /** Time (ms) of the last entry applied. */
   lastT = 0;
@@ -328,6 +340,8 @@ export class ChainState {
       lastT: this.lastT,
       ...(this.activeKeyId !== undefined ? { activeKeyId: this.activeKeyId } : {}),
       policyVersion: this.policyVersion,
+      ...(this.revoked ? { revoked: true } : {}),
+      ...(this.tokenRef !== undefined ? { tokenRef: this.tokenRef } : {}),
       rate,
       spend,
       idem,
@@ -348,6 +362,8 @@ export class ChainState {
     s.lastT = b.lastT;
     if (b.activeKeyId !== undefined) s.activeKeyId = b.activeKeyId;
     s.policyVersion = b.policyVersion;
+    if (b.revoked === true) s.revoked = true;
+    if (typeof b.tokenRef === "string") s.tokenRef = b.tokenRef;
     for (const [tool, times] of b.rate) s.rate.set(tool, [...times]);
     for (const [seq, t, amount] of b.spend) s.spend.set(seq, { t, amount });
     for (const [k, r] of b.idem) s.idem.set(k, { ...r });
@@ -384,6 +400,7 @@ export class ChainState {
       this.keys.push({ keyId: e.newKeyId, ...(typeof e.newPublicKey === "string" ? { publicKey: e.newPublicKey } : {}), from: e.ts });
     }
     if (e.tool === "policy_updated" && typeof e.policyVersion === "number") this.policyVersion = Math.max(this.policyVersion, e.policyVersion);
+    if (e.tool === "identity_revoked" && e.decision === "ok") this.revoked = true;
     if ((e.phase === "intent" || e.phase === "call") && e.decision === "allow") {
       let times = this.rate.get(e.tool);
       if (!times) this.rate.set(e.tool, (times = []));
@@ -414,6 +431,7 @@ export class ChainState {
     if (e.phase === "result" && typeof e.intent === "number") {
       const intent = this.open.get(e.intent);
       this.open.delete(e.intent);
+      if (e.decision === "ok" && typeof intent?.detail?.tokenRef === "string") this.tokenRef = intent.detail.tokenRef;
       // Money that provably did not move is released; "unknown" stays reserved.
       if (e.decision === "failed") this.spend.delete(e.intent);
       if (e.decision === "ok" && intent?.recipients) for (const r of intent.recipients) this.contactedSet.add(r);

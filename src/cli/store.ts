@@ -8,7 +8,7 @@
 import { cryptoReady } from "../crypto/sodium.js";
 import { hashesEqual } from "../crypto/tokens.js";
 import { SigilError } from "../errors.js";
-import { loadMasterKey } from "../identity/home.js";
+import { loadMasterKey, masterKeyMatches } from "../identity/home.js";
 import { publicKeys } from "../identity/audit-log.js";
 import { verifyChain } from "../audit/verify.js";
 import { openFileStore } from "../../store/index.js";
@@ -58,7 +58,7 @@ export async function migrateHome(home: string, url: string, config: Pick<Config
       throw err;
     }
     const master = await loadMasterKey(home, config);
-    if (!hashesEqual(master.checkValue(), meta.masterKeyCheck)) {
+    if (!masterKeyMatches(master, meta)) {
       throw new SigilError("master_key_mismatch", `The master key does not belong to the home at ${home}; the migrated store would be unusable.`);
     }
     const identities = await source.listIdentities();

@@ -1,9 +1,16 @@
 /**
- * Authentication: which principal a bearer token names. Tokens are never stored, only their
- * SHA-256 (compared in constant time); an agent token of a revoked identity names no one.
+ * Authentication: which principal a bearer token names. Tokens are never stored, only their keyed
+ * hashes (HMAC under a master-key subkey, src/identity/record-mac.ts; compared in constant time),
+ * so a hash written into the store by someone without the master key names no token anyone holds.
+ * An agent token names its identity only if the identity's record carries a valid MAC and is not
+ * revoked; the admin token, only if the registry metadata's MAC checks (a failure there has no
+ * identity log to go to: it is reported on stderr, and the token is refused).
  */
-import { hashesEqual, tokenHash } from "../crypto/tokens.js";
-import type { IdentityRecord, Store } from "../../store/types.js";
+import { hashesEqual } from "../crypto/tokens.js";
+import { refId } from "../errors.js";
+import type { IdentityRecord, RegistryMeta, Store } from "../../store/types.js";
+import { metaAuthentic } from "./home.js";
+import { type RecordMac, RecordTampered, type TokenHashes } from "./record-mac.js";
 
 /**
  * An admin is the root admin (the token `sigil init` printed: every tenant) or a tenant's admin
@@ -20,42 +27,72 @@ export interface ApproverTokens {
 }
 
 export class Authenticator {
+  private reportedMeta?: string;
+
   constructor(
+    /** The store whose identity reads check record MACs (src/identity/authenticated-store.ts). */
     private readonly store: Pick<Store, "meta" | "identityByTokenHash" | "tenantByTokenHash" | "getTenant">,
+    private readonly tokens: Pick<TokenHashes, "hash">,
+    private readonly macs: RecordMac,
     private readonly approvers?: ApproverTokens,
   ) {}
+
+  /** What the store holds for a token (its keyed hash). */
+  hash(token: string): string {
+    return this.tokens.hash(token);
+  }
+
+  /** The admin token hash, if the registry metadata's MAC checks; undefined (reported) when not. */
+  private async adminHash(): Promise<string | undefined> {
+    const meta: RegistryMeta = await this.store.meta();
+    if (metaAuthentic(this.macs, meta)) return meta.adminTokenHash;
+    const seen = `${meta.adminTokenHash}\n${String(meta.mac)}`;
+    if (this.reportedMeta !== seen) {
+      this.reportedMeta = seen;
+      process.stderr.write(
+        `sigil: record_tampered: the registry metadata (the admin token hash) fails its integrity check: it was changed without the master key; every admin token is refused until it is restored (${refId()})\n`,
+      );
+    }
+    return undefined;
+  }
 
   /** Whether the token is the root admin token. */
   async admin(token: string | undefined): Promise<boolean> {
     if (!token || !token.startsWith("sigil_admin_")) return false;
-    const meta = await this.store.meta();
-    return hashesEqual(tokenHash(token), meta.adminTokenHash);
+    const expected = await this.adminHash();
+    return expected !== undefined && hashesEqual(this.hash(token), expected);
   }
 
   /** The tenant whose admin token this is, if any. */
   async tenantAdmin(token: string | undefined): Promise<string | undefined> {
     if (!token || !token.startsWith("sigil_admin_")) return undefined;
-    const h = tokenHash(token);
+    const h = this.hash(token);
     const t = await this.store.tenantByTokenHash(h);
     return t?.adminTokenHash !== undefined && hashesEqual(t.adminTokenHash, h) ? t.id : undefined;
   }
 
-  /** The identity a token belongs to, if the token is current and the identity not revoked. */
+  /** The identity a token belongs to, if the token is current, the record authentic and not revoked. */
   async agent(token: string | undefined): Promise<IdentityRecord | undefined> {
     if (!token || !token.startsWith("sigil_agent_")) return undefined;
-    const h = tokenHash(token);
-    const rec = await this.store.identityByTokenHash(h);
+    const h = this.hash(token);
+    let rec: IdentityRecord | undefined;
+    try {
+      rec = await this.store.identityByTokenHash(h);
+    } catch (err) {
+      if (err instanceof RecordTampered) return undefined; // reported (and audited) by the store
+      throw err;
+    }
     if (!rec || !hashesEqual(rec.tokenHash, h) || rec.revokedAt) return undefined;
     return rec;
   }
 
-  /** Resolves a bearer token to a principal, or undefined (wrong, revoked, or not a sigil token). */
+  /** Resolves a bearer token to a principal, or undefined (wrong, revoked, tampered, or not a sigil token). */
   async principal(token: string | undefined): Promise<Principal | undefined> {
     if (!token) return undefined;
     if (token.startsWith("sigil_admin_")) {
-      if (await this.admin(token)) return { kind: "admin", tokenHash: tokenHash(token) };
+      if (await this.admin(token)) return { kind: "admin", tokenHash: this.hash(token) };
       const tenantId = await this.tenantAdmin(token);
-      return tenantId !== undefined ? { kind: "admin", tokenHash: tokenHash(token), tenantId } : undefined;
+      return tenantId !== undefined ? { kind: "admin", tokenHash: this.hash(token), tenantId } : undefined;
     }
     if (token.startsWith("sigil_approver_")) {
       const apr = await this.approvers?.byToken(token);
@@ -71,7 +108,7 @@ export class Authenticator {
       const t = await this.store.getTenant(tenantId);
       return t?.adminTokenHash !== undefined && hashesEqual(t.adminTokenHash, hash);
     }
-    const meta = await this.store.meta();
-    return hashesEqual(meta.adminTokenHash, hash);
+    const expected = await this.adminHash();
+    return expected !== undefined && hashesEqual(expected, hash);
   }
 }

@@ -5,18 +5,54 @@
  */
 import path from "node:path";
 import { promises as fsp } from "node:fs";
+import { createHmac } from "node:crypto";
 import { cryptoReady } from "../crypto/sodium.js";
 import { MasterKey } from "../crypto/master-key.js";
-import { hashesEqual, newToken, tokenHash } from "../crypto/tokens.js";
+import { hashesEqual, newToken } from "../crypto/tokens.js";
 import { SigilError } from "../errors.js";
 import { describeStore, openStore } from "../../store/index.js";
-import { type Store, StoreError } from "../../store/types.js";
+import { type RegistryMeta, type Store, StoreError } from "../../store/types.js";
 import { type FileLayer, realFiles } from "../util/fsx.js";
 import { filesFor } from "../util/faults.js";
 import { type Config, type Env, configFrom } from "../config.js";
 import { ensureDefaultTenant } from "../tenant/tenants.js";
+import { RecordMac, TokenHashes } from "./record-mac.js";
 
-export const SCHEMA_VERSION = 1;
+/**
+ * The registry's format. 1: plain SHA-256 token hashes, no record MACs. 2: token hashes keyed under
+ * the master key and every authority-bearing record MAC'd (src/identity/record-mac.ts); a home of
+ * schema 1 is upgraded in place when a sigil of schema 2 first opens it (`upgradeRegistry`).
+ */
+export const SCHEMA_VERSION = 2;
+
+/** The record id of the registry metadata's MAC. */
+const META_ID = "registry";
+
+/**
+ * The value the registry keeps to tell a wrong master key at start. Schema 2 keeps a value that
+ * differs from schema 1's, so whoever writes the store cannot turn a schema-2 registry back into
+ * schema 1 (which would make the next start re-run the upgrade and seal whatever forged records
+ * it found): they would need schema 1's value, which a schema-2 registry never holds.
+ */
+export function masterKeyCheck(master: MasterKey, schemaVersion: number): string {
+  if (schemaVersion < 2) return master.checkValue();
+  return createHmac("sha256", master.subkey("master-check")).update("sigil-home/schema-2").digest("base64url").slice(0, 22);
+}
+
+/** Whether the master key belongs to the registry described by `meta` (its own schema's check value). */
+export function masterKeyMatches(master: MasterKey, meta: RegistryMeta): boolean {
+  return typeof meta.masterKeyCheck === "string" && hashesEqual(masterKeyCheck(master, meta.schemaVersion), meta.masterKeyCheck);
+}
+
+/** The registry metadata with its MAC (over every other member: the admin token hash included). */
+export function sealMeta(macs: RecordMac, meta: RegistryMeta): RegistryMeta {
+  return macs.seal("meta", META_ID, meta);
+}
+
+/** Whether the registry metadata's MAC checks (false when it has none). */
+export function metaAuthentic(macs: RecordMac, meta: RegistryMeta): boolean {
+  return macs.check("meta", META_ID, meta);
+}
 
 export interface HomeOptions {
   home: string;
@@ -98,13 +134,15 @@ async function initIn(opts: HomeOptions, config: Config, store: Store, where: st
   }
   const adminToken = newToken("admin");
   try {
-    await store.initialise({
-      format: "sigil-home",
-      schemaVersion: SCHEMA_VERSION,
-      createdAt: new Date().toISOString(),
-      adminTokenHash: tokenHash(adminToken),
-      masterKeyCheck: master.checkValue(),
-    });
+    await store.initialise(
+      sealMeta(RecordMac.from(master), {
+        format: "sigil-home",
+        schemaVersion: SCHEMA_VERSION,
+        createdAt: new Date().toISOString(),
+        adminTokenHash: TokenHashes.from(master).hash(adminToken),
+        masterKeyCheck: masterKeyCheck(master, SCHEMA_VERSION),
+      }),
+    );
   } catch (err) {
     if (err instanceof StoreError && err.code === "already_initialised") {
       throw new SigilError("already_initialised", `${where} is already initialised; nothing was changed.`);
@@ -142,12 +180,43 @@ export async function openHome(opts: HomeOptions): Promise<{ store: Store; maste
       throw new SigilError("schema_too_new", `The home at ${opts.home} was written by a newer sigil (schema ${meta.schemaVersion}).`);
     }
     const master = await loadMasterKey(opts.home, config);
-    if (!hashesEqual(master.checkValue(), meta.masterKeyCheck)) {
+    if (!masterKeyMatches(master, meta)) {
       throw new SigilError("master_key_mismatch", `The master key does not belong to the home at ${opts.home}; refusing to start.`);
     }
+    if (meta.schemaVersion < SCHEMA_VERSION) await upgradeRegistry(store, master);
     return { store, master };
   } catch (err) {
     await store.close().catch(() => {});
     throw err;
   }
+}
+
+/**
+ * Schema 1 → 2, in place and without knowing any token: each identity's stored token hash h becomes
+ * HMAC(k, h) — exactly the keyed hash of its token (record-mac.ts) — and the record is MAC'd; then
+ * the admin token hash likewise, the schema-2 master-key check value, and the metadata's MAC, in
+ * one atomic write that marks the upgrade done. Safe to run by several processes at once and to
+ * resume after a crash: a record that already carries a valid MAC is left as it is. What a schema-1
+ * registry holds when the upgrade runs is taken as genuine (there is nothing to check it against);
+ * every write after it is authenticated. Servers of the previous version must be stopped first
+ * (they cannot read keyed hashes; a newer schema makes them refuse to start).
+ */
+export async function upgradeRegistry(store: Store, master: MasterKey): Promise<RegistryMeta> {
+  const macs = RecordMac.from(master);
+  const tokens = TokenHashes.from(master);
+  for (const rec of await store.listIdentities()) {
+    await store.updateIdentity(rec.id, (r) =>
+      macs.check("identity", r.id, r) ? r : macs.seal("identity", r.id, { ...r, tokenHash: tokens.upgrade(r.tokenHash) }),
+    );
+  }
+  return store.updateMeta((m) => {
+    if (m.schemaVersion >= SCHEMA_VERSION) return m;
+    if (!masterKeyMatches(master, m)) throw new SigilError("master_key_mismatch", "The master key does not belong to this registry; refusing to upgrade it.");
+    return sealMeta(macs, {
+      ...m,
+      schemaVersion: SCHEMA_VERSION,
+      adminTokenHash: tokens.upgrade(m.adminTokenHash),
+      masterKeyCheck: masterKeyCheck(master, SCHEMA_VERSION),
+    });
+  });
 }

@@ -7,8 +7,9 @@
  * registry record exists, and before anything else can be recorded for the identity, so it never
  * claims a creation that did not happen and there is no state in between for recovery to decide.
  */
-import { newToken, randomId, tokenHash } from "../crypto/tokens.js";
+import { newToken, randomId } from "../crypto/tokens.js";
 import { sha256hex } from "../crypto/encoding.js";
+import type { TokenHashes } from "./record-mac.js";
 import { Denied } from "../errors.js";
 import type { AdminOutcome, AuditChains, ChainState, OrphanedAdminIntent } from "../audit/chain.js";
 import { crashPoint } from "../util/faults.js";
@@ -159,6 +160,8 @@ export class Identities {
     private readonly store: Store,
     private readonly chains: AuditChains,
     private readonly keyring: Keyring,
+    /** Keyed token hashes: what the registry stores for a token. */
+    private readonly tokens: Pick<TokenHashes, "hash" | "ref">,
     private readonly now: () => number,
     /** This process's instance id, recorded in admin intents (see `adminChange`). */
     private readonly instanceId?: string,
@@ -213,7 +216,7 @@ export class Identities {
       ...(phone ? { phone } : {}),
       policy: parsed.policy as Record<string, unknown>,
       policyVersion: 1,
-      tokenHash: tokenHash(token),
+      tokenHash: this.tokens.hash(token),
       createdAt: now,
       updatedAt: now,
       keys: [key],
@@ -309,7 +312,7 @@ export class Identities {
     const rec = await this.require(id);
     if (rec.revokedAt) throw new Denied("revoked", `Identity ${id} is revoked.`);
     const token = newToken("agent");
-    const hash = tokenHash(token);
+    const hash = this.tokens.hash(token);
     await this.store.withIdentityLock(id, () =>
       adminChange(
         this.chains,

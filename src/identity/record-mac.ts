@@ -22,9 +22,10 @@
  * the identity's signed audit log where it matters (revocation, policy version, token rotation):
  * see src/pipeline/agent-call.ts and docs/ARCHITECTURE.md.
  */
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { type MasterKey } from "../crypto/master-key.js";
 import { hashesEqual, tokenHash } from "../crypto/tokens.js";
+import { Denied } from "../errors.js";
 import { jcs } from "../util/jcs.js";
 
 /** The domain label of every record MAC (a new format gets a new label, never a reused one). */
@@ -93,5 +94,56 @@ export class TokenHashes {
   /** The keyed form of a hash stored before keyed hashes (the plain `tokenHash` of the token). */
   upgrade(plainHash: string): string {
     return createHmac("sha256", this.key).update(plainHash).digest("hex");
+  }
+
+  /**
+   * What a token rotation records in the log about the token it installs (`tokenRef`): a keyed
+   * reference to the stored hash, which tells nobody without the master key anything about either.
+   */
+  ref(storedHash: string): string {
+    // The same value as identities.ts's tokenRef, which token rotation records: the stored hash is
+    // already keyed, so a plain digest of it tells nobody without the master key anything.
+    return createHash("sha256").update(`sigil-token-ref-v1\n${storedHash}`).digest("hex").slice(0, 32);
+  }
+}
+
+/** What the identity's signed log says about its record (src/audit/chain.ts, `ChainState`). */
+export interface LogView {
+  revoked: boolean;
+  policyVersion: number;
+  tokenRef?: string;
+}
+
+/**
+ * Whether an authentic identity record is the CURRENT one, as far as the identity's signed log
+ * can tell: a MAC cannot tell an older record sigil wrote from the latest, so a record put back
+ * from before a revocation, a policy change or a token rotation would pass it. The log recorded
+ * each of those, so a record behind the log is refused: `revoked` when the log has the
+ * revocation, `record_stale` when the record's policy version or token is older than the log's.
+ * (While a policy update is between its log entry and its registry write the record is briefly
+ * behind too: calls in that window are refused, never decided on the old policy.)
+ */
+export function behindLog(
+  rec: { policyVersion: number; tokenHash: string; revokedAt?: string },
+  log: LogView,
+  tokens: Pick<TokenHashes, "ref">,
+): { reason: string; message: string } | undefined {
+  if (log.revoked) return { reason: "revoked", message: "this identity has been revoked." };
+  const stale = "this identity's registry record is older than its audit log (a change in progress, or an older copy put back into the store); nothing was done.";
+  if (rec.policyVersion < log.policyVersion) return { reason: "record_stale", message: stale };
+  if (log.tokenRef !== undefined && !hashesEqual(tokens.ref(rec.tokenHash), log.tokenRef)) return { reason: "record_stale", message: stale };
+  return undefined;
+}
+
+/**
+ * A record whose MAC is missing or wrong: it was written without the master key. Whatever it says
+ * is refused (`denied: record_tampered`); the refusal is audited where the record belongs.
+ */
+export class RecordTampered extends Denied {
+  constructor(
+    readonly kind: RecordKind,
+    readonly recordId: string,
+  ) {
+    super("record_tampered", `the registry record of ${kind === "identity" ? "this identity" : kind} fails its integrity check (it was changed without the master key); it is refused until an administrator restores it.`);
   }
 }

@@ -28,6 +28,7 @@ import { policyHash, viewOf } from "../identity/records.js";
 import { tenantOf } from "../tenant/tenants.js";
 import { type Approvals, approvalSettings } from "../approval/approvals.js";
 import { type ApprovalStep, approvalStep, awaitDecision } from "../approval/flow.js";
+import { RecordTampered, type TokenHashes, behindLog } from "../identity/record-mac.js";
 import { jcs } from "../util/jcs.js";
 import type { AgentTool, ElicitRequest, ElicitResponse, PreparedAct, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
@@ -47,6 +48,8 @@ export interface AgentDeps {
   instanceId: string;
   now: () => number;
   hash: (value: string) => string;
+  /** Keyed token references: whether a record is behind the identity's log (record-mac.ts, behindLog). */
+  tokens: Pick<TokenHashes, "ref">;
   signers: Pick<ActiveSigners, "active">;
   secrets: Pick<Secrets, "readerFor">;
   /** The exfiltration guard's memory (values read, recent outbound text) per identity. */
@@ -162,6 +165,7 @@ class AgentCall {
     try {
       identity = await this.deps.store.getIdentity(this.identityId);
     } catch (err) {
+      if (err instanceof RecordTampered) throw await this.refuse(tool?.name ?? unknownToolName(name, this.deps.hash), err.code, err.publicMessage);
       const ref = refId();
       logInternal(ref, "registry read", err);
       throw new Stop(deniedResult("registry_unavailable", `the registry cannot be read, so nothing was done (${ref}).`));
@@ -321,8 +325,17 @@ class AgentCall {
       value: { kind: "denied", reason, message },
       draft: { ...base, phase: "call", decision: "deny", reason, ...extra },
     });
-    const current = await deps.store.getIdentity(identityId);
+    let current: IdentityRecord | undefined;
+    try {
+      current = await deps.store.getIdentity(identityId);
+    } catch (err) {
+      if (err instanceof RecordTampered) return deny(err.code, err.publicMessage);
+      throw err;
+    }
     if (!current || current.revokedAt) return deny("revoked", "this identity has been revoked.");
+    // An authentic but older record put back into the store (un-revoked, an older policy or token).
+    const behind = behindLog(current, state, deps.tokens);
+    if (behind) return deny(behind.reason, behind.message);
     if (!hashesEqual(current.tokenHash, this.session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
     if (tool.channel !== null && !current.channels.includes(tool.channel)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
     if (current.policyVersion !== g.policyVersion) {

@@ -22,7 +22,7 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { StreamableHTTPServerTransport } from "@modelcontextprotocol/sdk/server/streamableHttp.js";
 import { isInitializeRequest } from "@modelcontextprotocol/sdk/types.js";
-import { tokenHash } from "../crypto/tokens.js";
+import { RecordTampered } from "../identity/record-mac.js";
 import { SigilError, logInternal, refId } from "../errors.js";
 import type { App } from "../app.js";
 import { type Principal, createSessionServer } from "./factory.js";
@@ -179,7 +179,8 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
         const ids = new Set<string>();
         for (const s of sessions.values()) if (s.principal.kind === "agent") ids.add(s.principal.identityId);
         for (const id of ids) {
-          const rec = await app.store.getIdentity(id);
+          // A record that fails its MAC (RecordTampered) names no one: its sessions close too.
+          const rec = await app.store.getIdentity(id).catch((err: unknown) => (err instanceof RecordTampered ? undefined : Promise.reject(err)));
           closeWhere((s) => s.principal.kind === "agent" && s.principal.identityId === id && (!rec || Boolean(rec.revokedAt) || rec.tokenHash !== s.principal.tokenHash));
         }
       } while (checkAgain);
@@ -222,7 +223,7 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
     if (!principal) {
       // A credential that no longer authenticates closes the sessions it opened.
       if (token) {
-        const h = tokenHash(token);
+        const h = app.auth.hash(token);
         closeWhere((s) => s.principal.tokenHash === h);
       }
       req.resume();

@@ -19,6 +19,7 @@
  * re-hash of a log, and anonymous traffic takes an identity's chain lock at most once a second.
  * An unknown identity id costs one registry lookup and is not cached.
  */
+import { RecordTampered } from "../identity/record-mac.js";
 import type http from "node:http";
 import type { App } from "../app.js";
 import { DIRECTORY_PATH } from "../provenance/http-signature.js";
@@ -96,7 +97,8 @@ export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signer
     const id = m[1]!;
     const route = m[2]!;
     const r = await cached(`${route}\n${id}`, async () => {
-      const rec = await app.store.getIdentity(id);
+      // A record that fails its MAC publishes nothing (RecordTampered: reported and audited by the store).
+      const rec = await app.store.getIdentity(id).catch((err: unknown) => (err instanceof RecordTampered ? undefined : Promise.reject(err)));
       if (!rec) return undefined;
       if (route === "keys") {
         // The windows the log gives (opening the chain completes a rotation a crash cut short).

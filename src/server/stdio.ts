@@ -10,7 +10,6 @@ import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
 import { isJSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
-import { tokenHash } from "../crypto/tokens.js";
 import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
 import type { Config } from "../config.js";
@@ -44,7 +43,7 @@ async function whyRefused(app: App, token: string | undefined): Promise<string> 
     return "SIGIL_TOKEN is not a sigil token (agent tokens start with sigil_agent_): copy the token `sigil identity create` printed; not serving.";
   }
   if (token.startsWith("sigil_agent_")) {
-    const rec = await app.store.identityByTokenHash(tokenHash(token));
+    const rec = await app.store.identityByTokenHash(app.auth.hash(token)).catch(() => undefined);
     if (rec?.revokedAt) {
       return `The identity ${rec.id} was revoked, so its token no longer works: issue a new identity with \`sigil identity create\`; not serving.`;
     }

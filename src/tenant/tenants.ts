@@ -15,9 +15,10 @@ import { b64, fromB64 } from "../crypto/encoding.js";
 import { type MasterKey } from "../crypto/master-key.js";
 import { open as openSealed, seal } from "../crypto/seal.js";
 import { generateSigningKey, keyThumbprint, sign, verifySignature } from "../crypto/ed25519.js";
-import { newToken, randomId, tokenHash } from "../crypto/tokens.js";
+import { newToken, randomId } from "../crypto/tokens.js";
 import { Denied, SigilError } from "../errors.js";
 import { NAME_RE } from "../identity/records.js";
+import { TokenHashes } from "../identity/record-mac.js";
 import { DEFAULT_TENANT, type IdentityRecord, type KeyRecord, type Store, StoreError, type TenantRecord } from "../../store/types.js";
 
 export { DEFAULT_TENANT };
@@ -85,7 +86,7 @@ export class Tenants {
     const adminToken = newToken("admin");
     const at = new Date(this.now()).toISOString();
     const key = newTenantKey(this.master, id, at);
-    await this.store.createTenant({ id, name, adminTokenHash: tokenHash(adminToken), key, createdAt: at, updatedAt: at });
+    await this.store.createTenant({ id, name, adminTokenHash: TokenHashes.from(this.master).hash(adminToken), key, createdAt: at, updatedAt: at });
     return { id, name, adminToken, keyId: key.keyId, publicKey: key.publicKey };
   }
 

@@ -90,6 +90,17 @@ export class FileStore implements Store {
     return db.data;
   }
 
+  async updateMeta(update: (current: RegistryMeta) => RegistryMeta): Promise<RegistryMeta> {
+    return this.locks.withLock("registry:meta", async () => {
+      this.metaCache = undefined;
+      const before = await this.meta();
+      const after = update(structuredClone(before));
+      await writeFileDurable(this.files, this.metaFile(), JSON.stringify(after, null, 1) + "\n");
+      this.metaCache = after;
+      return after;
+    });
+  }
+
   async createIdentity(record: IdentityRecord): Promise<void> {
     if (!ID_RE.test(record.id)) throw new StoreError("bad identity id", "conflict");
     await this.locks.withLock(`registry:${record.id}`, async () => {

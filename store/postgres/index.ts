@@ -80,6 +80,20 @@ export class PostgresStore implements Store {
     return m;
   }
 
+  async updateMeta(update: (current: RegistryMeta) => RegistryMeta): Promise<RegistryMeta> {
+    await this.schema();
+    const after = await this.db.tx("main", async (c) => {
+      const r = await c.query<{ meta: RegistryMeta }>("SELECT meta FROM sigil_meta WHERE id = 1 FOR UPDATE");
+      const before = r.rows[0]?.meta;
+      if (!before) throw new StoreError(`no sigil registry in ${this.where} (run \`sigil init\`)`, "not_initialised");
+      const next = update(structuredClone(before));
+      await c.query("UPDATE sigil_meta SET meta = $1 WHERE id = 1", [JSON.stringify(next)]);
+      return next;
+    });
+    this.metaCache = after;
+    return after;
+  }
+
   async createIdentity(record: IdentityRecord): Promise<void> {
     if (!ID_RE.test(record.id)) throw new StoreError("bad identity id", "conflict");
     await this.schema();

@@ -1,0 +1,142 @@
+/**
+ * The store as the rest of sigil reads it: every identity record is MAC'd under the master key
+ * when written and checked when read (src/identity/record-mac.ts). A backend (store/file,
+ * store/postgres) keeps no key and knows nothing of this; whoever writes its files or tables
+ * without the master key can make a record unreadable, never make it say something sigil did not
+ * write.
+ *
+ * - Writes (`createIdentity`, `updateIdentity`) seal the record; `updateIdentity` refuses to
+ *   build on a record that fails its check (so a forged field is never re-sealed as genuine).
+ * - Reads (`getIdentity`, `identityByTokenHash`) throw `RecordTampered` for a record whose MAC is
+ *   missing or wrong; `listIdentities` leaves such records out. Each detection is reported to
+ *   `onTampered` first (the composition root audits it in that identity's log and on stderr).
+ * - Everything else (metadata, secrets — sealed with their own associated data —, the audit
+ *   chains — signed —, locks) passes through unchanged.
+ *
+ * A MAC proves sigil wrote the record, not that it is the latest one: rollback to an older, validly
+ * MAC'd record is checked against the identity's signed log by the agent pipeline.
+ */
+import type { AuditBackend, IdentityRecord, Store } from "../../store/types.js";
+import { type RecordMac, RecordTampered } from "./record-mac.js";
+
+/** What is reported for each record that fails its check. */
+export interface TamperReport {
+  kind: "identity";
+  id: string;
+  /** The record as found (for de-duplicating reports of the same forgery). */
+  record: unknown;
+}
+
+/**
+ * Every member of `Store` this class does not define itself is the backend's own, bound to it
+ * (the constructor installs them): the metadata, secrets, tenants, approvers, approvals, locks and
+ * the audit chains pass through unchanged. Records that carry their own MAC (approvers) are
+ * checked by their owners (src/approval/approvers.ts); only identity records are checked here.
+ */
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export interface AuthenticatedStore extends Store {}
+
+// eslint-disable-next-line @typescript-eslint/no-unsafe-declaration-merging
+export class AuthenticatedStore {
+  /** Checked records (the file store hands out the same object until the record changes). */
+  private readonly checked = new WeakSet<object>();
+
+  constructor(
+    /** The backend, unchecked: only for what authenticates itself (sealed keys, see keyring.ts). */
+    readonly raw: Store,
+    private readonly macs: RecordMac,
+    private readonly onTampered: (report: TamperReport) => Promise<void>,
+  ) {
+    for (const name of methodsOf(raw)) {
+      if (!(name in this)) (this as unknown as Record<string, unknown>)[name] = (raw as unknown as Record<string, (...a: unknown[]) => unknown>)[name]!.bind(raw);
+    }
+  }
+
+  get kind(): Store["kind"] {
+    return this.raw.kind;
+  }
+  get audit(): AuditBackend {
+    return this.raw.audit;
+  }
+
+  /** The record if its MAC checks; otherwise reports it and throws `RecordTampered`. */
+  private async verified(rec: IdentityRecord | undefined, id: string): Promise<IdentityRecord | undefined> {
+    if (!rec) return undefined;
+    if (this.checked.has(rec)) return rec;
+    // The MAC is over the id the record was asked by: a record moved under another id fails.
+    if (rec.id !== id || !this.macs.check("identity", id, rec)) {
+      await this.report(id, rec);
+      throw new RecordTampered("identity", id);
+    }
+    this.checked.add(rec);
+    return rec;
+  }
+
+  private async report(id: string, record: unknown): Promise<void> {
+    await this.onTampered({ kind: "identity", id, record }).catch(() => {});
+  }
+
+  /** The identity record sealed: its `mac` covers every other member, bound to its id. */
+  seal(record: IdentityRecord): IdentityRecord {
+    return this.macs.seal("identity", record.id, record);
+  }
+
+  createIdentity(record: IdentityRecord): Promise<void> {
+    return this.raw.createIdentity(this.seal(record));
+  }
+
+  async getIdentity(id: string): Promise<IdentityRecord | undefined> {
+    return this.verified(await this.raw.getIdentity(id), id);
+  }
+
+  async identityByTokenHash(tokenHash: string): Promise<IdentityRecord | undefined> {
+    const rec = await this.raw.identityByTokenHash(tokenHash);
+    return rec ? this.verified(rec, typeof rec.id === "string" ? rec.id : "") : undefined;
+  }
+
+  /** Every identity whose record checks (a record that fails is reported and left out). */
+  async listIdentities(): Promise<IdentityRecord[]> {
+    const out: IdentityRecord[] = [];
+    for (const rec of await this.raw.listIdentities()) {
+      try {
+        const ok = await this.verified(rec, typeof rec.id === "string" ? rec.id : "");
+        if (ok) out.push(ok);
+      } catch (err) {
+        if (!(err instanceof RecordTampered)) throw err;
+      }
+    }
+    return out;
+  }
+
+  async updateIdentity(id: string, update: (current: IdentityRecord) => IdentityRecord | Promise<IdentityRecord>): Promise<IdentityRecord> {
+    let tampered: IdentityRecord | undefined;
+    try {
+      return await this.raw.updateIdentity(id, async (current) => {
+        if (current.id !== id || !this.macs.check("identity", id, current)) {
+          tampered = current;
+          throw new RecordTampered("identity", id);
+        }
+        const next = await update(current);
+        return this.seal(next);
+      });
+    } catch (err) {
+      // Reported outside the backend's lock (the report writes to the identity's audit chain).
+      if (err instanceof RecordTampered && tampered) await this.report(id, tampered);
+      throw err;
+    }
+  }
+
+}
+
+/** The names of an object's methods, own and inherited (up to Object.prototype). */
+function methodsOf(obj: object): string[] {
+  const out = new Set<string>();
+  for (let p: object | null = obj; p && p !== Object.prototype; p = Object.getPrototypeOf(p)) {
+    for (const name of Object.getOwnPropertyNames(p)) {
+      if (name === "constructor") continue;
+      const d = Object.getOwnPropertyDescriptor(p, name);
+      if (d && typeof d.value === "function") out.add(name);
+    }
+  }
+  return [...out];
+}

@@ -1,0 +1,64 @@
+/**
+ * What someone who can write the store but lacks the master key can do: read and write identity
+ * records and the registry metadata directly — the home's files (`identities/<id>.json`, the token
+ * index `tokens/<hash>`, `sigil.json`) or the PostgreSQL tables (`sigil_identities`, `sigil_meta`)
+ * — never through sigil. Plus, for building expectations only, the keyed token hash a home stores.
+ */
+import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { MasterKey, tokenHash } from "../../src/crypto/core.js";
+import { TokenHashes } from "../../src/identity/record-mac.js";
+import { pgQuery } from "./backends.js";
+import type { Home } from "./home.js";
+
+/** The home's master key (what an attacker does NOT have: tests use it only to state expectations). */
+export function masterOf(home: Home): MasterKey {
+  if (home.env.SIGIL_MASTER_KEY) return MasterKey.fromBase64(home.env.SIGIL_MASTER_KEY);
+  return MasterKey.fromBase64(readFileSync(path.join(home.env.SIGIL_HOME!, "master.key"), "utf8"));
+}
+
+/** The keyed hash the registry stores for `token`. */
+export function storedTokenHash(home: Home, token: string): string {
+  return TokenHashes.from(masterOf(home)).hash(token);
+}
+
+/** The hash an attacker can compute for a token of their own: the plain, unkeyed form. */
+export const plainTokenHash = tokenHash;
+
+const homeDir = (home: Home): string => home.env.SIGIL_HOME!;
+
+/** Writes a file the way an editor would: a new inode, so every reader's cache sees the change. */
+function replaceFile(file: string, text: string): void {
+  writeFileSync(file + ".forge", text, { mode: 0o600 });
+  renameSync(file + ".forge", file);
+}
+
+export async function readRecord(home: Home, id: string): Promise<any> {
+  if (home.store === "file") return JSON.parse(readFileSync(path.join(homeDir(home), "identities", `${id}.json`), "utf8"));
+  const rows = await pgQuery(home.env.SIGIL_STORE_URL!, "SELECT record FROM sigil_identities WHERE id = $1", [id]);
+  return rows[0]?.record;
+}
+
+/** Writes `record` as identity `id`'s, its token index entry included (as the store keeps it). */
+export async function writeRecord(home: Home, id: string, record: any): Promise<void> {
+  if (home.store === "file") {
+    const before = await readRecord(home, id);
+    replaceFile(path.join(homeDir(home), "identities", `${id}.json`), JSON.stringify(record, null, 1) + "\n");
+    if (before?.tokenHash !== record.tokenHash) {
+      writeFileSync(path.join(homeDir(home), "tokens", record.tokenHash), id + "\n", { mode: 0o600 });
+      rmSync(path.join(homeDir(home), "tokens", before.tokenHash), { force: true });
+    }
+    return;
+  }
+  await pgQuery(home.env.SIGIL_STORE_URL!, "UPDATE sigil_identities SET record = $2, token_hash = $3 WHERE id = $1", [id, JSON.stringify(record), record.tokenHash]);
+}
+
+export async function readMeta(home: Home): Promise<any> {
+  if (home.store === "file") return JSON.parse(readFileSync(path.join(homeDir(home), "sigil.json"), "utf8"));
+  return (await pgQuery(home.env.SIGIL_STORE_URL!, "SELECT meta FROM sigil_meta WHERE id = 1"))[0]?.meta;
+}
+
+export async function writeMeta(home: Home, meta: any): Promise<void> {
+  if (home.store === "file") return replaceFile(path.join(homeDir(home), "sigil.json"), JSON.stringify(meta, null, 1) + "\n");
+  await pgQuery(home.env.SIGIL_STORE_URL!, "UPDATE sigil_meta SET meta = $1 WHERE id = 1", [JSON.stringify(meta)]);
+}
