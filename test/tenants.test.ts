@@ -9,6 +9,7 @@ import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, type Identity, type Tenant, cleanupHomes, httpClient, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
 import { backends, pgQuery } from "./support/backends.js";
+import { toPreviousFormat } from "./support/registry-forge.js";
 
 afterAll(cleanupHomes);
 
@@ -209,6 +210,8 @@ describe.each(backends)("a home made before tenants existed (%s store)", (backen
       await pgQuery(url, "DELETE FROM sigil_schema WHERE version >= 4");
       await pgQuery(url, "UPDATE sigil_identities SET record = record - 'tenantId'");
     }
+    // An older sigil also kept plain token hashes and no record MACs (schema 1).
+    await toPreviousFormat(home, [x]);
     const logBefore = home.auditLog(x.id);
     expect(home.json(["identity", "show", x.id]).tenantId).toBe("default");
     const tenants = home.json<any[]>(["tenant", "list"]);

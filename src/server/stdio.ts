@@ -6,6 +6,7 @@
  * ever written to stdout. Shuts down on stdin end, SIGTERM and SIGINT, letting in-flight calls
  * record their results first (briefly: clients kill after ~2 s).
  */
+import { RecordTampered } from "../identity/record-mac.js";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
@@ -43,7 +44,14 @@ async function whyRefused(app: App, token: string | undefined): Promise<string> 
     return "SIGIL_TOKEN is not a sigil token (agent tokens start with sigil_agent_): copy the token `sigil identity create` printed; not serving.";
   }
   if (token.startsWith("sigil_agent_")) {
-    const rec = await app.store.identityByTokenHash(app.auth.hash(token)).catch(() => undefined);
+    let tampered = false;
+    const rec = await app.store.identityByTokenHash(app.auth.hash(token)).catch((err: unknown) => {
+      tampered = err instanceof RecordTampered;
+      return undefined;
+    });
+    if (tampered) {
+      return "The identity's registry record fails its integrity check (it was changed without the master key), so its token is refused: restore the record from a backup, or issue a new identity; not serving.";
+    }
     if (rec?.revokedAt) {
       return `The identity ${rec.id} was revoked, so its token no longer works: issue a new identity with \`sigil identity create\`; not serving.`;
     }

@@ -5,9 +5,11 @@
  * - `identities/<id>.json`: one lowdb document per identity, so an update rewrites one small file
  *   and costs the same with 10 identities or 10,000. Read-modify-write happens under the identity's
  *   cross-process lock; readers revalidate their cache with one stat() per call.
- * - `tokens/<sha256>`: the token index (hash → identity id); the identity document stays the
- *   authority (its tokenHash must match), so a stale index entry can never authenticate.
- * - `tenants/<id>.json`: one document per tenant; `tenant-tokens/<sha256>`: the tenant admin token
+ * - `tokens/<hash>`: the token index (token hash → identity id); the identity document stays the
+ *   authority (its tokenHash must match), so a stale index entry can never authenticate. The
+ *   hashes are keyed and the documents MAC'd under the master key, which this store never holds:
+ *   src/identity/authenticated-store.ts checks them.
+ * - `tenants/<id>.json`: one document per tenant; `tenant-tokens/<hash>`: the tenant admin token
  *   index (hash → tenant id; the tenant document stays the authority, as for identities).
  * - `secrets/<id>.json`: sealed vault secrets.
  * - `audit/<id>.jsonl`: the audit chains (see audit.ts).

@@ -62,3 +62,17 @@ export async function writeMeta(home: Home, meta: any): Promise<void> {
   if (home.store === "file") return replaceFile(path.join(homeDir(home), "sigil.json"), JSON.stringify(meta, null, 1) + "\n");
   await pgQuery(home.env.SIGIL_STORE_URL!, "UPDATE sigil_meta SET meta = $1 WHERE id = 1", [JSON.stringify(meta)]);
 }
+
+/**
+ * Rewrites a home's registry exactly as the previous format (schema 1) kept it: identity records
+ * without MACs and with plain SHA-256 token hashes, metadata with the plain admin token hash, the
+ * schema-1 master-key check value and no MAC. Tokens are needed to write their plain hashes.
+ */
+export async function toPreviousFormat(home: Home, identities: Array<{ id: string; token: string }>): Promise<void> {
+  for (const who of identities) {
+    const { mac: _m, ...rec } = await readRecord(home, who.id);
+    await writeRecord(home, who.id, { ...rec, tokenHash: plainTokenHash(who.token) });
+  }
+  const { mac: _m, ...meta } = await readMeta(home);
+  await writeMeta(home, { ...meta, schemaVersion: 1, adminTokenHash: plainTokenHash(home.adminToken), masterKeyCheck: masterOf(home).checkValue() });
+}
