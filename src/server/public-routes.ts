@@ -19,12 +19,12 @@
  * re-hash of a log, and anonymous traffic takes an identity's chain lock at most once a second.
  * An unknown identity id costs one registry lookup and is not cached.
  */
-import { RecordTampered } from "../identity/record-mac.js";
 import type http from "node:http";
 import type { App } from "../app.js";
 import { DIRECTORY_PATH } from "../provenance/http-signature.js";
 import { identityJwks, signedDirectory } from "../provenance/directory.js";
 import { makeCheckpoint } from "../provenance/checkpoint.js";
+import { RecordTampered } from "../identity/record-mac.js";
 
 const IDENTITY_ROUTE = /^\/identities\/([A-Za-z0-9_-]{1,64})\/(keys|checkpoint|delegation)$/;
 /** How long a public response is reused before it is rebuilt. */

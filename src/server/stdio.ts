@@ -6,7 +6,6 @@
  * ever written to stdout. Shuts down on stdin end, SIGTERM and SIGINT, letting in-flight calls
  * record their results first (briefly: clients kill after ~2 s).
  */
-import { RecordTampered } from "../identity/record-mac.js";
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
@@ -16,6 +15,7 @@ import type { App } from "../app.js";
 import type { Config } from "../config.js";
 import { createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
+import { RecordTampered } from "../identity/record-mac.js";
 
 export function readSessionToken(config: Pick<Config, "token" | "tokenFile">): string | undefined {
   if (config.token !== undefined) return config.token;
