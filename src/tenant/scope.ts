@@ -9,6 +9,7 @@ import type { AdminContext } from "../pipeline/tool.js";
 import type { IdentityRecord, Store } from "../../store/types.js";
 import { Denied } from "../errors.js";
 import { noSuchIdentity } from "../identity/records.js";
+import { RecordTampered } from "../identity/record-mac.js";
 import { tenantOf } from "./tenants.js";
 
 /** Whether the identity belongs to the tenant. */
@@ -17,13 +18,20 @@ export type Membership = (rec: IdentityRecord, tenantId: string) => boolean | Pr
 export const byRecord: Membership = (rec, tenantId) => tenantOf(rec) === tenantId;
 
 export function scopedAdmin(ops: AdminContext, store: Pick<Store, "getIdentity">, tenantId: string, member: Membership = byRecord): AdminContext {
+  /**
+   * The record, or undefined when there is none — or when it fails its MAC (RecordTampered): a
+   * record written without the master key is provably no tenant's, so a tenant admin is told what
+   * it is told of a missing id (the store has audited the forgery).
+   */
+  const read = (id: string): Promise<IdentityRecord | undefined> =>
+    store.getIdentity(id).catch((err: unknown) => (err instanceof RecordTampered ? undefined : Promise.reject(err)));
   /** Refuses (as missing) an identity that is not the tenant's; runs nothing else first. */
   const own = async (id: unknown): Promise<void> => {
-    const rec = typeof id === "string" ? await store.getIdentity(id) : undefined;
+    const rec = typeof id === "string" ? await read(id) : undefined;
     if (!rec || !(await member(rec, tenantId))) throw noSuchIdentity(id);
   };
   const mine = async (id: string): Promise<boolean> => {
-    const rec = await store.getIdentity(id);
+    const rec = await read(id);
     return rec !== undefined && (await member(rec, tenantId));
   };
   const { identities, secrets, audit, tenants } = ops;
