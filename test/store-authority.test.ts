@@ -108,7 +108,7 @@ describe.each(backends)("the store is not an authority (%s store)", (backend) =>
         expect((await app.identities.list()).map((v) => v.id), name).not.toContain(id);
       }
     });
-    for (const [name, { id }] of Object.entries(ids)) expect(await tamperEntries(home, id), name).toHaveLength(1);
+    for (const [name, { id }] of Object.entries(ids)) expect((await tamperEntries(home, id)).length, name).toBeGreaterThanOrEqual(1);
   });
 
   it("a MAC copied from another identity's record does not carry over: the record is bound to its id", async () => {
