@@ -51,6 +51,11 @@ describe("SMTP faults through send_email", () => {
     const a = home.createIdentity({ channels: "email", policy: { allowedDomains: ["example.com"] } });
     const { client, stderr } = await stdioClient(home, a.token, { env: { SIGIL_SMTP_URL: smtp.url(), SIGIL_PROVIDER_TIMEOUT_MS: "400" } });
     closers.push(() => client.close());
+    // The caller's retries go through a second session of the same identity whose provider timeout
+    // is generous: the short one above is for the faults, and a healthy exchange on a busy machine
+    // can take longer than 400 ms.
+    const patient = await stdioClient(home, a.token, { env: { SIGIL_SMTP_URL: smtp.url(), SIGIL_PROVIDER_TIMEOUT_MS: "30000" } });
+    closers.push(() => patient.client.close());
     for (const [i, c] of cases.entries()) {
       const args = { to: ["bob@example.com"], subject: `fault ${i}`, text: "x", idempotencyKey: `smtp-${i}` };
       smtp.setBehaviour(c.b);
@@ -70,7 +75,7 @@ describe("SMTP faults through send_email", () => {
       // The caller's retry with the same key: sent once if nothing went out, refused if it may have.
       smtp.setBehaviour({});
       const before = smtp.messages.length;
-      const again: any = await client.callTool({ name: "send_email", arguments: args });
+      const again: any = await patient.client.callTool({ name: "send_email", arguments: args });
       if (decision === "failed") {
         expect(again.isError, `${c.name}: ${text(again)}`).toBeFalsy();
         expect(smtp.messages.length - before).toBe(1);
@@ -105,6 +110,9 @@ describe("Twilio-compatible API faults through send_sms and place_call", () => {
     const env = { TWILIO_ACCOUNT_SID: SID, TWILIO_AUTH_TOKEN: TWILIO_TOKEN, SIGIL_TWILIO_API_URL: twilio.url, SIGIL_PROVIDER_TIMEOUT_MS: "400" };
     const { client } = await stdioClient(home, a.token, { env });
     closers.push(() => client.close());
+    // Retries go through a second session with a generous provider timeout (see the SMTP case).
+    const patient = await stdioClient(home, a.token, { env: { ...env, SIGIL_PROVIDER_TIMEOUT_MS: "30000" } });
+    closers.push(() => patient.client.close());
     for (const [i, c] of cases.entries()) {
       for (const tool of ["send_sms", "place_call"] as const) {
         const args = tool === "send_sms" ? { to: "+14155550123", body: `fault ${i}`, idempotencyKey: `tw-${i}` } : { to: "+14155550123", message: `fault ${i}`, idempotencyKey: `tw-${i}` };
@@ -122,7 +130,7 @@ describe("Twilio-compatible API faults through send_sms and place_call", () => {
         await sleep(150);
         expect(twilio.requests.length - n, what).toBe(1);
         twilio.setMode({ kind: "ok" });
-        const again: any = await client.callTool({ name: tool, arguments: args });
+        const again: any = await patient.client.callTool({ name: tool, arguments: args });
         if (c.decision === "failed") expect(again.isError, `${what}: ${text(again)}`).toBeFalsy();
         else expect(text(again), what).toMatch(/^denied: outcome_unknown: /);
         expect(twilio.requests.length - n, what).toBe(c.decision === "failed" ? 2 : 1);
