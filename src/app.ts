@@ -99,7 +99,8 @@ export async function openApp(opts: AppOptions): Promise<App> {
   // Sealed signing keys authenticate themselves (AEAD bound to identity and key id) and which key
   // signs is the log's decision, so the keyring reads the backend directly: it can sign the entry
   // that records a tampered record's refusal.
-  const keyring = new Keyring(backend, master, now);
+  // Its record writes (key rotation) go through the authenticated store, so they are MAC'd.
+  const keyring = new Keyring({ getIdentity: (id) => backend.getIdentity(id), updateIdentity: (id, update) => store.updateIdentity(id, update) }, master, now);
   const chains = new AuditChains({
     backend: backend.audit,
     keyring,
