@@ -4,7 +4,9 @@
  * quorum, and what is anchored. Pure module, in process, with real Ed25519 keys.
  */
 import { beforeAll, describe, expect, it } from "vitest";
-import { b64, cryptoReady, generateSigningKey, sign } from "../src/crypto/core.js";
+import { b64 } from "../src/crypto/encoding.js";
+import { cryptoReady } from "../src/crypto/sodium.js";
+import { generateSigningKey, sign } from "../src/crypto/ed25519.js";
 import { type DecisionStatement, decisionBytes } from "../src/approval/approvals.js";
 import { checkApprovalEvidence } from "../src/approval/evidence.js";
 

@@ -12,7 +12,8 @@
  * instances sharing one PostgreSQL store all get exactly one outcome. The store keeps the request
  * (what approvers list and look up) and never its status.
  */
-import { verifySignature, fromB64 } from "../crypto/core.js";
+import { verifySignature } from "../crypto/ed25519.js";
+import { fromB64 } from "../crypto/encoding.js";
 import { Denied } from "../errors.js";
 import type { ApprovalState, AuditChains, Draft } from "../audit/chain.js";
 import { APPROVAL_DECISION } from "../provenance/domains.js";

@@ -8,7 +8,11 @@
  * remove`) calls these operations; bad input is refused (`Denied`) and changes nothing.
  */
 import { randomBytes } from "node:crypto";
-import { type MasterKey, b64, fromB64, generateSigningKey, hashesEqual, keyThumbprint, open as openSealed, randomId, seal, sign as edSign } from "../crypto/core.js";
+import { type MasterKey } from "../crypto/master-key.js";
+import { b64, fromB64 } from "../crypto/encoding.js";
+import { generateSigningKey, keyThumbprint, sign as edSign } from "../crypto/ed25519.js";
+import { hashesEqual, randomId } from "../crypto/tokens.js";
+import { open as openSealed, seal } from "../crypto/seal.js";
 import { RecordMac, TokenHashes } from "../identity/record-mac.js";
 import { Denied } from "../errors.js";
 import { validateAddress } from "../policy/email-address.js";

@@ -12,7 +12,7 @@
  *   `client-attested`), and wait for the log to hold a decision or for the deadline. Then decide
  *   runs again, on the identity's current record and policy.
  */
-import { randomId } from "../crypto/core.js";
+import { randomId } from "../crypto/tokens.js";
 import type { ApprovalState, ChainState, Draft } from "../audit/chain.js";
 import type { ApprovalRecord } from "../../store/types.js";
 import { APPROVAL_USE_WINDOW_MS, type ApprovalSettings, Approvals } from "./approvals.js";

@@ -15,7 +15,8 @@
  * one. So the statements of an identity, oldest first, say which key and policy the tenant stood
  * behind at any time.
  */
-import { b64url, sign, verifySignature } from "../crypto/core.js";
+import { b64url } from "../crypto/encoding.js";
+import { sign, verifySignature } from "../crypto/ed25519.js";
 import { decodeBase64UrlStrict } from "../crypto/jwk.js";
 import { jcs } from "../util/jcs.js";
 import type { DelegationRecord } from "../../store/types.js";

@@ -13,7 +13,7 @@
  *   into a tenant nor make a key that passes for the tenant's.
  */
 import { SigilError } from "../errors.js";
-import { fromB64 } from "../crypto/core.js";
+import { fromB64 } from "../crypto/encoding.js";
 import type { JwksKey } from "../crypto/jwk.js";
 import { tenantJwks } from "../provenance/directory.js";
 import { policyHash } from "../identity/records.js";

@@ -6,7 +6,8 @@
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { MasterKey, tokenHash } from "../../src/crypto/core.js";
+import { MasterKey } from "../../src/crypto/master-key.js";
+import { tokenHash } from "../../src/crypto/tokens.js";
 import { TokenHashes } from "../../src/identity/record-mac.js";
 import { pgQuery } from "./backends.js";
 import type { Home } from "./home.js";
