@@ -5,7 +5,7 @@
  * (test/support/registry-forge.ts), never through sigil, then tries to use it; each is refused and
  * the refusal is in the identity's own log (the registry metadata has no log: stderr). Rollback to
  * an older, validly MAC'd record is caught against the identity's signed log (revocation, token
- * rotation; an older policy version is not yet: SECURITY.md, "Known gaps"). Also: a home in the
+ * rotation, an older policy version). Also: a home in the
  * previous format (plain SHA-256 token hashes, no MACs) upgrades in place and its tokens still work.
  */
 import { readFileSync } from "node:fs";
@@ -148,25 +148,30 @@ describe.each(backends)("the store is not an authority (%s store)", (backend) =>
     expect((await readMeta(home)).schemaVersion).toBe(1); // not upgraded
   });
 
-  it("rollback to an older, validly MAC'd record is caught against the signed log: un-revocation, an older token", async () => {
+  it("rollback to an older, validly MAC'd record is caught against the signed log: un-revocation, an older token, an older policy", async () => {
     const home = makeHome({}, { store: backend });
     const revoked = home.createIdentity({ name: "revoked", channels: "email", policy: WIDE });
     const rotated = home.createIdentity({ name: "rotated", channels: "email", policy: WIDE });
+    const narrowed = home.createIdentity({ name: "narrowed", channels: "email", policy: WIDE });
     const before = {
       revoked: await readRecord(home, revoked.id),
       rotated: await readRecord(home, rotated.id),
+      narrowed: await readRecord(home, narrowed.id),
     };
     home.json(["identity", "revoke", revoked.id]);
     home.json(["identity", "rotate-token", rotated.id]);
+    await withApp(home, (app) => app.identities.updatePolicy(narrowed.id, NARROW));
     await writeRecord(home, revoked.id, before.revoked);
     await writeRecord(home, rotated.id, before.rotated);
+    await writeRecord(home, narrowed.id, before.narrowed); // the wide policy, version 1, validly MAC'd
     await withApp(home, async (app) => {
       // Each MAC checks: only the log can tell these records are not the latest.
-      for (const who of [revoked, rotated]) expect(await app.auth.principal(who.token)).toMatchObject({ identityId: who.id });
+      for (const who of [revoked, rotated, narrowed]) expect(await app.auth.principal(who.token)).toMatchObject({ identityId: who.id });
       expect.soft(await sendAs(app, revoked.id, revoked.token)).toMatch(/^denied: revoked: /);
       expect.soft(await sendAs(app, rotated.id, rotated.token)).toMatch(/^denied: record_stale: /);
+      expect.soft(await sendAs(app, narrowed.id, narrowed.token)).toMatch(/^denied: record_stale: .*older policy/);
     });
-    for (const [who, reason] of [[revoked, "revoked"], [rotated, "record_stale"]] as const) {
+    for (const [who, reason] of [[revoked, "revoked"], [rotated, "record_stale"], [narrowed, "record_stale"]] as const) {
       const entries = (await log(home, who.id)).filter((e) => e.tool === "send_email");
       expect(entries.map((e) => [e.decision, e.reason])).toEqual([["deny", reason]]);
     }

@@ -134,6 +134,8 @@ export interface SnapshotBody {
   revoked?: boolean;
   /** The token reference of the last completed token rotation (see `ChainState.tokenRef`). */
   tokenRef?: string;
+  /** The highest policy version a completed policy update installed (see `ChainState.policyDone`). */
+  policyDone: number;
   rate: Array<[string, number[]]>;
   spend: Array<[number, number, number]>;
   idem: Array<[string, IdemRecord]>;
@@ -207,8 +209,11 @@ function recipientsOf(tool: string, args: unknown): string[] | undefined {
 /** The members every entry has; an administrative intent's other members are its detail. */
 const ENVELOPE = new Set(["v", "seq", "ts", "identity", "session", "tool", "phase", "decision", "instance", "keyId", "prev", "hash", "sig", "sigNew"]);
 
-/** v2 adds `revoked` and `tokenRef`: a v1 snapshot is ignored (the log replayed once), never read as "not revoked". */
-export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v2";
+/**
+ * v2 added `revoked` and `tokenRef`, v3 `policyDone`: an older snapshot is ignored (the log replayed
+ * once), never read as "not revoked" or "no policy update completed".
+ */
+export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v3";
 const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
 
 function snapshotMac(key: Buffer, identityId: string, body: string): string {
@@ -247,6 +252,7 @@ export function decodeSnapshot(key: Buffer, identityId: string, text: string): S
     typeof body.head === "string" &&
     Number.isSafeInteger(body.cursor) &&
     body.cursor > 0 &&
+    Number.isSafeInteger(body.policyDone) &&
     [body.rate, body.spend, body.idem, body.idemByIntent, body.open, body.keys].every(Array.isArray);
   return ok ? body : undefined;
 }
@@ -265,6 +271,8 @@ export class ChainState {
    */
   revoked = false;
   tokenRef?: string;
+  /** The highest policy version a completed (`ok`) policy update installed: a record below it is older than the log. */
+  policyDone = 0;
   cursor: ChainCursor = { position: 0 };
   /** Time (ms) of the last entry applied. */
   lastT = 0;
@@ -342,6 +350,7 @@ export class ChainState {
       policyVersion: this.policyVersion,
       ...(this.revoked ? { revoked: true } : {}),
       ...(this.tokenRef !== undefined ? { tokenRef: this.tokenRef } : {}),
+      policyDone: this.policyDone,
       rate,
       spend,
       idem,
@@ -364,6 +373,7 @@ export class ChainState {
     s.policyVersion = b.policyVersion;
     if (b.revoked === true) s.revoked = true;
     if (typeof b.tokenRef === "string") s.tokenRef = b.tokenRef;
+    s.policyDone = b.policyDone;
     for (const [tool, times] of b.rate) s.rate.set(tool, [...times]);
     for (const [seq, t, amount] of b.spend) s.spend.set(seq, { t, amount });
     for (const [k, r] of b.idem) s.idem.set(k, { ...r });
@@ -432,6 +442,9 @@ export class ChainState {
       const intent = this.open.get(e.intent);
       this.open.delete(e.intent);
       if (e.decision === "ok" && typeof intent?.detail?.tokenRef === "string") this.tokenRef = intent.detail.tokenRef;
+      if (e.decision === "ok" && intent?.tool === "policy_updated" && typeof intent.detail?.policyVersion === "number") {
+        this.policyDone = Math.max(this.policyDone, intent.detail.policyVersion);
+      }
       // Money that provably did not move is released; "unknown" stays reserved.
       if (e.decision === "failed") this.spend.delete(e.intent);
       if (e.decision === "ok" && intent?.recipients) for (const r of intent.recipients) this.contactedSet.add(r);

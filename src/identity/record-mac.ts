@@ -111,6 +111,8 @@ export class TokenHashes {
 export interface LogView {
   revoked: boolean;
   tokenRef?: string;
+  /** The highest policy version a completed (`ok`) policy update installed. */
+  policyDone: number;
 }
 
 /**
@@ -122,20 +124,24 @@ export interface LogView {
  * registry write landed but whose result entry did not — a crash — also reads as stale: refused
  * until the next rotation, never the other way round).
  *
- * Not yet checked: the policy version. A policy update writes its log entry before its registry
- * write, so a record behind the log's version cannot be told from an update in flight or one cut
- * short by a crash; once policy updates are recorded as intent + result (the result written with
- * the registry change, under the chain lock), `record.policyVersion` below the last completed
- * update's belongs here. See SECURITY.md, "Known gaps".
+ * The policy too: a policy update is an intent, then the registry write, then its `ok` result,
+ * so a record whose policy version is below the last `ok` update's is an older copy put back (an
+ * update in flight or cut short by a crash has no `ok` result yet, and recovery writes one only
+ * when the registry holds that version).
  */
 export function behindLog(
-  rec: { tokenHash: string },
+  rec: { tokenHash: string; policyVersion: number },
   log: LogView,
   tokens: Pick<TokenHashes, "ref">,
 ): { reason: string; message: string } | undefined {
   if (log.revoked) return { reason: "revoked", message: "this identity has been revoked." };
   if (log.tokenRef !== undefined && !hashesEqual(tokens.ref(rec.tokenHash), log.tokenRef)) {
     return { reason: "record_stale", message: "this identity's registry record is older than its audit log (an older copy put back into the store, or a token rotation cut short); nothing was done." };
+  }
+  // A policy update writes its registry record before its `ok` result: a record below the last
+  // completed update's version is an older copy put back, never an update in flight.
+  if (rec.policyVersion < log.policyDone) {
+    return { reason: "record_stale", message: "this identity's registry record holds an older policy than its audit log (an older copy put back into the store); nothing was done." };
   }
   return undefined;
 }
