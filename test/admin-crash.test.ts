@@ -18,24 +18,11 @@ import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { backends } from "./support/backends.js";
-import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
+import { type Home, cleanupHomes, makeHome, stdioClient, text, withApp } from "./support/home.js";
 
 afterAll(cleanupHomes);
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-type Sigil = Awaited<ReturnType<typeof import("../dist/src/app.js").openApp>>;
-
-/** Opens the home in this process (a new instance, as a next `sigil` process would be), runs `fn`, closes. */
-async function withSigil<T>(home: Home, fn: (sigil: Sigil) => Promise<T>): Promise<T> {
-  const { openApp } = await import("../dist/src/app.js");
-  const sigil = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
-  try {
-    return await fn(sigil);
-  } finally {
-    await sigil.close();
-  }
-}
 
 /**
  * The next process opens the identity's chain, until no intent is left open: on PostgreSQL the
@@ -45,7 +32,7 @@ async function withSigil<T>(home: Home, fn: (sigil: Sigil) => Promise<T>): Promi
 async function nextProcess(home: Home, id: string): Promise<any[]> {
   const deadline = Date.now() + 30_000;
   for (;;) {
-    const verdict = await withSigil(home, async (sigil) => {
+    const verdict = await withApp(home, async (sigil) => {
       await sigil.chains.state(id);
       return (await sigil.audit.verify(id)).identities[0]!;
     });
@@ -75,7 +62,7 @@ function logKeys(log: any[]): Array<{ kid: string; from: number; to?: number }> 
  */
 async function expectPublishedMatchesLog(home: Home, id: string): Promise<any[]> {
   const { identityJwks } = await import("../dist/src/provenance/directory.js");
-  const { jwks, bundle } = await withSigil(home, async (sigil) => ({ jwks: identityJwks(await sigil.identities.published(id)), bundle: await sigil.audit.exportBundle(id) }));
+  const { jwks, bundle } = await withApp(home, async (sigil) => ({ jwks: identityJwks(await sigil.identities.published(id)), bundle: await sigil.audit.exportBundle(id) }));
   const log = bundle.entries as any[];
   const want = logKeys(log);
   expect(jwks.keys.map((k: any) => k.kid)).toEqual(want.map((k) => k.kid));
@@ -130,7 +117,7 @@ describe.each(backends)("a key rotation killed at each step (%s store)", (store)
     expect(active === a.keyId).toBe(outcome !== "ok");
     expect(await whoamiKey(home, a.token)).toBe(active); // the next entry is signed by the active key
 
-    const second = await withSigil(home, (sigil) => sigil.identities.rotateKey(a.id));
+    const second = await withApp(home, (sigil) => sigil.identities.rotateKey(a.id));
     expect(second.previousKeyId).toBe(active);
     const after = await expectPublishedMatchesLog(home, a.id);
     expect(after[after.length - 1]).toMatchObject({ tool: "key_rotated", phase: "result", decision: "ok", keyId: active, newKeyId: second.keyId });
@@ -145,7 +132,7 @@ interface Change {
 }
 
 async function tokenWorks(home: Home, token: string): Promise<boolean> {
-  return withSigil(home, async (sigil) => (await sigil.auth.principal(token)) !== undefined);
+  return withApp(home, async (sigil) => (await sigil.auth.principal(token)) !== undefined);
 }
 
 const CHANGES: Record<string, Change> = {
@@ -156,7 +143,7 @@ const CHANGES: Record<string, Change> = {
       await admin.client.close().catch(() => {});
     },
     async check(home, a, applied) {
-      await withSigil(home, async (sigil) => {
+      await withApp(home, async (sigil) => {
         const shown = await sigil.identities.show(a.id);
         expect(shown.policyVersion).toBe(applied ? 2 : 1);
         expect(shown.policy.allowedDomains).toEqual(applied ? ["example.org"] : ["example.com"]);
@@ -170,7 +157,7 @@ const CHANGES: Record<string, Change> = {
       home.cli(["identity", "revoke", id], { env: { SIGIL_TEST_CRASH: point } });
     },
     async check(home, a, applied) {
-      expect((await withSigil(home, (sigil) => sigil.identities.show(a.id))).revokedAt !== undefined).toBe(applied);
+      expect((await withApp(home, (sigil) => sigil.identities.show(a.id))).revokedAt !== undefined).toBe(applied);
       expect(await tokenWorks(home, a.token)).toBe(!applied);
     },
   },
@@ -187,7 +174,7 @@ const CHANGES: Record<string, Change> = {
       home.cli(["secret", "put", id, "api/key"], { input: "s3cret-value-for-crash", env: { SIGIL_TEST_CRASH: point } });
     },
     async check(home, a, applied) {
-      expect(await withSigil(home, (sigil) => sigil.secrets.list(a.id))).toEqual(applied ? [{ name: "api/key", version: 1 }] : []);
+      expect(await withApp(home, (sigil) => sigil.secrets.list(a.id))).toEqual(applied ? [{ name: "api/key", version: 1 }] : []);
     },
   },
 };

@@ -11,10 +11,10 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
-import { cleanupHomes, makeHome, stdioClient, text, type Home } from "./support/home.js";
+import { cleanupHomes, makeHome, stdioClient, text, withApp, type Home } from "./support/home.js";
 import { backends, pgQuery } from "./support/backends.js";
 import { masterOf, plainTokenHash, readMeta, readRecord, storedTokenHash, toPreviousFormat, writeMeta, writeRecord } from "./support/registry-forge.js";
-import { type App, openApp } from "../src/app.js";
+import type { App } from "../src/app.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { sendEmail } from "../tools/send-email.js";
 
@@ -26,14 +26,6 @@ const ATTACKER_ADMIN = "sigil_admin_" + "A".repeat(43);
 const NARROW = { allowedDomains: ["example.com"] };
 const WIDE = { allowedDomains: ["*"] };
 
-async function withApp<T>(home: Home, fn: (app: App) => Promise<T>): Promise<T> {
-  const app = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
-  try {
-    return await fn(app);
-  } finally {
-    await app.close();
-  }
-}
 
 /** The identity's log as the store holds it (read directly: `audit export` needs a sound record). */
 async function log(home: Home, id: string): Promise<any[]> {

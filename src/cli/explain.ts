@@ -5,7 +5,6 @@
  * looked up in the home (read-only, no master key needed) or in an exported bundle; `--keys` trusts
  * only the keys given. Exit 0 when nothing failed (unchecked answers say why), 1 when something did.
  */
-import { readFileSync } from "node:fs";
 import { SigilError } from "../errors.js";
 import { assertBundle, keysFor, loadKeySource } from "../audit/anchor.js";
 import { PublicHome, registryKeys } from "../audit/verify-home.js";
@@ -13,25 +12,12 @@ import { type ExplainSources, explainReceipt, receiptFrom } from "../provenance/
 import { tenantJwks } from "../provenance/directory.js";
 import { tenantOf } from "../tenant/tenants.js";
 import type { RegisterCommands } from "./commands.js";
+import { readJson } from "./receipt.js";
 import { shown } from "../util/printable.js";
 import { AGENT_TOOLS } from "../../tools/index.js";
 
 const CHANNEL_OF = new Map<string, string | null>(AGENT_TOOLS.map((t) => [t.name, t.channel]));
 const channelOf = (tool: string): string | null | undefined => CHANNEL_OF.get(tool);
-
-function readJson(file: string, what: string): unknown {
-  let text: string;
-  try {
-    text = readFileSync(file, "utf8");
-  } catch {
-    throw new SigilError("unreadable", `${file} cannot be read.`);
-  }
-  try {
-    return JSON.parse(text);
-  } catch {
-    throw new SigilError("invalid_arguments", `${file} is not ${what} (not valid JSON).`);
-  }
-}
 
 const MARK = { ok: "ok       ", failed: "FAIL     ", unchecked: "unchecked" } as const;
 

@@ -22,7 +22,8 @@ import { makeReceipt, verifyReceipt } from "../provenance/receipt.js";
 import type { RegisterCommands } from "./commands.js";
 import { shown } from "../util/printable.js";
 
-function readJson(file: string, what: string): unknown {
+/** A JSON file the user named, or a clear error saying which and why (also `receipt explain`). */
+export function readJson(file: string, what: string): unknown {
   let text: string;
   try {
     text = readFileSync(file, "utf8");

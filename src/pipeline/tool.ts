@@ -110,16 +110,20 @@ export interface AdminContext {
   tenants: Pick<Tenants, "create" | "list">;
 }
 
-export interface AdminTool<S extends z.ZodObject = z.ZodObject> {
+/** A tool of a human's surface (admin or approver): its published form and what it runs with context `C`. */
+interface SurfaceTool<C, S extends z.ZodObject> {
   name: string;
-  /** Only the root admin (the `sigil init` token) is shown this tool; tenant admins are not. */
-  rootOnly?: boolean;
   title: string;
   description: string;
   annotations: ToolAnnotations;
   input: S;
   output: z.ZodObject;
-  run(ctx: AdminContext, args: z.output<S>): Promise<Record<string, unknown>>;
+  run(ctx: C, args: z.output<S>): Promise<Record<string, unknown>>;
+}
+
+export interface AdminTool<S extends z.ZodObject = z.ZodObject> extends SurfaceTool<AdminContext, S> {
+  /** Only the root admin (the `sigil init` token) is shown this tool; tenant admins are not. */
+  rootOnly?: boolean;
 }
 
 export function defineAdminTool<S extends z.ZodObject>(tool: AdminTool<S>): AdminTool {
@@ -133,15 +137,7 @@ export interface ApproverContext {
   approvals: Pick<Approvals, "list" | "decide">;
 }
 
-export interface ApproverTool<S extends z.ZodObject = z.ZodObject> {
-  name: string;
-  title: string;
-  description: string;
-  annotations: ToolAnnotations;
-  input: S;
-  output: z.ZodObject;
-  run(ctx: ApproverContext, args: z.output<S>): Promise<Record<string, unknown>>;
-}
+export type ApproverTool<S extends z.ZodObject = z.ZodObject> = SurfaceTool<ApproverContext, S>;
 
 export function defineApproverTool<S extends z.ZodObject>(tool: ApproverTool<S>): ApproverTool {
   return tool as unknown as ApproverTool;

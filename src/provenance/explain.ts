@@ -8,6 +8,7 @@
  * (`structuredContent.receipt`).
  */
 import { type AuditEntry } from "../audit/entry.js";
+import type { Receipt } from "../audit/chain.js";
 import type { PublicKeyInfo } from "../audit/verify.js";
 import { verifyChain } from "../audit/verify.js";
 import { SigilError } from "../errors.js";
@@ -36,17 +37,8 @@ export interface Explanation {
   answers: Answer[];
 }
 
-export interface ReceiptFields {
-  identityId: string;
-  seq: number;
-  hash: string;
-  keyId: string;
-  signature: string;
-  tenantId?: string;
-  policyVersion?: number;
-  policyHash?: string;
-  approvalId?: string;
-}
+/** A receipt as the agent got it (`structuredContent.receipt`): the shape the audit chain makes. */
+export type ReceiptFields = Receipt;
 
 /** The receipt from what the file holds: the receipt itself, `{receipt}` or `{structuredContent: {receipt}}`. */
 export function receiptFrom(doc: unknown): ReceiptFields {

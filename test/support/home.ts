@@ -11,6 +11,7 @@ import { Client } from "@modelcontextprotocol/sdk/client/index.js";
 import { StdioClientTransport, getDefaultEnvironment } from "@modelcontextprotocol/sdk/client/stdio.js";
 import { StreamableHTTPClientTransport } from "@modelcontextprotocol/sdk/client/streamableHttp.js";
 import { type Backend, freshDatabaseUrlSync } from "./backends.js";
+import type { App } from "../../src/app.js";
 
 export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 export const CLI = path.join(ROOT, "dist/cli.js");
@@ -121,6 +122,17 @@ export function makeHome(extraEnv: NodeJS.ProcessEnv = {}, opts: { store?: Backe
   };
   homes.push(home);
   return home;
+}
+
+/** Opens the home in this process (a new instance, as a next `sigil` process would be), runs `fn`, closes. */
+export async function withApp<T>(home: Home, fn: (app: App) => Promise<T>): Promise<T> {
+  const { openApp } = await import("../../src/app.js");
+  const app = await openApp({ home: home.env.SIGIL_HOME!, env: home.env });
+  try {
+    return await fn(app);
+  } finally {
+    await app.close();
+  }
 }
 
 export function cleanupHomes(): void {
