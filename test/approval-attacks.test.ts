@@ -94,3 +94,27 @@ describe.each(backends)("another tenant's approver (%s store)", (backend) => {
     expect(home.auditLog(a.id).filter((e) => e.tool === "approval_decided").map((e) => [e.approverId, e.tenantId, e.decision])).toEqual([[ann.id, tA.id, "approved"]]);
   });
 });
+
+describe("names cannot carry terminal sequences", () => {
+  it("a tenant or approver name with an escape sequence or a control character is refused and nothing is created; the lists stay as they were", LONG, async () => {
+    const home = makeHome({});
+    const tenantsBefore = home.json(["tenant", "list"]);
+    const approversBefore = home.json(["approver", "list"]);
+    for (const name of ["evil\u001b[2J", "bell\u0007", "line\nbreak", "bidi\u202e"]) {
+      const t = home.cli(["tenant", "create", "--name", name, "--json"]);
+      expect(t.code, JSON.stringify(name)).not.toBe(0);
+      expect(t.stdout + t.stderr).not.toContain("\u001b");
+      const a = home.cli(["approver", "add", "--name", name, "--json"]);
+      expect(a.code, JSON.stringify(name)).not.toBe(0);
+      expect(a.stdout + a.stderr).not.toContain("\u001b");
+    }
+    expect(home.json(["tenant", "list"])).toEqual(tenantsBefore);
+    expect(home.json(["approver", "list"])).toEqual(approversBefore);
+    const admin = await stdioClient(home, home.adminToken);
+    const r = await admin.client.callTool({ name: "create_tenant", arguments: { name: "evil\u001b[2J" } });
+    expect(text(r)).toMatch(/^denied: invalid_\w+: /);
+    expect(text(r)).not.toContain("\u001b");
+    await admin.client.close();
+    expect(home.json(["tenant", "list"])).toEqual(tenantsBefore);
+  });
+});
