@@ -63,6 +63,12 @@ const TRICKY = [
   "USD", "usd", "EUR", "7995", "5734", "0000", "GET", "POST", "G E T", "web-bot-auth", "agent-payer-auth",
 ];
 const HUGE = [4_096, 65_536, 1_000_000];
+/**
+ * The SDK's stdio framing takes at most 10 MiB per message and ends the session beyond it (pinned in
+ * spine-stdio.test.ts). A few HUGE strings in one header dictionary can pass that (seed 511125354
+ * built ~12 MB), which is that other test's case, not this one's: argument sets stay under 9 MiB.
+ */
+const fitsOneStdioMessage = (args: Record<string, unknown>): boolean => Buffer.byteLength(JSON.stringify(args)) < 9 * 1024 * 1024;
 
 const tricky = fc.constantFrom(...TRICKY);
 const hostileString = fc.oneof(
@@ -310,7 +316,7 @@ describe("hostile tool arguments through the real stdio server", () => {
   for (const tool of TOOLS) {
     it(`${tool.name}: ${RUNS} random and adversarial argument sets — bounded time, an audit entry each, nothing sent that the policy forbids`, { timeout: 300_000 }, async () => {
       await fc.assert(
-        fc.asyncProperty(tool.args, (args) => hostileCall(tool.name, args)),
+        fc.asyncProperty(tool.args.filter(fitsOneStdioMessage), (args) => hostileCall(tool.name, args)),
         { numRuns: RUNS },
       );
       // Also the tool names themselves: unknown, near-miss and hostile names are refused and audited.

@@ -1,7 +1,7 @@
 import { afterAll, describe, expect, it } from "vitest";
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
-import { CLI, cleanupHomes, makeHome as makeHomeOn, stdioClient, text } from "./support/home.js";
+import { CLI, INITIALIZE, cleanupHomes, makeHome as makeHomeOn, stdioClient, text, until } from "./support/home.js";
 import { type Backend, backends } from "./support/backends.js";
 
 afterAll(cleanupHomes);
@@ -126,5 +126,55 @@ describe.each(backends)("stdio sessions are bound to their token (%s store)", (b
     expect(text(await s2.client.callTool({ name: "whoami", arguments: {} }))).toMatch(/^denied: revoked: /);
     await s2.client.close();
     expect(home.json(["audit", "verify"]).ok).toBe(true);
+  });
+});
+
+// The SDK's stdio framing holds at most 10 MiB of one message and closes the transport beyond it.
+// That bound is fine; what this pins is that the server says so and records nothing, instead of
+// vanishing with exit 0 and an empty stderr (which is how an oversized fuzz case first showed up).
+describe("stdio messages the framing cannot take", () => {
+  /** A raw `sigil serve` over stdio, read line by line (no SDK client, so any bytes can be sent). */
+  function rawServe(home: ReturnType<typeof makeHomeOn>, token: string) {
+    const proc = spawn(process.execPath, [CLI, "serve"], { env: { ...home.env, SIGIL_TOKEN: token }, stdio: ["pipe", "pipe", "pipe"] });
+    let out = "";
+    let err = "";
+    proc.stdout.on("data", (d) => (out += d));
+    proc.stderr.on("data", (d) => (err += d));
+    proc.stdin.on("error", () => {}); // EPIPE once the server has closed: expected in the oversize case
+    const exited = new Promise<number | null>((resolve) => proc.on("exit", (code) => resolve(code)));
+    const send = (msg: unknown) => proc.stdin.write(JSON.stringify(msg) + "\n");
+    const answer = (id: number) => until(() => out.split("\n").filter(Boolean).map((l) => JSON.parse(l)).find((m) => m.id === id), 60_000, `the answer to request ${id}`);
+    return { proc, exited, send, answer, stderr: () => err };
+  }
+
+  it("a message over 10 MiB ends the session with one line on stderr, exit 1, and nothing recorded", async () => {
+    const home = makeHomeOn();
+    const a = home.createIdentity({ name: "big", channels: "email", policy: { allowedDomains: ["example.com"] } });
+    const s = rawServe(home, a.token);
+    s.send(INITIALIZE);
+    await s.answer(1);
+    s.send({ jsonrpc: "2.0", method: "notifications/initialized" });
+    const before = home.auditLog(a.id).length;
+    // 11 MiB of arguments in one tools/call line: never parsed, never a call.
+    s.send({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "whoami", arguments: { pad: "A".repeat(11 * 1024 * 1024) } } });
+    expect(await s.exited).toBe(1);
+    expect(s.stderr()).toMatch(/^sigil: the client sent a message larger than 10 MiB, the most one stdio message may be; closing the session \(nothing was recorded for it\)$/m);
+    expect(home.auditLog(a.id)).toHaveLength(before);
+  });
+
+  it("a line that is not JSON-RPC is skipped with a line on stderr, and the session goes on", async () => {
+    const home = makeHomeOn();
+    const a = home.createIdentity({ name: "garbled", channels: "email", policy: { allowedDomains: ["example.com"] } });
+    const s = rawServe(home, a.token);
+    s.send(INITIALIZE);
+    await s.answer(1);
+    s.send({ jsonrpc: "2.0", method: "notifications/initialized" });
+    s.proc.stdin.write("this is not json \u001b[31m\n");
+    s.send({ jsonrpc: "2.0", id: 2, method: "tools/call", params: { name: "whoami", arguments: {} } });
+    const who = await s.answer(2);
+    expect(who.result.structuredContent.id).toBe(a.id);
+    await until(() => /^sigil: skipped a line from the client that is not a JSON-RPC message \([^\u001b]*\)$/m.test(s.stderr()) || undefined, 30_000, "the stderr line");
+    s.proc.stdin.end();
+    expect(await s.exited).toBe(0);
   });
 });

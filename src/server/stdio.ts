@@ -5,10 +5,16 @@
  * reason (so the client shows why, not just "connection closed"), and exits 1. Nothing but MCP is
  * ever written to stdout. Shuts down on stdin end, SIGTERM and SIGINT, letting in-flight calls
  * record their results first (briefly: clients kill after ~2 s).
+ *
+ * The SDK's stdio framing holds at most 10 MiB of one unfinished message; a client that sends more
+ * has its transport closed by the SDK. That is a fine bound, but it used to end the process without
+ * a word: now it is one line on stderr and exit 1 (nothing is recorded, because no call began).
+ * A line that is not a JSON-RPC message is skipped by the SDK; that is said on stderr too.
  */
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { StdioServerTransport } from "@modelcontextprotocol/sdk/server/stdio.js";
+import { STDIO_DEFAULT_MAX_BUFFER_SIZE } from "@modelcontextprotocol/sdk/shared/stdio.js";
 import { isJSONRPCRequest } from "@modelcontextprotocol/sdk/types.js";
 import { SigilError } from "../errors.js";
 import type { App } from "../app.js";
@@ -109,5 +115,25 @@ export async function serveStdio(app: App): Promise<void> {
   process.stdin.on("close", () => void shutdown(0));
   process.on("SIGTERM", () => void shutdown(0));
   process.on("SIGINT", () => void shutdown(0));
+  // Set before connect: the SDK chains its own handlers after these.
+  let overflowed = false;
+  transport.onerror = (err) => {
+    const message = err instanceof Error ? err.message : String(err);
+    if (/exceeded maximum size/.test(message)) {
+      overflowed = true;
+      process.stderr.write(`sigil: the client sent a message larger than ${STDIO_DEFAULT_MAX_BUFFER_SIZE / (1024 * 1024)} MiB, the most one stdio message may be; closing the session (nothing was recorded for it)\n`);
+    } else {
+      process.stderr.write(`sigil: skipped a line from the client that is not a JSON-RPC message (${oneLine(message)})\n`);
+    }
+  };
+  transport.onclose = () => {
+    if (overflowed) void shutdown(1);
+  };
   await server.connect(transport);
+}
+
+/** An error's text on one short line, safe for a terminal (no control characters). */
+function oneLine(message: string): string {
+  const flat = message.replace(/[\u0000-\u001f\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]+/g, " ").trim();
+  return flat.length > 200 ? flat.slice(0, 200) + "…" : flat;
 }
