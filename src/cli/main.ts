@@ -271,6 +271,9 @@ function parsePort(p: string): number {
 }
 
 
+/** The web console's URL beside the MCP endpoint's (same host and port). */
+export const consoleUrl = (mcpUrl: string): string => mcpUrl.replace(/\/mcp$/, "/console");
+
 export async function startHttp(app: App, host: string, port: number): Promise<string> {
   const { serveHttp } = await import("../server/http.js");
   const allowedHosts = [...app.config.allowedHosts];
@@ -286,6 +289,7 @@ export async function startHttp(app: App, host: string, port: number): Promise<s
   }
   const { url, close } = served;
   process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
+  process.stderr.write(`sigil: web console at ${consoleUrl(url)} (sign in with an admin or approver token)\n`);
   const shutdown = (): void => {
     setTimeout(() => process.exit(0), 5000).unref(); // a stuck connection never keeps a stopped server alive
     void close().finally(() => app.close().finally(() => process.exit(0)));

@@ -127,6 +127,7 @@ export async function quickStart(
     throw err;
   }
   lines.push(`Serving MCP (Streamable HTTP) at ${url}`);
+  lines.push(`Web console: ${url.replace(/\/mcp$/, "/console")} (sign in with the admin token)`);
   const token = demoToken ?? "<agent token>";
   const snippet = {
     mcpServers: {

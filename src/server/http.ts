@@ -16,6 +16,7 @@
  *   whose token is rotated is closed: at once when this process served the admin request that did
  *   it, on that token's next request, and otherwise by a check every few seconds (the change may
  *   come from another process, e.g. the CLI).
+ * - The web console (src/console/) is served at /console behind the same Host and Origin checks.
  */
 import { randomUUID } from "node:crypto";
 import http from "node:http";
@@ -28,6 +29,7 @@ import type { App } from "../app.js";
 import { type Principal, createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
 import { StoreError } from "../../store/types.js";
+import { consoleFor } from "../console/index.js";
 
 export interface HttpOptions {
   host: string;
@@ -46,6 +48,8 @@ export interface HttpOptions {
   credentialCheckMs?: number;
   /** Extra GET routes (public, no token), e.g. the key directory. */
   publicRoutes?: (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean>;
+  /** Serve the web console at /console (default true; src/console/). */
+  console?: boolean;
 }
 
 interface Session {
@@ -302,6 +306,9 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
     return n;
   };
 
+  // The web console, behind the same Host and Origin checks; its changes close revoked or rotated sessions at once.
+  const consoleSite = opts.console === false ? undefined : consoleFor(app, { afterChange: () => void checkCredentials() });
+
   const server = http.createServer(
     {
       // Slow senders are cut off: headers and body must arrive in time. A response stream (SSE)
@@ -322,6 +329,10 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
           const url = new URL(req.url ?? "/", "http://localhost");
           if (url.pathname === "/mcp") {
             await handleMcp(req, res);
+            return;
+          }
+          if (consoleSite && (url.pathname === "/console" || url.pathname.startsWith("/console/"))) {
+            await consoleSite.handle(req, res, url);
             return;
           }
           if (req.method === "GET" && url.pathname === "/healthz") {
