@@ -177,8 +177,9 @@ function tamperAuditor(chains: AuditChains): (report: TamperReport) => Promise<v
     seen.add(key);
     const ref = refId();
     process.stderr.write(
-      `sigil: record_tampered: the registry record of ${report.id} fails its integrity check (changed without the master key); it is refused (${ref})\n`,
+      `sigil: record_tampered: the registry record of ${report.kind === "tenant" ? "tenant " : ""}${report.id} fails its integrity check (changed without the master key); it is refused (${ref})\n`,
     );
+    if (report.kind === "tenant") return; // a tenant has no log of its own: stderr only
     await chains.commit(report.id, () => ({
       value: null,
       draft: { session: "registry", tool: "record_check", phase: "event", decision: "deny", reason: "record_tampered", record: report.kind, ref },

@@ -74,6 +74,8 @@ export interface TenantRecord {
   key: KeyRecord;
   createdAt: string;
   updatedAt: string;
+  /** From schema 3: the record MAC over every other member, bound to `id` (kind `tenant`, src/identity/record-mac.ts). */
+  mac?: string;
 }
 
 export interface RegistryMeta {
@@ -204,6 +206,8 @@ export interface Store {
   getTenant(id: string): Promise<TenantRecord | undefined>;
   tenantByTokenHash(tokenHash: string): Promise<TenantRecord | undefined>;
   listTenants(): Promise<TenantRecord[]>;
+  /** Atomic read-modify-write of one tenant (its id and admin token hash cannot change: the in-place upgrade seals records). */
+  updateTenant(id: string, update: (current: TenantRecord) => TenantRecord): Promise<TenantRecord>;
 
   putSecret(identityId: string, name: string, make: (previousVersion: number) => SecretRecord): Promise<SecretRecord>;
   getSecret(identityId: string, name: string): Promise<SecretRecord | undefined>;

@@ -13,7 +13,9 @@ import path from "node:path";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { cleanupHomes, makeHome, stdioClient, text, withApp, type Home } from "./support/home.js";
 import { backends, pgQuery } from "./support/backends.js";
-import { masterOf, plainTokenHash, readMeta, readRecord, storedTokenHash, toPreviousFormat, writeMeta, writeRecord } from "./support/registry-forge.js";
+import { masterOf, plainTokenHash, readMeta, readRecord, readTenant, storedTokenHash, toPreviousFormat, writeMeta, writeRecord, writeTenant } from "./support/registry-forge.js";
+import { RecordMac } from "../src/identity/record-mac.js";
+import { SCHEMA_VERSION, sealMeta } from "../src/identity/home.js";
 import type { App } from "../src/app.js";
 import { callAgentTool, type AgentSession } from "../src/pipeline/agent-call.js";
 import { sendEmail } from "../tools/send-email.js";
@@ -179,7 +181,7 @@ describe.each(backends)("the store is not an authority (%s store)", (backend) =>
 
     expect(home.json<any[]>(["identity", "list"]).map((v) => v.id).sort()).toEqual([a.id, b.id].sort()); // opens and upgrades
     const upgraded = await readMeta(home);
-    expect(upgraded.schemaVersion).toBe(2);
+    expect(upgraded.schemaVersion).toBe(SCHEMA_VERSION);
     expect(upgraded.mac).toMatch(/^rmac1:/);
     expect(upgraded.masterKeyCheck).not.toBe(master.checkValue()); // the old format's check value is gone
     expect(upgraded.adminTokenHash).toBe(storedTokenHash(home, home.adminToken));
@@ -195,5 +197,51 @@ describe.each(backends)("the store is not an authority (%s store)", (backend) =>
       expect(await sendAs(app, a.id, a.token, "someone@example.com")).toMatch(/written to the outbox/);
     });
     expect(await tamperEntries(home, a.id)).toHaveLength(0);
+  });
+
+  it("a tenant admin token hash copied into another tenant's record names no one: tenant records are MAC'd, a forgery is refused and reported", async () => {
+    const home = makeHome({}, { store: backend });
+    const a = home.createTenant("alpha");
+    const b = home.createTenant("beta");
+    const b1 = home.createIdentity({ name: "b1", channels: "email", tenant: b.id });
+    const recA = await readTenant(home, a.id);
+    const recB = await readTenant(home, b.id);
+    expect(recA.mac).toMatch(/^rmac1:/);
+    // The attacker holds alpha's admin token and writes its stored hash into beta's record (and index).
+    await writeTenant(home, b.id, { ...recB, adminTokenHash: recA.adminTokenHash });
+    // Or strips a record's MAC, as if it were from before tenant MACs.
+    const c = home.createTenant("gamma");
+    const { mac: _m, ...recC } = await readTenant(home, c.id);
+    await writeTenant(home, c.id, { ...recC, name: "renamed" });
+    const stderr = vi.spyOn(process.stderr, "write").mockImplementation(() => true);
+    await withApp(home, async (app) => {
+      expect(await app.auth.principal(a.adminToken)).toBeUndefined(); // never beta's admin
+      expect(await app.auth.principal(b.adminToken)).toBeUndefined(); // denial of service only
+      expect(await app.auth.principal(c.adminToken)).toBeUndefined();
+      expect((await app.tenants.list()).map((t) => t.id).sort()).toEqual(["default", a.id].sort());
+      await expect(app.identities.create({ name: "x", channels: ["email"], tenantId: b.id })).rejects.toMatchObject({ code: "record_tampered" });
+    });
+    expect(stderr.mock.calls.map((call) => String(call[0])).join("")).toMatch(new RegExp(`record_tampered: the registry record of tenant ${b.id}`));
+    stderr.mockRestore();
+    // Another process (the CLI) refuses it too, and beta's identity stays beta's.
+    expect(home.json(["identity", "show", b1.id]).tenantId).toBe(b.id);
+  });
+
+  it("a home whose tenant records carry no MAC (schema 2) upgrades in place: each is sealed as found and its admin token still works", async () => {
+    const home = makeHome({}, { store: backend });
+    const a = home.createTenant("alpha");
+    const master = masterOf(home);
+    for (const id of ["default", a.id]) {
+      const { mac: _m, ...rec } = await readTenant(home, id);
+      await writeTenant(home, id, rec);
+    }
+    const { mac: _mm, ...meta } = await readMeta(home);
+    await writeMeta(home, sealMeta(RecordMac.from(master), { ...meta, schemaVersion: 2 }));
+    expect(home.json<any[]>(["tenant", "list"]).map((t) => t.id).sort()).toEqual(["default", a.id].sort()); // opens and upgrades
+    expect((await readMeta(home)).schemaVersion).toBe(SCHEMA_VERSION);
+    for (const id of ["default", a.id]) expect((await readTenant(home, id)).mac).toMatch(/^rmac1:/);
+    await withApp(home, async (app) => {
+      expect(await app.auth.principal(a.adminToken)).toMatchObject({ kind: "admin", tenantId: a.id });
+    });
   });
 });

@@ -17,13 +17,14 @@ import { filesFor } from "../util/faults.js";
 import { type Config, type Env, configFrom } from "../config.js";
 import { ensureDefaultTenant } from "../tenant/tenants.js";
 import { RecordMac, TokenHashes } from "./record-mac.js";
+import { TENANT_RECORD_KIND } from "./authenticated-store.js";
 
 /**
  * The registry's format. 1: plain SHA-256 token hashes, no record MACs. 2: token hashes keyed under
- * the master key and every authority-bearing record MAC'd (src/identity/record-mac.ts); a home of
- * schema 1 is upgraded in place when a sigil of schema 2 first opens it (`upgradeRegistry`).
+ * the master key and identity records MAC'd (src/identity/record-mac.ts). 3: tenant records MAC'd
+ * too. An older home is upgraded in place when a newer sigil first opens it (`upgradeRegistry`).
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
 
 /** The record id of the registry metadata's MAC. */
 const META_ID = "registry";
@@ -192,22 +193,31 @@ export async function openHome(opts: HomeOptions): Promise<{ store: Store; maste
 }
 
 /**
- * Schema 1 → 2, in place and without knowing any token: each identity's stored token hash h becomes
- * HMAC(k, h) — exactly the keyed hash of its token (record-mac.ts) — and the record is MAC'd; then
- * the admin token hash likewise, the schema-2 master-key check value, and the metadata's MAC, in
- * one atomic write that marks the upgrade done. Safe to run by several processes at once and to
- * resume after a crash: a record that already carries a valid MAC is left as it is. What a schema-1
- * registry holds when the upgrade runs is taken as genuine (there is nothing to check it against);
- * every write after it is authenticated. Servers of the previous version must be stopped first
- * (they cannot read keyed hashes; a newer schema makes them refuse to start).
+ * The in-place upgrade, without knowing any token. Schema 1 → 2: each identity's stored token hash
+ * h becomes HMAC(k, h) — exactly the keyed hash of its token (record-mac.ts) — and the record is
+ * MAC'd. Schema 2 → 3: each tenant record is MAC'd as it is (kind `tenant`; its admin token hash is
+ * already keyed). Then the admin token hash (from schema 1), the master-key check value and the
+ * metadata's MAC, in one atomic write that marks the upgrade done. Safe to run by several
+ * processes at once and to resume after a crash: a record that already carries a valid MAC is left
+ * as it is. What an older registry holds when the upgrade runs is taken as genuine (there is
+ * nothing to check it against); every write after it is authenticated. Servers of the previous
+ * version must be stopped first (a newer schema makes them refuse to start).
  */
 export async function upgradeRegistry(store: Store, master: MasterKey): Promise<RegistryMeta> {
   const macs = RecordMac.from(master);
   const tokens = TokenHashes.from(master);
-  for (const rec of await store.listIdentities()) {
-    await store.updateIdentity(rec.id, (r) =>
-      macs.check("identity", r.id, r) ? r : macs.seal("identity", r.id, { ...r, tokenHash: tokens.upgrade(r.tokenHash) }),
-    );
+  const from = (await store.meta()).schemaVersion;
+  if (from < 2) {
+    for (const rec of await store.listIdentities()) {
+      await store.updateIdentity(rec.id, (r) =>
+        macs.check("identity", r.id, r) ? r : macs.seal("identity", r.id, { ...r, tokenHash: tokens.upgrade(r.tokenHash) }),
+      );
+    }
+  }
+  if (from < 3) {
+    for (const t of await store.listTenants()) {
+      await store.updateTenant(t.id, (r) => (macs.check(TENANT_RECORD_KIND, r.id, r) ? r : macs.seal(TENANT_RECORD_KIND, r.id, r)));
+    }
   }
   return store.updateMeta((m) => {
     if (m.schemaVersion >= SCHEMA_VERSION) return m;
@@ -215,7 +225,7 @@ export async function upgradeRegistry(store: Store, master: MasterKey): Promise<
     return sealMeta(macs, {
       ...m,
       schemaVersion: SCHEMA_VERSION,
-      adminTokenHash: tokens.upgrade(m.adminTokenHash),
+      adminTokenHash: m.schemaVersion < 2 ? tokens.upgrade(m.adminTokenHash) : m.adminTokenHash,
       masterKeyCheck: masterKeyCheck(master, SCHEMA_VERSION),
     });
   });

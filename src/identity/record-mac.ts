@@ -155,6 +155,6 @@ export class RecordTampered extends Denied {
     readonly kind: RecordKind,
     readonly recordId: string,
   ) {
-    super("record_tampered", `the registry record of ${kind === "identity" ? "this identity" : kind} fails its integrity check (it was changed without the master key); it is refused until an administrator restores it.`);
+    super("record_tampered", `the registry record of ${kind === "identity" ? "this identity" : kind === "tenant" ? `tenant ${recordId}` : kind} fails its integrity check (it was changed without the master key); it is refused until an administrator restores it.`);
   }
 }

@@ -20,6 +20,7 @@ import { policyHash } from "../identity/records.js";
 import type { DelegationRecord, IdentityRecord, Store, TenantRecord } from "../../store/types.js";
 import { type DelegationStatement, signDelegation, verifyDelegation } from "../provenance/delegation.js";
 import { type Tenants, tenantOf } from "./tenants.js";
+import { RecordTampered } from "../identity/record-mac.js";
 
 /** What a verifier needs: the identity's statements and its tenant's public key (as a JWKS). */
 export interface DelegationDocument {
@@ -92,7 +93,8 @@ export class Delegations {
   /** Whether the identity belongs to the tenant: its record says so, and the tenant's key vouches for it (see above). */
   member = async (rec: IdentityRecord, tenantId: string): Promise<boolean> => {
     if (tenantOf(rec) !== tenantId) return false;
-    const t = await this.store.getTenant(tenantId);
+    // A tenant record that fails its MAC vouches for no one (the store has reported it).
+    const t = await this.store.getTenant(tenantId).catch((err: unknown) => (err instanceof RecordTampered ? undefined : Promise.reject(err)));
     if (!t) return false;
     try {
       await this.tenants.secretKey(t); // the record's key is the tenant's own (opens its sealed secret)

@@ -6,6 +6,8 @@
  *   `sigil init` printed), which sees every tenant.
  * - `sigil tenant create` / `create_tenant` makes `tn_…` with its own admin token (`sigil_admin_…`,
  *   only its hash is kept) that sees and manages only its tenant's identities (src/tenant/scope.ts).
+ * - The record is MAC'd under the master key (kind `tenant`, src/identity/authenticated-store.ts):
+ *   a store writer cannot copy one tenant's admin token hash into another tenant's record.
  * - The tenant key signs delegation statements for its identities' keys
  *   (src/provenance/delegation.ts). Its secret is sealed under the master key's signing-keys
  *   subkey, the associated data binding it to the tenant and key id, so a store writer without the
@@ -18,7 +20,8 @@ import { generateSigningKey, keyThumbprint, sign, verifySignature } from "../cry
 import { newToken, randomId } from "../crypto/tokens.js";
 import { Denied, SigilError } from "../errors.js";
 import { NAME_RE } from "../identity/records.js";
-import { TokenHashes } from "../identity/record-mac.js";
+import { RecordMac, TokenHashes } from "../identity/record-mac.js";
+import { TENANT_RECORD_KIND } from "../identity/authenticated-store.js";
 import { DEFAULT_TENANT, type IdentityRecord, type KeyRecord, type Store, StoreError, type TenantRecord } from "../../store/types.js";
 
 export { DEFAULT_TENANT };
@@ -56,12 +59,16 @@ function newTenantKey(master: MasterKey, tenantId: string, at: string): KeyRecor
   };
 }
 
-/** Makes the default tenant if the home has none (a home made before tenants existed). Safe to race. */
+/**
+ * Makes the default tenant if the home has none (a home made before tenants existed). Safe to race.
+ * `store` may be the backend itself (sigil init, the first open): the record is sealed here.
+ */
 export async function ensureDefaultTenant(store: Pick<Store, "getTenant" | "createTenant">, master: MasterKey, now: () => number): Promise<void> {
   if (await store.getTenant(DEFAULT_TENANT)) return;
   const at = new Date(now()).toISOString();
+  const record: TenantRecord = { id: DEFAULT_TENANT, name: "default", key: newTenantKey(master, DEFAULT_TENANT, at), createdAt: at, updatedAt: at };
   try {
-    await store.createTenant({ id: DEFAULT_TENANT, name: "default", key: newTenantKey(master, DEFAULT_TENANT, at), createdAt: at, updatedAt: at });
+    await store.createTenant(RecordMac.from(master).seal(TENANT_RECORD_KIND, DEFAULT_TENANT, record));
   } catch (err) {
     if (err instanceof StoreError && err.code === "conflict") return; // another process made it first
     throw err;

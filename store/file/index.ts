@@ -222,6 +222,21 @@ export class FileStore implements Store {
     return this.getTenant(id);
   }
 
+  async updateTenant(id: string, update: (current: TenantRecord) => TenantRecord): Promise<TenantRecord> {
+    if (typeof id !== "string" || !TENANT_ID_RE.test(id)) throw new StoreError(`no tenant ${id}`, "not_found");
+    return this.locks.withLock(`tenant:${id}`, async () => {
+      const db = new Low<TenantRecord | null>(new DurableJsonDocument(this.files, this.tenantFile(id)), null);
+      await db.read();
+      if (!db.data) throw new StoreError(`no tenant ${id}`, "not_found");
+      const before = db.data;
+      const after = update(structuredClone(before));
+      if (after.id !== id || after.adminTokenHash !== before.adminTokenHash) throw new StoreError("an update cannot change a tenant's id or admin token", "conflict");
+      db.data = after;
+      await db.write();
+      return after;
+    });
+  }
+
   async listTenants(): Promise<TenantRecord[]> {
     await this.meta();
     let names: string[];

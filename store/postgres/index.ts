@@ -219,6 +219,19 @@ export class PostgresStore implements Store {
     return r.rows[0]?.record;
   }
 
+  async updateTenant(id: string, update: (current: TenantRecord) => TenantRecord): Promise<TenantRecord> {
+    await this.schema();
+    return this.db.tx("main", async (c) => {
+      const r = await c.query<{ record: TenantRecord }>("SELECT record FROM sigil_tenants WHERE id = $1 FOR UPDATE", [id]);
+      const before = r.rows[0]?.record;
+      if (!before) throw new StoreError(`no tenant ${id}`, "not_found");
+      const after = update(structuredClone(before));
+      if (after.id !== id || after.adminTokenHash !== before.adminTokenHash) throw new StoreError("an update cannot change a tenant's id or admin token", "conflict");
+      await c.query("UPDATE sigil_tenants SET record = $2 WHERE id = $1", [id, JSON.stringify(after)]);
+      return after;
+    });
+  }
+
   async listTenants(): Promise<TenantRecord[]> {
     await this.meta();
     const r = await this.db.query<{ record: TenantRecord }>("SELECT record FROM sigil_tenants ORDER BY created_at, id");

@@ -1,7 +1,8 @@
 /**
  * What someone who can write the store but lacks the master key can do: read and write identity
  * records and the registry metadata directly — the home's files (`identities/<id>.json`, the token
- * index `tokens/<hash>`, `sigil.json`) or the PostgreSQL tables (`sigil_identities`, `sigil_meta`)
+ * index `tokens/<hash>`, `tenants/`, `tenant-tokens/`, `sigil.json`) or the PostgreSQL tables
+ * (`sigil_identities`, `sigil_tenants`, `sigil_meta`)
  * — never through sigil. Plus, for building expectations only, the keyed token hash a home stores.
  */
 import { readFileSync, renameSync, rmSync, writeFileSync } from "node:fs";
@@ -52,6 +53,26 @@ export async function writeRecord(home: Home, id: string, record: any): Promise<
     return;
   }
   await pgQuery(home.env.SIGIL_STORE_URL!, "UPDATE sigil_identities SET record = $2, token_hash = $3 WHERE id = $1", [id, JSON.stringify(record), record.tokenHash]);
+}
+
+export async function readTenant(home: Home, id: string): Promise<any> {
+  if (home.store === "file") return JSON.parse(readFileSync(path.join(homeDir(home), "tenants", `${id}.json`), "utf8"));
+  return (await pgQuery(home.env.SIGIL_STORE_URL!, "SELECT record FROM sigil_tenants WHERE id = $1", [id]))[0]?.record;
+}
+
+/**
+ * Writes `record` as tenant `id`'s, its admin token index included (file: `tenant-tokens/<hash>`;
+ * PostgreSQL: the `admin_token_hash` column, taken from whichever row held it first).
+ */
+export async function writeTenant(home: Home, id: string, record: any): Promise<void> {
+  if (home.store === "file") {
+    replaceFile(path.join(homeDir(home), "tenants", `${id}.json`), JSON.stringify(record, null, 1) + "\n");
+    if (record.adminTokenHash) writeFileSync(path.join(homeDir(home), "tenant-tokens", record.adminTokenHash), id + "\n", { mode: 0o600 });
+    return;
+  }
+  const url = home.env.SIGIL_STORE_URL!;
+  if (record.adminTokenHash) await pgQuery(url, "UPDATE sigil_tenants SET admin_token_hash = NULL WHERE admin_token_hash = $1 AND id <> $2", [record.adminTokenHash, id]);
+  await pgQuery(url, "UPDATE sigil_tenants SET record = $2, admin_token_hash = $3 WHERE id = $1", [id, JSON.stringify(record), record.adminTokenHash ?? null]);
 }
 
 export async function readMeta(home: Home): Promise<any> {
