@@ -45,6 +45,7 @@ import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
 import { Delegations } from "./tenant/delegations.js";
 import { Approvers } from "./approval/approvers.js";
 import { Approvals } from "./approval/approvals.js";
+import { PaymentKeys } from "./mandates/keys.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
 import { refId } from "./errors.js";
@@ -77,6 +78,8 @@ export interface App {
   readonly audit: AuditLog;
   readonly approvers: Approvers;
   readonly approvals: Approvals;
+  /** P-256 keys for payment mandates: identities' payments keys, tenants' provider keys (src/mandates/keys.ts). */
+  readonly payments: PaymentKeys;
   readonly providers: Providers;
   /** The agent pipeline's dependencies (it hands tools narrow capabilities made from these). */
   readonly agent: AgentDeps;
@@ -120,7 +123,8 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const tenants = new Tenants(store, master, now);
   const delegations = new Delegations(store, tenants, now);
   keyring.refreshWith((rec, at) => delegations.refreshed(rec, at));
-  const identities = new Identities(store, chains, keyring, tokens, now, instanceId, delegations);
+  const payments = new PaymentKeys(store, master, now);
+  const identities = new Identities(store, chains, keyring, tokens, now, instanceId, delegations, payments);
   const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined);
   const approvals = new Approvals(store, chains, approvers, now);
   const auth = new Authenticator(store, tokens, RecordMac.from(master), approvers);
@@ -149,6 +153,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     audit,
     approvers,
     approvals,
+    payments,
     providers,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
     agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },

@@ -47,8 +47,46 @@ export interface IdentityRecord {
   tenantId?: string;
   /** The tenant key's signed delegation statements for the identity's keys (src/provenance/delegation.ts), oldest first. */
   delegations?: DelegationRecord[];
+  /**
+   * Identities with the `card` channel: P-256 (ES256) payments keys that sign closed payment
+   * mandates (src/mandates/keys.ts), oldest first, each with its validity window. Covered by `mac`.
+   */
+  paymentKeys?: PaymentKeyRecord[];
   /** From schema 2: the record MAC over every other member, bound to `id` (src/identity/record-mac.ts). */
   mac?: string;
+}
+
+/**
+ * A P-256 (ES256) key: an identity's payments key or a tenant's mandate provider key
+ * (src/mandates/keys.ts). The private key (PKCS#8 DER) is sealed under the master key, bound by the
+ * associated data to its owner and key id; `keyId` is the RFC 7638 thumbprint of `jwk`.
+ */
+export interface PaymentKeyRecord {
+  keyId: string;
+  jwk: { kty: "EC"; crv: "P-256"; x: string; y: string };
+  sealed: Sealed;
+  createdAt: string;
+  notBefore: string;
+  notAfter?: string;
+  status: "active" | "retired";
+}
+
+/** Payment mandate ids (`mnd_…`): anything else is refused before a backend sees it. */
+export const MANDATE_ID_RE = /^mnd_[0-9a-f]{20}$/;
+
+/**
+ * An issued AP2 open mandate pair (src/mandates/): written once. The issuance entry in the
+ * identity's log records the hashes of both tokens, so a record changed in the store is refused.
+ */
+export interface MandateRecord {
+  id: string;
+  identityId: string;
+  tenantId: string;
+  createdAt: string;
+  /** The open checkout mandate (`mandate.checkout.open.1`), compact SD-JWT as issued. */
+  checkout: string;
+  /** The open payment mandate (`mandate.payment.open.1`), compact SD-JWT as issued. */
+  payment: string;
 }
 
 /** A delegation statement as signed by the tenant key (its fields are described in src/provenance/delegation.ts). */
@@ -226,6 +264,16 @@ export interface Store {
   getApproval(id: string): Promise<ApprovalRecord | undefined>;
   /** Requests made at or after `sinceIso` (all when absent), oldest first. */
   listApprovals(opts?: { sinceIso?: string }): Promise<ApprovalRecord[]>;
+
+  /**
+   * A tenant's mandate provider key (src/mandates/keys.ts). `putProviderKey` keeps the first one
+   * written: it resolves with the key the store holds afterwards (the caller's, or an earlier one).
+   */
+  putProviderKey(tenantId: string, record: PaymentKeyRecord): Promise<PaymentKeyRecord>;
+  getProviderKey(tenantId: string): Promise<PaymentKeyRecord | undefined>;
+  /** Issued payment mandates (written once; conflict when the id is taken). */
+  createMandate(record: MandateRecord): Promise<void>;
+  getMandate(id: string): Promise<MandateRecord | undefined>;
 
   readonly audit: AuditBackend;
   /** Marks this process (instance) alive for as long as it runs, where the backend can tell. */

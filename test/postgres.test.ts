@@ -13,6 +13,10 @@ import { CLI, type Home, cleanupHomes, httpClient, makeHome, startHttpServer, te
 import { freshDatabaseUrl, pgBin, pgConnect, pgQuery, pgSkipNote, pgUrl, withDatabase } from "./support/backends.js";
 import { startCluster } from "./support/pg-cluster.mjs";
 import { readLedger } from "../src/providers/card/embedded.js";
+import { LATEST_SCHEMA, MIGRATIONS } from "../store/postgres/migrations.js";
+
+/** Every migration's version, in order: what a migrated database's sigil_schema holds. */
+const SCHEMA_VERSIONS = MIGRATIONS.map((m) => ({ version: m.version })).sort((a, b) => a.version - b.version);
 import { openStore } from "../dist/store/index.js";
 
 afterAll(cleanupHomes);
@@ -46,7 +50,7 @@ describe.skipIf(!pgUrl)(`PostgreSQL store${pgSkipNote}`, () => {
   it("init applies the versioned schema; instances starting together migrate once; a newer schema is refused by every command and by serve", async () => {
     const home = makeHome({}, { store: "postgres" });
     const url = home.env.SIGIL_STORE_URL!;
-    expect(await pgQuery(url, "SELECT version FROM sigil_schema ORDER BY version")).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
+    expect(await pgQuery(url, "SELECT version FROM sigil_schema ORDER BY version")).toEqual(SCHEMA_VERSIONS);
     home.createIdentity({ channels: "" });
 
     // Four inits racing on an empty database: the schema is applied once, one registry wins.
@@ -64,14 +68,14 @@ describe.skipIf(!pgUrl)(`PostgreSQL store${pgSkipNote}`, () => {
       ),
     );
     expect(codes.filter((c) => c === 0)).toHaveLength(1);
-    expect(await pgQuery(empty, "SELECT version FROM sigil_schema ORDER BY version")).toEqual([{ version: 1 }, { version: 2 }, { version: 3 }, { version: 4 }, { version: 5 }]);
+    expect(await pgQuery(empty, "SELECT version FROM sigil_schema ORDER BY version")).toEqual(SCHEMA_VERSIONS);
 
     await pgQuery(url, "INSERT INTO sigil_schema (version, description) VALUES (99, 'from a newer sigil')");
     const before = await pgQuery(url, "SELECT count(*)::int AS n FROM sigil_audit_entries");
     for (const args of [["identity", "list"], ["audit", "verify"], ["serve", "--http", "--port", "0"], ["init"]]) {
       const r = spawnSync(process.execPath, [CLI, ...args], { env: home.env, encoding: "utf8", timeout: 20_000 });
       expect(r.status, args.join(" ")).toBe(1);
-      expect(r.stderr).toMatch(/schema is version 99, newer than this sigil understands \(5\)/);
+      expect(r.stderr).toMatch(new RegExp(`schema is version 99, newer than this sigil understands \\(${LATEST_SCHEMA}\\)`));
     }
     expect(await pgQuery(url, "SELECT count(*)::int AS n FROM sigil_audit_entries")).toEqual(before);
   });

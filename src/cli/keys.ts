@@ -6,7 +6,7 @@
  * response signature covers the authority it is fetched at, so only the server can make it).
  * Both always print JSON (`--json` is accepted for uniformity).
  */
-import { directoryDocument, identityJwks } from "../provenance/directory.js";
+import { directoryDocument, directoryInputs, identityJwks } from "../provenance/directory.js";
 import type { RegisterCommands } from "./commands.js";
 
 export const registerKeysCommands: RegisterCommands = (program, kit) => {
@@ -25,7 +25,10 @@ export const registerKeysCommands: RegisterCommands = (program, kit) => {
     .description("print the Web Bot Auth key directory document (as GET /.well-known/http-message-signatures-directory, without its response signature)")
     .addOption(kit.jsonOpt())
     .action(async () => {
-      const doc = await kit.withApp(async (app) => directoryDocument(await app.store.listIdentities(), app.now(), await app.store.listTenants()));
+      const doc = await kit.withApp(async (app) => {
+        const { records, tenants, providerKeys } = await directoryInputs(app);
+        return directoryDocument(records, app.now(), tenants, providerKeys);
+      });
       process.stdout.write(JSON.stringify(doc, null, 2) + "\n");
     });
 };

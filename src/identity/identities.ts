@@ -19,6 +19,7 @@ import { parsePhone } from "../policy/phone.js";
 import { DEFAULT_TENANT, type IdentityRecord, type Store } from "../../store/types.js";
 import type { Keyring } from "./keyring.js";
 import type { Delegations } from "../tenant/delegations.js";
+import type { PaymentKeys } from "../mandates/keys.js";
 import { type IdentityView, NAME_RE, parseChannels, policyHash, publicView, requireIdentity } from "./records.js";
 
 export interface CreateIdentityInput {
@@ -167,6 +168,8 @@ export class Identities {
     private readonly instanceId?: string,
     /** Re-issues the tenant's delegation statements inside the registry write that changes what they vouch for. */
     private readonly delegations?: Pick<Delegations, "refreshed">,
+    /** P-256 payments keys of identities with the `card` channel (src/mandates/keys.ts). */
+    private readonly payments?: Pick<PaymentKeys, "newIdentityKey" | "ensureIdentityKey" | "rotate">,
   ) {}
 
   /** The record with its delegation statements brought up to date (src/tenant/delegations.ts). */
@@ -208,6 +211,7 @@ export class Identities {
     const key = this.keyring.newKeyRecord(id, "active");
     const now = new Date(this.now()).toISOString();
     key.notBefore = now;
+    const paymentKey = channels.includes("card") && this.payments ? await this.payments.newIdentityKey(id, now) : undefined;
     const record: IdentityRecord = await this.delegated({
       id,
       name,
@@ -220,6 +224,7 @@ export class Identities {
       createdAt: now,
       updatedAt: now,
       keys: [key],
+      ...(paymentKey ? { paymentKeys: [paymentKey] } : {}),
       tenantId,
     }, now);
     await this.store.createIdentity(record);
@@ -238,8 +243,9 @@ export class Identities {
    * published from this record is what the log says. For the JWKS.
    */
   async published(id: string): Promise<IdentityRecord> {
-    await this.require(id);
+    const rec = await this.require(id);
     await this.chains.state(id);
+    if (this.payments) await this.payments.ensureIdentityKey(rec); // an identity issued before mandates existed
     return this.require(id);
   }
 
@@ -303,6 +309,8 @@ export class Identities {
         await this.keyring.reconcileKeys(id, state.keyHistory());
         return { value: null };
       });
+      // The payments key (card identities) turns over with it: the old one retired with its window.
+      await this.payments?.rotate(id);
       return { keyId: fresh.keyId, publicKey: fresh.publicKey, previousKeyId };
     });
   }

@@ -13,20 +13,45 @@
  *   not revoked, plus keys retired less than 8 minutes ago (a request signature lives at most that
  *   long, so one made just before a rotation still finds its key). The response is signed once per
  *   current key (labels `binding0…`, `tag="http-message-signatures-directory"`).
+ * - payment mandates (src/mandates/keys.ts): an identity's JWKS also lists its P-256 payments keys
+ *   (`kty: "EC"`, `alg: "ES256"`, with their windows); the directory lists, beside `keys`,
+ *   `paymentKeys` (each identity's current payments key, and keys retired within the longest life
+ *   of a mandate) and each tenant's `providerKeys` — the ES256 key that signs the roots of its
+ *   identities' mandates, which is what a merchant or network trusts.
  */
 import { randomBytes } from "node:crypto";
-import type { IdentityRecord, TenantRecord } from "../../store/types.js";
+import type { IdentityRecord, PaymentKeyRecord, TenantRecord } from "../../store/types.js";
 import type { App } from "../app.js";
 import { decodeBase64Strict, decodeBase64UrlStrict, jwkThumbprint, jwks, type JwksInput, type JwksKey } from "../crypto/jwk.js";
+import { MANDATE_MAX_LIFETIME_MS } from "../mandates/keys.js";
 import { DIRECTORY_MEDIA_TYPE, MAX_EXPIRES_SECONDS, NONCE_BYTES, signDirectoryResponse } from "./http-signature.js";
 
-export type IdentityJwks = { identity: string; revokedAt?: string; keys: JwksKey[] };
+/** A P-256 key as published: its public JWK, thumbprint, ES256 and its validity window. */
+export type PaymentJwk = PaymentKeyRecord["jwk"] & { kid: string; use: "sig"; alg: "ES256"; nbf: number; exp?: number };
+
+export type IdentityJwks = { identity: string; revokedAt?: string; keys: Array<JwksKey | PaymentJwk> };
 /**
  * `tenants`: each tenant's public key (it signs the delegation statements of its identities' keys,
  * src/provenance/delegation.ts) — a member directory readers that do not know it ignore; the
  * tenant keys are not in `keys`, which holds only keys that sign requests.
  */
-export type DirectoryDocument = { keys: JwksKey[]; tenants?: Array<{ tenant: string; keys: JwksKey[] }> };
+export type DirectoryDocument = {
+  keys: JwksKey[];
+  tenants?: Array<{ tenant: string; keys: JwksKey[]; providerKeys?: PaymentJwk[] }>;
+  paymentKeys?: Array<{ identity: string; keys: PaymentJwk[] }>;
+};
+
+const seconds = (iso: string): number => Math.floor(Date.parse(iso) / 1000);
+
+/** A P-256 key record as a published JWK (see PaymentJwk). */
+export function paymentJwk(k: PaymentKeyRecord): PaymentJwk {
+  return { kty: "EC", crv: "P-256", x: k.jwk.x, y: k.jwk.y, kid: k.keyId, use: "sig", alg: "ES256", nbf: seconds(k.notBefore), ...(k.notAfter !== undefined ? { exp: seconds(k.notAfter) } : {}) };
+}
+
+/** The payments keys a directory lists for a record: the active one and those retired within a mandate's longest life. */
+function currentPaymentJwks(rec: IdentityRecord, nowMs: number): PaymentJwk[] {
+  return (rec.paymentKeys ?? []).filter((k) => k.status === "active" || (k.notAfter !== undefined && Date.parse(k.notAfter) >= nowMs - MANDATE_MAX_LIFETIME_MS)).map(paymentJwk);
+}
 
 function keyInputs(rec: IdentityRecord): JwksInput[] {
   const out: JwksInput[] = [];
@@ -53,20 +78,37 @@ export function tenantJwks(t: TenantRecord): JwksKey[] {
 
 /** One identity's JWKS: current and retired keys with their validity. */
 export function identityJwks(rec: IdentityRecord): IdentityJwks {
-  return { identity: rec.id, ...(rec.revokedAt ? { revokedAt: rec.revokedAt } : {}), ...jwks(keyInputs(rec)) };
+  const keys: Array<JwksKey | PaymentJwk> = [...jwks(keyInputs(rec)).keys, ...(rec.paymentKeys ?? []).map(paymentJwk)];
+  return { identity: rec.id, ...(rec.revokedAt ? { revokedAt: rec.revokedAt } : {}), keys };
 }
 
 /** The directory document: current keys of the identities that are not revoked (see above). */
-export function directoryDocument(records: IdentityRecord[], nowMs: number, tenants: TenantRecord[] = []): DirectoryDocument {
+export function directoryDocument(
+  records: IdentityRecord[],
+  nowMs: number,
+  tenants: TenantRecord[] = [],
+  providerKeys: ReadonlyMap<string, PaymentKeyRecord> = new Map(),
+): DirectoryDocument {
   const keys: JwksKey[] = [];
+  const paymentKeys: Array<{ identity: string; keys: PaymentJwk[] }> = [];
   for (const rec of records) {
     if (rec.revokedAt) continue;
     const inputs = keyInputs(rec).filter(
       (k) => k.status === "active" || (k.notAfter !== undefined && Date.parse(k.notAfter) >= nowMs - MAX_EXPIRES_SECONDS * 1000),
     );
     keys.push(...jwks(inputs).keys);
+    const pay = currentPaymentJwks(rec, nowMs);
+    if (pay.length > 0) paymentKeys.push({ identity: rec.id, keys: pay });
   }
-  return { keys, ...(tenants.length > 0 ? { tenants: tenants.map((t) => ({ tenant: t.id, keys: tenantJwks(t) })) } : {}) };
+  const tenantEntry = (t: TenantRecord): NonNullable<DirectoryDocument["tenants"]>[number] => {
+    const pk = providerKeys.get(t.id);
+    return { tenant: t.id, keys: tenantJwks(t), ...(pk ? { providerKeys: [paymentJwk(pk)] } : {}) };
+  };
+  return {
+    keys,
+    ...(tenants.length > 0 ? { tenants: tenants.map(tenantEntry) } : {}),
+    ...(paymentKeys.length > 0 ? { paymentKeys } : {}),
+  };
 }
 
 /** Keys a verifier can use, from a JWKS (ours or anyone's): raw public key plus validity window. */
@@ -89,6 +131,20 @@ export function keysFromJwks(doc: unknown): Array<{ kid: string; publicKey: Uint
   return out;
 }
 
+/**
+ * What the directory lists: the identities that are not revoked (one with the `card` channel but
+ * no payments key — issued before mandates existed — gets one now), the tenants and their
+ * provider keys (made now for a tenant that has none).
+ */
+export async function directoryInputs(app: Pick<App, "store" | "payments">): Promise<{ records: IdentityRecord[]; tenants: TenantRecord[]; providerKeys: Map<string, PaymentKeyRecord> }> {
+  const records: IdentityRecord[] = [];
+  for (const r of await app.store.listIdentities()) if (!r.revokedAt) records.push(await app.payments.ensureIdentityKey(r));
+  const tenants = await app.store.listTenants();
+  const providerKeys = new Map<string, PaymentKeyRecord>();
+  for (const t of tenants) providerKeys.set(t.id, await app.payments.providerKey(t.id));
+  return { records, tenants, providerKeys };
+}
+
 export type SignedDirectoryResponse = {
   body: string;
   headers: Record<string, string>;
@@ -105,11 +161,11 @@ const directoryCache = new Map<string, { at: number; response: SignedDirectoryRe
  * signed response is served for up to 30 seconds while the key set does not change (its
  * signatures live 300 seconds).
  */
-export async function signedDirectory(app: Pick<App, "store" | "now" | "signers">, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
-  let records = (await app.store.listIdentities()).filter((r) => !r.revokedAt);
+export async function signedDirectory(app: Pick<App, "store" | "now" | "signers" | "payments">, authority: string, scheme: "http" | "https"): Promise<SignedDirectoryResponse> {
+  const { records: listed, tenants, providerKeys } = await directoryInputs(app);
+  let records = listed;
   const now = app.now();
-  const tenants = await app.store.listTenants();
-  let doc = directoryDocument(records, now, tenants);
+  let doc = directoryDocument(records, now, tenants, providerKeys);
   let cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
   const hit = directoryCache.get(cacheKey);
   if (hit && now - hit.at >= 0 && now - hit.at < DIRECTORY_CACHE_MS) return hit.response;
@@ -125,7 +181,7 @@ export async function signedDirectory(app: Pick<App, "store" | "now" | "signers"
     if (signers.some((s, i) => !records[i]!.keys.some((k) => k.keyId === s.keyId && k.status === "active"))) {
       const ids = new Set(records.map((r) => r.id));
       records = (await app.store.listIdentities()).filter((r) => ids.has(r.id));
-      doc = directoryDocument(records, now, tenants);
+      doc = directoryDocument(records, now, tenants, providerKeys);
       cacheKey = `${scheme}://${authority}\n${JSON.stringify(doc)}`;
     }
     const signed = await signDirectoryResponse({

@@ -48,7 +48,7 @@ function send(res: http.ServerResponse, r: Response): void {
   res.end(r.body);
 }
 
-export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signers" | "identities" | "keyring" | "delegations">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
+export function publicRoutes(app: Pick<App, "config" | "store" | "now" | "signers" | "identities" | "keyring" | "delegations" | "payments">): (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean> {
   const publicUrl = app.config.publicUrl;
   const publicHost = publicUrl ? new URL(publicUrl).host : undefined;
   // One slot per directory authority (Host was checked against the allow-list, so few) and per

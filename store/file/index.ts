@@ -16,6 +16,9 @@
  * - `approvers/<apr_id>.json` + `approver-tokens/<sha256>`: approvers and their token index (the
  *   approver document stays the authority, as for identities).
  * - `approvals/<apv_id>.json`: approval requests, written once (their status lives in the log).
+ * - `provider-keys/<tenant>.json`: a tenant's mandate provider key, written once; `mandates/<mnd_id>.json`:
+ *   issued payment mandates, written once (their use lives in the log). Both are the file store's
+ *   equivalent of PostgreSQL migration 7; a home made before them has neither directory.
  */
 import path from "node:path";
 import { Low } from "lowdb";
@@ -25,6 +28,8 @@ import {
   type ApprovalRecord,
   type ApproverRecord,
   type IdentityRecord,
+  type MandateRecord,
+  type PaymentKeyRecord,
   type RegistryMeta,
   type SecretRecord,
   type Store,
@@ -35,6 +40,7 @@ import {
   HASH_RE,
   APPROVER_ID_RE,
   APPROVAL_ID_RE,
+  MANDATE_ID_RE,
 } from "../types.js";
 import { FileAuditBackend } from "./audit.js";
 import { DurableJsonDocument } from "./json-document.js";
@@ -384,6 +390,36 @@ export class FileStore implements Store {
       if (rec && (opts.sinceIso === undefined || rec.requestedAt >= opts.sinceIso)) out.push(rec);
     }
     return out.sort((a, b) => a.requestedAt.localeCompare(b.requestedAt) || a.id.localeCompare(b.id));
+  }
+
+  private providerKeyFile = (tenantId: string): string => path.join(this.home, "provider-keys", `${tenantId}.json`);
+  private mandateFile = (id: string): string => path.join(this.home, "mandates", `${id}.json`);
+
+  async putProviderKey(tenantId: string, record: PaymentKeyRecord): Promise<PaymentKeyRecord> {
+    if (!TENANT_ID_RE.test(tenantId)) throw new StoreError("bad tenant id", "conflict");
+    await this.files.mkdir(path.join(this.home, "provider-keys"), 0o700);
+    const created = await createFileDurable(this.files, this.providerKeyFile(tenantId), JSON.stringify(record, null, 1) + "\n");
+    if (created) return record;
+    const held = await this.getProviderKey(tenantId);
+    if (!held) throw new StoreError(`the provider key of ${tenantId} cannot be read`, "unreadable");
+    return held;
+  }
+
+  async getProviderKey(tenantId: string): Promise<PaymentKeyRecord | undefined> {
+    if (typeof tenantId !== "string" || !TENANT_ID_RE.test(tenantId)) return undefined;
+    return this.readDoc<PaymentKeyRecord>(this.providerKeyFile(tenantId));
+  }
+
+  async createMandate(record: MandateRecord): Promise<void> {
+    if (!MANDATE_ID_RE.test(record.id)) throw new StoreError("bad mandate id", "conflict");
+    await this.files.mkdir(path.join(this.home, "mandates"), 0o700);
+    const created = await createFileDurable(this.files, this.mandateFile(record.id), JSON.stringify(record, null, 1) + "\n");
+    if (!created) throw new StoreError(`mandate ${record.id} exists`, "conflict");
+  }
+
+  async getMandate(id: string): Promise<MandateRecord | undefined> {
+    if (typeof id !== "string" || !MANDATE_ID_RE.test(id)) return undefined;
+    return this.readDoc<MandateRecord>(this.mandateFile(id));
   }
 
   async registerInstance(instanceId: string): Promise<void> {

@@ -45,6 +45,9 @@ export async function importStore(source: Store, target: PostgresStore): Promise
     for (const t of tenants) {
       await c.query("INSERT INTO sigil_tenants (id, admin_token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [t.id, t.adminTokenHash ?? null, JSON.stringify(t), t.createdAt]);
       counts.tenants++;
+      // Its mandate provider key (what merchants and networks trust), when it has one.
+      const pk = await source.getProviderKey(t.id);
+      if (pk) await c.query("INSERT INTO sigil_provider_keys (tenant_id, record) VALUES ($1, $2)", [t.id, JSON.stringify(pk)]);
     }
     for (const rec of identities) {
       await c.query("INSERT INTO sigil_identities (id, token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [

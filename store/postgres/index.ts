@@ -17,6 +17,8 @@ import {
   type ApprovalRecord,
   type ApproverRecord,
   type IdentityRecord,
+  type MandateRecord,
+  type PaymentKeyRecord,
   type RegistryMeta,
   type SecretRecord,
   type Store,
@@ -27,6 +29,7 @@ import {
   HASH_RE,
   APPROVER_ID_RE,
   APPROVAL_ID_RE,
+  MANDATE_ID_RE,
 } from "../types.js";
 import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
@@ -352,6 +355,45 @@ export class PostgresStore implements Store {
       [opts.sinceIso ?? null],
     );
     return r.rows.map((row) => row.record);
+  }
+
+  async putProviderKey(tenantId: string, record: PaymentKeyRecord): Promise<PaymentKeyRecord> {
+    if (!TENANT_ID_RE.test(tenantId)) throw new StoreError("bad tenant id", "conflict");
+    await this.schema();
+    await this.db.query("INSERT INTO sigil_provider_keys (tenant_id, record) VALUES ($1, $2) ON CONFLICT DO NOTHING", [tenantId, JSON.stringify(record)]);
+    const held = await this.getProviderKey(tenantId);
+    if (!held) throw new StoreError(`the provider key of ${tenantId} cannot be read`, "unreadable");
+    return held;
+  }
+
+  async getProviderKey(tenantId: string): Promise<PaymentKeyRecord | undefined> {
+    if (typeof tenantId !== "string" || !TENANT_ID_RE.test(tenantId)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: PaymentKeyRecord }>("SELECT record FROM sigil_provider_keys WHERE tenant_id = $1", [tenantId]);
+    return r.rows[0]?.record;
+  }
+
+  async createMandate(record: MandateRecord): Promise<void> {
+    if (!MANDATE_ID_RE.test(record.id)) throw new StoreError("bad mandate id", "conflict");
+    await this.schema();
+    try {
+      await this.db.query("INSERT INTO sigil_payment_mandates (id, identity_id, created_at, record) VALUES ($1, $2, $3, $4)", [
+        record.id,
+        record.identityId,
+        record.createdAt,
+        JSON.stringify(record),
+      ]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`mandate ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getMandate(id: string): Promise<MandateRecord | undefined> {
+    if (typeof id !== "string" || !MANDATE_ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: MandateRecord }>("SELECT record FROM sigil_payment_mandates WHERE id = $1", [id]);
+    return r.rows[0]?.record;
   }
 
   /**

@@ -129,15 +129,41 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX sigil_approvals_requested ON sigil_approvals (requested_at);
     `,
   },
+  {
+    version: 7,
+    description: "payment mandates: tenant provider keys and issued mandates",
+    sql: `
+      -- A tenant's ES256 mandate provider key (sealed private key inside the record); written once.
+      CREATE TABLE sigil_provider_keys (
+        tenant_id text PRIMARY KEY,
+        record jsonb NOT NULL
+      );
+      -- Issued AP2 open mandate pairs, written once; their use is decided from the identity's log.
+      CREATE TABLE sigil_payment_mandates (
+        id text PRIMARY KEY,
+        identity_id text NOT NULL,
+        created_at text NOT NULL,
+        record jsonb NOT NULL
+      );
+    `,
+  },
 ];
 
-export const LATEST_SCHEMA = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+export const LATEST_SCHEMA = Math.max(...MIGRATIONS.map((m) => m.version));
 
 async function currentVersion(c: Conn): Promise<number> {
+  return Math.max(0, ...(await appliedVersions(c)));
+}
+
+/**
+ * The versions applied. Migration numbers are reserved ahead of time by parallel work, so one may
+ * land before a lower one: every migration not yet applied runs, not only those above the highest.
+ */
+async function appliedVersions(c: Conn): Promise<number[]> {
   const exists = await c.query<{ t: string | null }>("SELECT to_regclass('sigil_schema')::text AS t");
-  if (!exists.rows[0]?.t) return 0;
-  const r = await c.query<{ v: number | null }>("SELECT max(version)::int AS v FROM sigil_schema");
-  return r.rows[0]?.v ?? 0;
+  if (!exists.rows[0]?.t) return [];
+  const r = await c.query<{ v: number }>("SELECT version::int AS v FROM sigil_schema");
+  return r.rows.map((row) => row.v);
 }
 
 function tooNew(version: number): StoreError {
@@ -150,9 +176,10 @@ function tooNew(version: number): StoreError {
 /** Brings the schema up to date (or refuses a newer one). Returns the version now in place. */
 export async function migrate(db: Database): Promise<number> {
   // Fast path: one read, no lock, when nothing is to be done.
-  const seen = await db.tx("main", (c) => currentVersion(c));
+  const applied = await db.tx("main", (c) => appliedVersions(c));
+  const seen = Math.max(0, ...applied);
   if (seen > LATEST_SCHEMA) throw tooNew(seen);
-  if (seen === LATEST_SCHEMA) return seen;
+  if (MIGRATIONS.every((m) => applied.includes(m.version))) return LATEST_SCHEMA;
   for (let attempt = 0; ; attempt++) {
     try {
       return await db.tx("main", async (c) => {
@@ -163,8 +190,9 @@ export async function migrate(db: Database): Promise<number> {
         await c.query("LOCK TABLE sigil_schema IN SHARE ROW EXCLUSIVE MODE");
         const v = await currentVersion(c);
         if (v > LATEST_SCHEMA) throw tooNew(v);
+        const done = new Set(await appliedVersions(c));
         for (const m of MIGRATIONS) {
-          if (m.version <= v) continue;
+          if (done.has(m.version)) continue;
           await c.query(m.sql);
           await c.query("INSERT INTO sigil_schema (version, description) VALUES ($1, $2)", [m.version, m.description]);
         }
