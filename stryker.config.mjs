@@ -10,6 +10,8 @@ const mutate = (process.env.SIGIL_MUTATE ?? [
   "src/audit/verify-entry.ts",
   "src/provenance/receipt.ts",
   "src/provenance/http-signature.ts",
+  "src/approval/evidence.ts",
+  "src/identity/record-mac.ts",
 ].join(",")).split(",");
 // One module's run gets its own report and sandbox directory, so runs of different modules can
 // proceed side by side (SIGIL_MUTATE=src/policy/evaluate.ts → reports/mutation/evaluate.json).

@@ -9,19 +9,24 @@ import { defineConfig } from "vitest/config";
  * below): Stryker's dry run and every mutant run then pay for those files only.
  */
 const TESTS_FOR: Record<string, string[]> = {
-  "src/policy/evaluate.ts": ["test/unit/evaluate.test.ts", "test/policy.test.ts"],
+  "src/policy/evaluate.ts": ["test/unit/evaluate.test.ts", "test/policy.test.ts", "test/approval-policy.test.ts"],
   "src/policy/email-address.ts": ["test/unit/email-address.test.ts", "test/email-address.test.ts"],
   "src/policy/exfiltration.ts": ["test/unit/exfiltration.test.ts", "test/exfiltration.test.ts"],
-  "src/audit/verify.ts": ["test/unit/audit-verify.test.ts"],
+  "src/audit/verify.ts": ["test/unit/audit-verify.test.ts", "test/unit/audit-verify-threads.test.ts"],
   "src/audit/verify-entry.ts": ["test/unit/audit-verify.test.ts"],
   "src/provenance/receipt.ts": ["test/unit/receipt-verify.test.ts"],
   "src/provenance/http-signature.ts": ["test/unit/http-signature.test.ts", "test/provenance-http-signature.test.ts"],
+  "src/approval/evidence.ts": ["test/approval-evidence.test.ts"],
+  "src/identity/record-mac.ts": ["test/record-mac.test.ts"],
 };
 const ALL = [
   "test/policy.test.ts",
   "test/email-address.test.ts",
   "test/exfiltration.test.ts",
   "test/provenance-http-signature.test.ts",
+  "test/approval-policy.test.ts",
+  "test/approval-evidence.test.ts",
+  "test/record-mac.test.ts",
   "test/unit/**/*.test.ts",
 ];
 // A module may be given with a line range (`src/policy/evaluate.ts:100-120`, Stryker's syntax).

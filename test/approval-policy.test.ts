@@ -105,6 +105,16 @@ describe("policy approval: what needs approval", () => {
     expect(needs({ allowedDomains: ["example.com"] }, { kind: "email", tool: "send_email", to: ["z@example.com"], cc: [] })).toBe(false);
   });
 
+  it("approval.newRecipients concerns only actions with recipients: a secret, a card charge, a signature or a plain tool call asks nothing", () => {
+    const p = { allowedSecrets: ["*"], cardSpendingLimitCents: 100_000, allowedSigningOrigins: ["*"], approval: { newRecipients: true } };
+    // Nobody was ever contacted, and the usage says so for anything it is asked about.
+    const nobody: Usage = { countSince: () => 0, spentSince: () => 0, contacted: () => false };
+    expect(needs(p, { kind: "vault", tool: "vault_read", name: "db/password" }, nobody)).toBe(false);
+    expect(needs(p, card(100), nobody)).toBe(false);
+    expect(needs(p, { kind: "sign", tool: "sign_request", url: "https://shop.example/" }, nobody)).toBe(false);
+    expect(needs(p, { kind: "none", tool: "whoami" }, nobody)).toBe(false);
+  });
+
   it("a refusal stays a refusal: approval never turns a denied action into one that asks", () => {
     const d = evaluate(pol({ allowedDomains: ["example.com"], approval: { tools: ["send_email"] } }), { kind: "email", tool: "send_email", to: ["a@evil.com"], cc: [] }, usage(), NOW);
     expect(d).toMatchObject({ allow: false, reason: "domain_not_allowed" });

@@ -79,9 +79,29 @@ export class ForgedLog {
     for (let i = 0; i < n; i++) this.push({ tool: "whoami", phase: "call", decision: "allow", session: `s_${this.entries.length}` });
   }
 
+  /** A key rotation as older logs record it: one `event` entry that hands signing over. */
   async rotate(): Promise<ForgeKey> {
+    return this.handOver(await newKey(), { phase: "event", decision: "ok" });
+  }
+
+  /**
+   * A key rotation as the writer records it now (src/identity/identities.ts `rotateKey`): an intent
+   * naming the incoming key, then its result; only an `ok` result hands signing over. Returns the
+   * incoming key (active afterwards only when `result` is `ok`).
+   */
+  async rotateAsIntent(result: "ok" | "failed" | "unknown" = "ok"): Promise<ForgeKey> {
     const next = await newKey();
-    const body = this.body({ tool: "key_rotated", phase: "event", decision: "ok", previousKeyId: this.active.keyId, newKeyId: next.keyId, newPublicKey: next.publicKey });
+    const intent = this.push({ tool: "key_rotated", session: "admin", phase: "intent", decision: "allow", incomingKeyId: next.keyId });
+    const fields = { session: "admin", phase: "result", intent: intent.seq, decision: result };
+    if (result !== "ok") {
+      this.push({ tool: "key_rotated", ...fields });
+      return next;
+    }
+    return this.handOver(next, fields);
+  }
+
+  private handOver(next: ForgeKey, fields: Entry): ForgeKey {
+    const body = this.body({ tool: "key_rotated", ...fields, previousKeyId: this.active.keyId, newKeyId: next.keyId, newPublicKey: next.publicKey });
     this.entries.push(seal(body, this.active, next));
     const at = body.ts as string;
     for (const k of this.keys) if (k.keyId === this.active.keyId) Object.assign(k, { status: "retired", notAfter: at });

@@ -313,6 +313,80 @@ describe("edges the verdict depends on", () => {
   });
 });
 
+describe("a key rotation recorded as an intent and its result (issue 20)", () => {
+  /** A log of 3 entries, then a rotation as intent (seq 4) and `result` (seq 5), then one call. */
+  async function rotated(result: "ok" | "failed" | "unknown"): Promise<{ log: ForgedLog; outgoing: ForgeKey; incoming: ForgeKey }> {
+    const log = await ForgedLog.create();
+    log.call(2);
+    const outgoing = log.active;
+    const incoming = await log.rotateAsIntent(result);
+    log.call(1);
+    return { log, outgoing, incoming };
+  }
+  const ok = (log: ForgedLog) => verifyChain(log.identity, log.lines(), log.keys);
+  /** The log with entry `seq` replaced by `change(copy)`, sealed by `key` and co-signed by `cosign`. */
+  function replaced(log: ForgedLog, seq: number, change: (e: Entry) => void, key: ForgeKey, cosign?: ForgeKey): string[] {
+    const lines = log.lines();
+    const e = { ...log.entries[seq - 1]! };
+    change(e);
+    lines[seq - 1] = canonicalLine(seal(e, key, cosign));
+    return lines;
+  }
+
+  it("the ok result hands signing over: the entries after it verify under the incoming key, and the intent is resolved", async () => {
+    const { log, incoming } = await rotated("ok");
+    expect(log.entries[5]!.keyId).toBe(incoming.keyId);
+    expect(await ok(log)).toEqual({ id: log.identity, entries: 6, ok: true, head: log.head });
+  });
+
+  it.each(["failed", "unknown"] as const)("a %s result hands nothing over: signing stays with the outgoing key", async (result) => {
+    const { log, outgoing, incoming } = await rotated(result);
+    expect(log.entries[5]!.keyId).toBe(outgoing.keyId);
+    expect(await ok(log)).toMatchObject({ ok: true, entries: 6 });
+    // The incoming key was never handed signing, even if the verifier trusts it.
+    const keys = [...log.keys, { keyId: incoming.keyId, publicKey: incoming.publicKey }];
+    const lines = replaced(log, 6, (e) => (e.keyId = incoming.keyId), incoming);
+    expect(await verifyChain(log.identity, lines, keys)).toMatchObject(bad(6, new RegExp(`signed by key ${incoming.keyId} but key ${outgoing.keyId} was active`)));
+  });
+
+  const handover = (outgoing: ForgeKey, incoming: ForgeKey) => (e: Entry) => Object.assign(e, { previousKeyId: outgoing.keyId, newKeyId: incoming.keyId, newPublicKey: incoming.publicKey });
+
+  it("an intent that hands signing over (validly co-signed) fails", async () => {
+    const { log, outgoing, incoming } = await rotated("ok");
+    const lines = replaced(log, 4, handover(outgoing, incoming), outgoing, incoming);
+    expect(await verifyChain(log.identity, lines, log.keys)).toMatchObject(bad(4, /key rotation entry 4 is an intent or an unsuccessful result but hands signing over/));
+  });
+
+  it.each(["failed", "unknown"] as const)("a %s result that hands signing over (validly co-signed) fails", async (result) => {
+    const { log, outgoing, incoming } = await rotated(result);
+    const keys = [...log.keys, { keyId: incoming.keyId, publicKey: incoming.publicKey }];
+    const lines = replaced(log, 5, handover(outgoing, incoming), outgoing, incoming);
+    expect(await verifyChain(log.identity, lines, keys)).toMatchObject(bad(5, /key rotation entry 5 is an intent or an unsuccessful result but hands signing over/));
+  });
+
+  it("an ok result that names no incoming key fails as a rotation that names no valid key", async () => {
+    const { log, outgoing } = await rotated("ok");
+    const lines = replaced(log, 5, (e) => { delete e.newKeyId; delete e.newPublicKey; }, outgoing);
+    expect(await verifyChain(log.identity, lines, log.keys)).toMatchObject(bad(5, /key rotation entry 5 names a key that does not match its public key/));
+  });
+
+  it("an intent of another tool carrying a handover is refused as a rotation it is not (not as a rotation intent)", async () => {
+    const { log, outgoing, incoming } = await rotated("ok");
+    const lines = replaced(log, 4, (e) => { handover(outgoing, incoming)(e); e.tool = "card_charge"; }, outgoing, incoming);
+    expect(await verifyChain(log.identity, lines, log.keys)).toMatchObject(bad(4, /key rotation entry 4 does not name the outgoing key/));
+  });
+
+  it("a rotation intent or failed result carrying a co-signature fails as not a rotation", async () => {
+    for (const result of ["ok", "failed"] as const) {
+      const { log, outgoing, incoming } = await rotated(result);
+      for (const seq of result === "ok" ? [4] : [4, 5]) {
+        const lines = replaced(log, seq, () => {}, outgoing, incoming);
+        expect(await verifyChain(log.identity, lines, log.keys)).toMatchObject(bad(seq, /carries a second signature but is not a key rotation/));
+      }
+    }
+  });
+});
+
 describe("a line that is JSON but not an object", () => {
   it.each(["null", "[1]", '"entry"', "7", "true"])("%s is not an entry", async (line) => {
     const lines = base.lines();
