@@ -179,24 +179,32 @@ function reverse(s: string): string {
   return [...s].reverse().join("");
 }
 
-/** Percent-decoding at the byte level: every `%hh` becomes that byte, everything else its UTF-8. */
+/** The value of each hex digit's character code; -1 for every other code below 128. */
+const HEX_VALUE = new Int8Array(128).fill(-1);
+for (let i = 0; i < 16; i++) HEX_VALUE[i.toString(16).charCodeAt(0)] = HEX_VALUE[i.toString(16).toUpperCase().charCodeAt(0)] = i;
+
+/**
+ * Percent-decoding at the byte level: every `%hh` becomes that byte, everything else its UTF-8.
+ * Done in place on the text's UTF-8 bytes: `%hh` is ASCII and no byte of a multi-byte sequence
+ * is, so a replacement never splits a character, and the output is never longer than the input.
+ */
 export function percentDecode(s: string): string {
   if (!s.includes("%")) return s;
-  const out: number[] = [];
-  for (let i = 0; i < s.length; i++) {
-    const c = s.charCodeAt(i);
-    if (c === 0x25 && i + 2 < s.length && /^[0-9a-fA-F]{2}$/.test(s.slice(i + 1, i + 3))) {
-      out.push(parseInt(s.slice(i + 1, i + 3), 16));
-      i += 2;
-    } else if (c < 0x80) {
-      out.push(c);
-    } else {
-      const cp = s.codePointAt(i)!;
-      for (const b of Buffer.from(String.fromCodePoint(cp), "utf8")) out.push(b);
-      if (cp > 0xffff) i++;
+  const b = Buffer.from(s);
+  let n = 0;
+  for (let i = 0; i < b.length; i++) {
+    if (b[i] === 0x25) {
+      const hi = HEX_VALUE[b[i + 1]!] ?? -1;
+      const lo = HEX_VALUE[b[i + 2]!] ?? -1;
+      if (hi >= 0 && lo >= 0) {
+        b[n++] = (hi << 4) | lo;
+        i += 2;
+        continue;
+      }
     }
+    b[n++] = b[i]!;
   }
-  return Buffer.from(out).toString("utf8");
+  return b.subarray(0, n).toString();
 }
 
 const NAMED_ENTITIES: Record<string, string> = { amp: "&", lt: "<", gt: ">", quot: '"', apos: "'", nbsp: "\u00a0" };
@@ -217,7 +225,7 @@ for (let i = 0; i < B32.length; i++) B32_VALUE[B32.charCodeAt(i)] = i;
 
 /** RFC 4648 base32 (upper-case alphabet, no padding) from symbol `from` on; other characters skipped, trailing partial bits dropped. */
 export function base32Decode(s: string, from = 0): Buffer {
-  const out = Buffer.allocUnsafe(Math.ceil((Math.max(0, s.length - from) * 5) / 8));
+  const out = Buffer.allocUnsafe(Math.max(0, s.length - from)); // a byte a symbol: room to spare
   let n = 0;
   let bits = 0;
   let acc = 0;

@@ -104,6 +104,15 @@ describe("decoders at their edges", () => {
     expect(percentDecode("%41\uffffB")).toBe("A\uffffB");
     expect(percentDecode("\ud800x")).toBe("\ud800x"); // nothing to decode: returned as it is
   });
+  it("percentDecode: every hex digit in either case, the bytes of UTF-8 and of nothing valid, a % too near the end", () => {
+    expect(percentDecode("%30%39%61%66%41%46%2f%2F%3a%40%60%67")).toBe("09afAF//:@`g");
+    expect(percentDecode("%00%7f")).toBe("\u0000\u007f");
+    expect(percentDecode("%C3%a9 %E2%82%AC %F0%9F%98%80")).toBe("é € 😀");
+    expect(percentDecode("%ff%C3")).toBe("\ufffd\ufffd"); // not UTF-8: replacement characters
+    for (const kept of ["%", "a%", "%4", "%%", "%g0", "%0g", "%:0", "%0:", "%/0", "%0@", "%G0", "%é1", "%1é"]) expect(percentDecode(kept), kept).toBe(kept);
+    expect(percentDecode("%é%41\ud800")).toBe("%éA\ufffd"); // a lone surrogate has no UTF-8: U+FFFD
+    expect(percentDecode("%41%42")).toBe("AB"); // and nothing after the last decoded byte
+  });
   it("control bytes are not digits or letters", () => {
     expect(guarded(b64(Buffer.from([0x10, 0x11, 0x12, 0x13, 0x14])), ["01234"])).toBe(false);
     expect(guarded(b64(Buffer.from([0x01, 0x02, 0x03, 0x04, 0x05])), ["abcde"])).toBe(false);
