@@ -109,7 +109,8 @@ describe("the edges of the mechanism (issue 20: each pinned by what it changes)"
     const e = new RecordTampered("identity", "id_1");
     expect(e).toMatchObject({ code: "record_tampered", kind: "identity", recordId: "id_1" });
     expect(e.publicMessage).toMatch(/^the registry record of this identity fails its integrity check/);
-    expect(new RecordTampered("tenant", "t_1").publicMessage).toMatch(/^the registry record of tenant fails/);
+    expect(new RecordTampered("tenant", "t_1").publicMessage).toMatch(/^the registry record of tenant t_1 fails/);
+    expect(new RecordTampered("meta", "registry").publicMessage).toMatch(/^the registry record of meta fails/);
   });
 
   it("token refs: the value identities.ts records in the log", () => {
