@@ -210,6 +210,8 @@ export interface AuditBackend {
   writeSnapshot?(identityId: string, seq: number, text: string): Promise<void>;
   /** The complete line that ends exactly at `cursor` (the entry just before it), if there is one. */
   lineBefore?(identityId: string, cursor: ChainCursor): Promise<string | undefined>;
+  /** The cursor just before `line`, the line `lineBefore` read at `cursor`: with it a log reads backwards, newest first (the console's timeline). */
+  cursorBefore?(cursor: ChainCursor, line: string): ChainCursor;
 }
 
 export class StoreError extends Error {

@@ -71,6 +71,26 @@ for (const el of document.querySelectorAll("[data-copy]")) {
   el.after(b);
 }
 for (const sel of document.querySelectorAll("select[data-autosubmit]")) sel.addEventListener("change", () => sel.form.submit());
+// Chain verification statuses still running are asked for again every two seconds.
+function refreshStatuses() {
+  const pending = [...document.querySelectorAll("[data-chain-status][data-state=verifying]")];
+  if (pending.length === 0) return;
+  const ids = pending.map((el) => el.getAttribute("data-chain-status")).join(",");
+  fetch("/console/audit/status?ids=" + encodeURIComponent(ids), { credentials: "same-origin" })
+    .then((r) => (r.ok ? r.json() : {}))
+    .then((all) => {
+      for (const el of pending) {
+        const s = all[el.getAttribute("data-chain-status")];
+        if (!s) continue;
+        const tpl = document.createElement("template");
+        tpl.innerHTML = s.html; // rendered (and escaped) by the server
+        if (tpl.content.firstElementChild) el.replaceWith(tpl.content.firstElementChild);
+      }
+    })
+    .catch(() => {})
+    .finally(() => setTimeout(refreshStatuses, 2000));
+}
+setTimeout(refreshStatuses, 1000);
 `;
 
 let webauthnBundle: string | undefined;

@@ -23,7 +23,13 @@ import { SECURITY_HEADERS, readForm, redirect, safeNext, send } from "./http-uti
 import { page } from "./layout.js";
 import { PASSKEY_JS } from "./passkey-script.js";
 import { type ConsolePrincipal, type ConsoleSession, ConsoleSessions } from "./session.js";
-import { ROUTES, type Ctx } from "./routes.js";
+import type { Ctx, Route } from "./routes.js";
+import { identityRoutes } from "./pages/identities.js";
+import { approvalRoutes } from "./pages/approvals.js";
+import { auditRoutes } from "./pages/audit.js";
+import { tenantRoutes } from "./pages/tenants.js";
+
+const ROUTES: Route[] = [...identityRoutes, ...auditRoutes, ...approvalRoutes, ...tenantRoutes];
 
 export type { ConsolePrincipal } from "./session.js";
 

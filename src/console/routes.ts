@@ -32,4 +32,4 @@ export interface Route {
 export const isAdmin = (p: ConsolePrincipal): boolean => p.kind === "admin";
 export const isRoot = (p: ConsolePrincipal): boolean => p.kind === "admin" && p.tenantId === undefined;
 
-export const ROUTES: Route[] = [];
+

@@ -133,6 +133,11 @@ export class FileAuditBackend implements AuditBackend {
     await writeFileDurable(this.files, this.snapshotFile(identityId), text);
   }
 
+  /** The cursor is a byte offset: the line and its newline end there. */
+  cursorBefore(cursor: ChainCursor, line: string): ChainCursor {
+    return { position: cursor.position - Buffer.byteLength(line, "utf8") - 1 };
+  }
+
   async lineBefore(identityId: string, cursor: ChainCursor): Promise<string | undefined> {
     const end = cursor.position;
     if (!Number.isSafeInteger(end) || end <= 0) return undefined;

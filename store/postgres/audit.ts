@@ -208,6 +208,11 @@ export class PgAuditBackend implements AuditBackend {
     );
   }
 
+  /** The cursor is the last seq seen: the one before is the previous seq. */
+  cursorBefore(cursor: ChainCursor): ChainCursor {
+    return { position: cursor.position - 1 };
+  }
+
   /** The cursor is the last seq seen: the entry with that seq. */
   async lineBefore(identityId: string, cursor: ChainCursor): Promise<string | undefined> {
     await this.ready();

@@ -1,0 +1,52 @@
+/**
+ * How the console acts: through the admin and approver tools, called exactly as MCP calls them
+ * (src/pipeline/admin-call.ts, approver-call.ts) — the credential re-checked, the tool's strict
+ * schema, a tenant admin's scope (src/tenant/scope.ts), the operation's own audit entries, the one
+ * refusal model. The console is a third surface onto those operations, never a second path to the
+ * store. Reads go through the same admin context (scoped for a tenant admin).
+ */
+import { callAdminTool } from "../pipeline/admin-call.js";
+import { callApproverTool } from "../pipeline/approver-call.js";
+import type { AdminContext } from "../pipeline/tool.js";
+import { scopedAdmin } from "../tenant/scope.js";
+import { ADMIN_TOOLS, APPROVER_TOOLS } from "../../tools/index.js";
+import type { Ctx } from "./routes.js";
+
+/** A tool's answer: its structured result, or the refusal / error sentence (`denied: code: …`). */
+export type Outcome = { ok: true; value: Record<string, any> } | { ok: false; code: string; text: string };
+
+function outcome(r: { isError?: boolean; structuredContent?: Record<string, unknown>; content?: unknown }): Outcome {
+  if (!r.isError) return { ok: true, value: (r.structuredContent ?? {}) as Record<string, any> };
+  const text = ((r.content as Array<{ text?: string }> | undefined)?.[0]?.text ?? "error: the operation failed.").trim();
+  const m = /^(?:denied|error): ([a-z_]+): /.exec(text);
+  return { ok: false, code: m?.[1] ?? "error", text };
+}
+
+/** Calls an admin tool as the signed-in admin. */
+export async function adminCall(ctx: Ctx, name: string, args: Record<string, unknown>): Promise<Outcome> {
+  const p = ctx.principal;
+  if (p.kind !== "admin") return { ok: false, code: "tool_not_available", text: "denied: tool_not_available: admins only." };
+  const tool = ADMIN_TOOLS.find((t) => t.name === name);
+  const r = await callAdminTool(ctx.app.admin, { tokenHash: p.tokenHash, ...(p.tenantId !== undefined ? { tenantId: p.tenantId } : {}) }, tool, name, args);
+  if (r.isError !== true && (name === "revoke_identity" || name === "rotate_token")) ctx.afterChange();
+  return outcome(r);
+}
+
+/** Calls an approver tool as the signed-in approver. */
+export async function approverCall(ctx: Ctx, name: string, args: Record<string, unknown>): Promise<Outcome> {
+  const p = ctx.principal;
+  if (p.kind !== "approver") return { ok: false, code: "tool_not_available", text: "denied: tool_not_available: approvers only." };
+  const tool = APPROVER_TOOLS.find((t) => t.name === name);
+  return outcome(await callApproverTool({ approvers: ctx.app.approvers, approvals: ctx.app.approvals }, p.approverId, p.tokenHash, tool, name, args));
+}
+
+/** The admin operations as the signed-in admin may read them (a tenant admin's narrowed to its tenant). */
+export function adminOps(ctx: Ctx): AdminContext {
+  const p = ctx.principal;
+  if (p.kind !== "admin") throw new Error("adminOps: not an admin session");
+  const a = ctx.app.admin;
+  return p.tenantId === undefined ? a.ops : scopedAdmin(a.ops, a.store, p.tenantId, a.member);
+}
+
+/** The sentence of a refusal without its `denied: code:` prefix. */
+export const sentence = (o: { text: string }): string => o.text.replace(/^(?:denied|error): [a-z_]+: /, "");
