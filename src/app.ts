@@ -156,7 +156,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     payments,
     providers,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
-    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     auditHash,
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute

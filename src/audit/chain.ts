@@ -149,6 +149,15 @@ export interface SnapshotBody {
   contacted?: string[];
   /** The log's key history (see `ChainState.keyHistory`). A snapshot without it is not used. */
   keys: KeyWindow[];
+  /** Secrets handed out by vault_get in the kept window (see `ChainState.vaultReadsSince`). */
+  vaultReads: VaultRead[];
+}
+
+/** A secret vault_get handed out, as the log records it: its intent's time, the name and the version. */
+export interface VaultRead {
+  t: number;
+  name: string;
+  version: number;
 }
 
 /** The tools whose recipients count as contacted once they succeed (policy `approval.newRecipients`). */
@@ -210,10 +219,10 @@ function recipientsOf(tool: string, args: unknown): string[] | undefined {
 const ENVELOPE = new Set(["v", "seq", "ts", "identity", "session", "tool", "phase", "decision", "instance", "keyId", "prev", "hash", "sig", "sigNew"]);
 
 /**
- * v2 added `revoked` and `tokenRef`, v3 `policyDone`: an older snapshot is ignored (the log replayed
- * once), never read as "not revoked" or "no policy update completed".
+ * v2 added `revoked` and `tokenRef`, v3 `policyDone`, v4 `vaultReads`: an older snapshot is ignored
+ * (the log replayed once), never read as "not revoked", "no policy update completed" or "no secret read".
  */
-export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v3";
+export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v4";
 const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
 
 function snapshotMac(key: Buffer, identityId: string, body: string): string {
@@ -253,7 +262,7 @@ export function decodeSnapshot(key: Buffer, identityId: string, text: string): S
     Number.isSafeInteger(body.cursor) &&
     body.cursor > 0 &&
     Number.isSafeInteger(body.policyDone) &&
-    [body.rate, body.spend, body.idem, body.idemByIntent, body.open, body.keys].every(Array.isArray);
+    [body.rate, body.spend, body.idem, body.idemByIntent, body.open, body.keys, body.vaultReads].every(Array.isArray);
   return ok ? body : undefined;
 }
 
@@ -288,8 +297,22 @@ export class ChainState {
   private readonly approvalByIdem = new Map<string, string>();
   private readonly contactedSet = new Set<string>();
   private keys: KeyWindow[] = [];
+  /** vault_get calls with an `ok` result, oldest first, trimmed to about a day (see `vaultReadsSince`). */
+  private vaultReads: VaultRead[] = [];
 
   constructor(readonly identityId: string) {}
+
+  /**
+   * The secrets vault_get handed out whose intent is at or after `sinceMs`. The `ok` result is
+   * written only after the exfiltration guard's journal recorded the value (src/pipeline/agent-call.ts,
+   * `guardedReader`), so each of these must be in the journal while it is inside the guard's window:
+   * one that is not was deleted or rolled back by whoever writes the store.
+   */
+  vaultReadsSince(sinceMs: number): VaultRead[] {
+    let i = this.vaultReads.length;
+    while (i > 0 && this.vaultReads[i - 1]!.t >= sinceMs) i--;
+    return this.vaultReads.slice(i).map((r) => ({ ...r }));
+  }
 
   /**
    * Every key that has signed this log, in order, with the time it took over and the time it
@@ -360,6 +383,7 @@ export class ChainState {
       approvals: [...this.approvals.values()].filter((a) => a.requestedAt >= cutoff || a.status === "pending" || a.status === "approved").map((a) => structuredClone(a)).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)),
       contacted: [...this.contactedSet].sort(),
       keys: this.keyHistory(),
+      vaultReads: this.vaultReads.filter((r) => r.t >= cutoff).map((r) => ({ ...r })),
     };
   }
 
@@ -388,6 +412,7 @@ export class ChainState {
     }
     if (Array.isArray(b.contacted)) for (const r of b.contacted) if (typeof r === "string") s.contactedSet.add(r);
     s.keys = b.keys.map((k) => ({ ...k }));
+    s.vaultReads = b.vaultReads.map((r) => ({ ...r }));
     return s;
   }
 
@@ -448,6 +473,16 @@ export class ChainState {
       // Money that provably did not move is released; "unknown" stays reserved.
       if (e.decision === "failed") this.spend.delete(e.intent);
       if (e.decision === "ok" && intent?.recipients) for (const r of intent.recipients) this.contactedSet.add(r);
+      if (e.decision === "ok" && intent?.tool === "vault_get") {
+        const r = e.result as { name?: unknown; version?: unknown } | undefined;
+        if (typeof r?.name === "string" && typeof r.version === "number") {
+          // Kept in intent-time order (results of concurrent calls may land out of it).
+          let i = this.vaultReads.length;
+          while (i > 0 && this.vaultReads[i - 1]!.t > intent.t) i--;
+          this.vaultReads.splice(i, 0, { t: intent.t, name: r.name, version: r.version });
+          if (this.vaultReads.length > 64 && this.vaultReads[0]!.t < t - 2 * DAY_MS) this.vaultReads = this.vaultReads.filter((x) => x.t >= t - 2 * DAY_MS);
+        }
+      }
       const k = intent ? this.idemByIntent.get(e.intent) : undefined;
       const rec = k === undefined ? undefined : this.idem.get(k);
       if (k !== undefined && rec) {

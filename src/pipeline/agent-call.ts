@@ -17,7 +17,7 @@ import { type AuditChains, type Built, type ChainState, type Draft, type Receipt
 import type { AuditEntry } from "../audit/entry.js";
 import { evaluate, type Decision, type NormalizedAction } from "../policy/evaluate.js";
 import { EXFILTRATION } from "../policy/exfiltration.js";
-import { type ExfiltrationJournal, stringsOf } from "../policy/exfiltration-journal.js";
+import { type ExfiltrationJournal, READ_WINDOW_MS, stringsOf } from "../policy/exfiltration-journal.js";
 import { parsePolicy } from "../policy/schema.js";
 import { ProviderError } from "../providers/types.js";
 import type { Providers } from "../providers/index.js";
@@ -53,7 +53,7 @@ export interface AgentDeps {
   signers: Pick<ActiveSigners, "active">;
   secrets: Pick<Secrets, "readerFor">;
   /** The exfiltration guard's memory (values read, recent outbound text) per identity. */
-  exfiltration: Pick<ExfiltrationJournal, "carries" | "recordRead">;
+  exfiltration: Pick<ExfiltrationJournal, "carries" | "recordRead" | "reconcile">;
   /** Refusals past the per-minute limit are answered `throttled` and summarised (throttle.ts). */
   throttle: Pick<RefusalThrottle, "over" | "count">;
   providers: Providers;
@@ -202,8 +202,7 @@ class AgentCall {
     const { deps, identityId } = this;
     try {
       const outbound = tool.channel !== null && tool.channel !== "vault";
-      const fields = Object.entries(args).map(([k, v]) => [k, stringsOf(v).join("\n")] as const);
-      if (await deps.exfiltration.carries(identityId, fields, outbound)) {
+      if (await deps.exfiltration.carries(identityId, fieldsOf(args), outbound)) {
         throw await this.refuse(tool.name, EXFILTRATION.reason, EXFILTRATION.message, { args: this.shape(tool, args) });
       }
     } catch (err) {
@@ -361,6 +360,22 @@ class AgentCall {
           return deny("outcome_unknown", "an earlier attempt with this idempotencyKey has an unknown outcome; it is not repeated.");
         }
         return { value: { kind: "wait" } };
+      }
+    }
+    // The guard's journal lives in the store; the log says which secrets were handed out. An
+    // outbound call is refused while the journal lacks one that cannot be rebuilt from the vault.
+    if (tool.channel !== null && tool.channel !== "vault") {
+      const logged = state.vaultReadsSince(now - READ_WINDOW_MS);
+      if (logged.length > 0) {
+        let gap: { reason: string; message: string } | undefined;
+        try {
+          gap = await deps.exfiltration.reconcile(identityId, logged, fieldsOf(g.args));
+        } catch (err) {
+          const ref = refId();
+          logInternal(ref, "exfiltration guard", err);
+          gap = { reason: err instanceof SigilError ? err.code : "guard_unavailable", message: `the exfiltration guard cannot check this call, so nothing was done (${ref}).` };
+        }
+        if (gap) return deny(gap.reason, gap.message);
       }
     }
     const decision: Decision = evaluate(g.ctx.policy, d.action, state, now);
@@ -548,6 +563,11 @@ function successResult(out: ToolOutcome, receipt: Receipt): CallToolResult {
 function argumentShape(raw: unknown, known: ReadonlySet<string>, hash: (v: string) => string): Record<string, unknown> {
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) return { type: raw === null ? "null" : Array.isArray(raw) ? "array" : typeof raw };
   return { keys: Object.keys(raw).slice(0, 20).map((k) => (known.has(k) ? k : `unknown:${hash(k)}`)) };
+}
+
+/** A call's arguments as the exfiltration guard reads them: by name, every string in each as text. */
+function fieldsOf(args: Record<string, unknown>): Array<readonly [string, string]> {
+  return Object.entries(args).map(([k, v]) => [k, stringsOf(v).join("\n")] as const);
 }
 
 /** A vault reader that records each value in the exfiltration guard's journal before returning it. */

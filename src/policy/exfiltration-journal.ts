@@ -18,7 +18,7 @@ import { type MasterKey } from "../crypto/master-key.js";
 import { open as openSealed, seal } from "../crypto/seal.js";
 import { SigilError } from "../errors.js";
 import type { Store } from "../../store/types.js";
-import { carriesAny, compileSecrets, normalize, scan } from "./exfiltration.js";
+import { EXFILTRATION, carriesAny, compileSecrets, normalize, scan } from "./exfiltration.js";
 
 /** Not a valid secret name (`~` is outside the vault's name rule), so no tool or command can reach it. */
 export const JOURNAL_NAME = "~exfiltration-guard";
@@ -56,11 +56,33 @@ const MAX_ENDS = 32;
 
 const ad = (identityId: string, version: number): string => `sigil-exfiltration-guard-v1\n${identityId}\n${version}`;
 
+/** A read the audit log says vault_get handed out (src/audit/chain.ts, `ChainState.vaultReadsSince`). */
+export interface LoggedRead {
+  t: number;
+  name: string;
+  version: number;
+}
+
+/** Why an outbound call is refused after the journal was found missing reads the log records. */
+export const GUARD_TAMPERED = {
+  reason: "guard_tampered",
+  message: (n: number): string =>
+    `the exfiltration guard's record for this identity lacks ${n} secret${n === 1 ? "" : "s"} the audit log says vault_get handed out in the last 24 hours, and ${n === 1 ? "it" : "they"} can no longer be read from the vault (the record was deleted or put back from an older copy); outbound calls are refused until those reads are 24 hours old, and nothing was sent.`,
+};
+
+/**
+ * How much older than the guard's 24 h window a logged read must be before its absence from the
+ * journal is no longer a sign of tampering (clocks of different processes or instances may differ).
+ */
+export const CLOCK_MARGIN_MS = 5 * 60 * 1000;
+
 export class ExfiltrationJournal {
   constructor(
     private readonly store: Store,
     private readonly master: MasterKey,
     private readonly now: () => number = Date.now,
+    /** The identity's secret as the vault holds it now (to rebuild a read the journal lost). */
+    private readonly vault?: (identityId: string, name: string) => Promise<{ name: string; version: number; value: string } | undefined>,
   ) {}
 
   private get key(): Buffer {
@@ -105,14 +127,17 @@ export class ExfiltrationJournal {
     return { reads, ends: recent ? j.ends : {}, sentAt: recent ? j.sentAt : 0 };
   }
 
-  /** Remembers a value read with vault_get (call before the value is handed out; if it throws, do not hand it out). */
-  async recordRead(identityId: string, read: { name: string; version: number; value: string }): Promise<void> {
+  /**
+   * Remembers a value read with vault_get (call before the value is handed out; if it throws, do
+   * not hand it out). `at`: when it was read, if not now (a read rebuilt from the log).
+   */
+  async recordRead(identityId: string, read: { name: string; version: number; value: string }, at?: number): Promise<void> {
     for (let i = 0; i < MAX_ATTEMPTS; i++) {
       const now = this.now();
       const { version, journal } = await this.load(identityId);
       const j = this.live(journal, now);
       const reads = j.reads.filter((r) => !(r.name === read.name && r.version === read.version && r.value === read.value));
-      reads.push({ name: read.name, version: read.version, value: read.value, at: now });
+      reads.push({ name: read.name, version: read.version, value: read.value, at: at ?? now });
       if (await this.swap(identityId, version, { ...j, reads })) return;
     }
     throw new SigilError("guard_unavailable", "the exfiltration guard's record is too busy to update; the secret was not returned.");
@@ -156,6 +181,40 @@ export class ExfiltrationJournal {
       if (await this.swap(identityId, version, { reads: j.reads, ends: next, sentAt: now })) return false;
     }
     throw new SigilError("guard_unavailable", "the exfiltration guard's record is too busy to update; nothing was sent.");
+  }
+
+  /**
+   * Compares the journal with what the identity's signed audit log says vault_get handed out
+   * (`logged`, the reads inside the window): the log's `ok` result of a vault_get is written only
+   * after the journal recorded the value, so a logged read the journal lacks means the journal was
+   * deleted, truncated or put back from an older copy by whoever writes the store. What can be
+   * rebuilt is: a secret whose version in the vault is still the one read is recorded again, with
+   * the time the log gives (it expires when it would have). Then `fields` are checked against the
+   * rebuilt journal. Returns the refusal, or undefined when the journal holds every logged read
+   * and the fields carry none of them. Reads one record when nothing is missing.
+   */
+  async reconcile(
+    identityId: string,
+    logged: readonly LoggedRead[],
+    fields: ReadonlyArray<readonly [string, string]>,
+  ): Promise<{ reason: string; message: string } | undefined> {
+    const now = this.now();
+    const required = logged.filter((r) => now - r.t < READ_WINDOW_MS - CLOCK_MARGIN_MS);
+    if (required.length === 0) return undefined;
+    const held = (j: Journal): ((r: LoggedRead) => boolean) => {
+      const have = new Set(j.reads.map((r) => `${r.version}\n${r.name}`));
+      return (r) => !have.has(`${r.version}\n${r.name}`);
+    };
+    let missing = required.filter(held(this.live((await this.load(identityId)).journal, now)));
+    if (missing.length === 0) return undefined;
+    for (const r of missing) {
+      const secret = await this.vault?.(identityId, r.name);
+      if (secret && secret.version === r.version) await this.recordRead(identityId, secret, r.t);
+    }
+    missing = required.filter(held(this.live((await this.load(identityId)).journal, this.now())));
+    if (missing.length > 0) return { reason: GUARD_TAMPERED.reason, message: GUARD_TAMPERED.message(missing.length) };
+    if (await this.carries(identityId, fields, false)) return { reason: EXFILTRATION.reason, message: EXFILTRATION.message };
+    return undefined;
   }
 }
 

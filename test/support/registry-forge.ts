@@ -10,6 +10,7 @@ import path from "node:path";
 import { MasterKey } from "../../src/crypto/master-key.js";
 import { tokenHash } from "../../src/crypto/tokens.js";
 import { TokenHashes } from "../../src/identity/record-mac.js";
+import { JOURNAL_NAME } from "../../src/policy/exfiltration-journal.js";
 import { pgQuery } from "./backends.js";
 import type { Home } from "./home.js";
 
@@ -97,4 +98,31 @@ export async function toPreviousFormat(home: Home, identities: Array<{ id: strin
   }
   const { mac: _m, ...meta } = await readMeta(home);
   await writeMeta(home, { ...meta, schemaVersion: 1, adminTokenHash: plainTokenHash(home.adminToken), masterKeyCheck: masterOf(home).checkValue() });
+}
+
+/** The exfiltration guard's journal of an identity as the store holds it (the sealed record; undefined when absent). */
+export async function readJournal(home: Home, id: string): Promise<any> {
+  if (home.store === "file") {
+    const file = path.join(homeDir(home), "secrets", `${id}.json`);
+    try {
+      return JSON.parse(readFileSync(file, "utf8")).secrets?.[JOURNAL_NAME];
+    } catch {
+      return undefined;
+    }
+  }
+  return (await pgQuery(home.env.SIGIL_STORE_URL!, "SELECT record FROM sigil_secrets WHERE identity_id = $1 AND name = $2", [id, JOURNAL_NAME]))[0]?.record;
+}
+
+/** Puts `record` back as the identity's journal, or deletes the journal when `record` is undefined. */
+export async function writeJournal(home: Home, id: string, record: any): Promise<void> {
+  if (home.store === "file") {
+    const file = path.join(homeDir(home), "secrets", `${id}.json`);
+    const doc = JSON.parse(readFileSync(file, "utf8"));
+    if (record === undefined) delete doc.secrets[JOURNAL_NAME];
+    else doc.secrets[JOURNAL_NAME] = record;
+    return replaceFile(file, JSON.stringify(doc));
+  }
+  const url = home.env.SIGIL_STORE_URL!;
+  await pgQuery(url, "DELETE FROM sigil_secrets WHERE identity_id = $1 AND name = $2", [id, JOURNAL_NAME]);
+  if (record !== undefined) await pgQuery(url, "INSERT INTO sigil_secrets (identity_id, name, record) VALUES ($1, $2, $3)", [id, JOURNAL_NAME, JSON.stringify(record)]);
 }
