@@ -17,6 +17,7 @@
  *     approvers (approval/approvers.ts)         people who decide approvals; their sealed keys
  *     auth (identity/auth.ts)                   bearer token → principal
  *     providers (providers/index.ts)            email, telephony, card; created on first use
+ *     oauth (oauth/)                            OAuth grants and tokens, clients, the consent signer
  *   agent (pipeline/agent-call.ts)              what the agent pipeline uses and hands tools
  *   admin (pipeline/admin-call.ts)              what admin tools may call
  */
@@ -49,6 +50,9 @@ import { PaymentKeys } from "./mandates/keys.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
 import { refId } from "./errors.js";
+import { Grants } from "./oauth/grants.js";
+import { OAuthClients } from "./oauth/clients.js";
+import { ConsentSigner } from "./oauth/consent.js";
 
 export { initHome };
 
@@ -85,6 +89,8 @@ export interface App {
   readonly agent: AgentDeps;
   /** The admin surface: the admin-token check and the operations admin tools call. */
   readonly admin: AdminDeps;
+  /** OAuth (src/oauth/): grants and their tokens, clients, the consent form's signer. */
+  readonly oauth: { grants: Grants; clients: OAuthClients; signer: ConsentSigner };
   /** Keyed hash (HMAC under the master key's audit subkey) for values the audit log must not hold. */
   auditHash(value: string): string;
   close(): Promise<void>;
@@ -94,7 +100,8 @@ export interface App {
 export async function openApp(opts: AppOptions): Promise<App> {
   const config = configFrom(opts);
   const { store: backend, master } = await openHome({ ...opts, config });
-  const now = opts.now ?? Date.now;
+  const offset = config.testClockOffsetMs ?? 0; // test suite only (SIGIL_TEST_CLOCK_OFFSET_MS)
+  const now = opts.now ?? (offset ? () => Date.now() + offset : Date.now);
   // A home made before tenants existed gets its default tenant (and key) on first open; its
   // identities, which name no tenant, belong to it. A home that cannot be written stays readable.
   await ensureDefaultTenant(backend, master, now).catch(() => {});
@@ -133,6 +140,12 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
   const providers = providersFrom(config, outboxDir);
   const publicUrl = config.publicUrl;
+  const grants = new Grants(store, chains, tokens, RecordMac.from(master), now, instanceId);
+  const oauth = {
+    grants,
+    clients: new OAuthClients(store, RecordMac.from(master), now, { allowLoopbackHttp: config.testOAuthHttpDocuments === true }),
+    signer: new ConsentSigner(master.subkey("oauth-consent"), now),
+  };
   setVerifyThreads(config.verifyThreads);
   armCrashPoint(config.testCrash);
   const app: App = {
@@ -156,7 +169,8 @@ export async function openApp(opts: AppOptions): Promise<App> {
     payments,
     providers,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
-    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    oauth,
     auditHash,
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute

@@ -50,6 +50,10 @@ export interface Config {
   testFaults?: string;
   /** SIGIL_TEST_CRASH: the named step at which to SIGKILL this process (test suite only). */
   testCrash?: string;
+  /** Test suite only: sigil's clock runs this far ahead of the wall clock (token expiry without sleeping). */
+  testClockOffsetMs?: number;
+  /** Test suite only: accept OAuth Client ID Metadata Documents over http on a loopback address. */
+  testOAuthHttpDocuments?: boolean;
 }
 
 export interface Variable {
@@ -216,6 +220,16 @@ const SPEC = {
   },
   SIGIL_TEST_FAULTS: { parse: given, meaning: "test suite only: inject file-system faults (never set in production)", default: "—" },
   SIGIL_TEST_CRASH: { parse: given, meaning: "test suite only: kill the process at this named step of an admin operation (never set in production)", default: "—" },
+  SIGIL_TEST_CLOCK_OFFSET_MS: {
+    parse: wholeNumber(0, 10 * 365 * 86_400_000),
+    meaning: "test suite only: run sigil's clock this many milliseconds ahead (never set in production)",
+    default: "—",
+  },
+  SIGIL_TEST_OAUTH_HTTP_DOCUMENTS: {
+    parse: given,
+    meaning: "test suite only: accept OAuth client metadata documents over http on a loopback address (never set in production)",
+    default: "—",
+  },
 } satisfies Record<string, { parse: z.ZodType<unknown, string | undefined>; meaning: string; default: string }>;
 
 /** Every variable sigil reads, with its meaning and default (README "Environment", `sigil --help`). */
@@ -269,6 +283,8 @@ export function parseConfig(env: Env): Config {
     ...opt("verifyThreads", e.SIGIL_VERIFY_THREADS),
     ...opt("testFaults", e.SIGIL_TEST_FAULTS),
     ...opt("testCrash", e.SIGIL_TEST_CRASH),
+    ...opt("testClockOffsetMs", e.SIGIL_TEST_CLOCK_OFFSET_MS),
+    ...opt("testOAuthHttpDocuments", e.SIGIL_TEST_OAUTH_HTTP_DOCUMENTS === "1" ? true : undefined),
   };
 }
 

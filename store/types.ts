@@ -175,6 +175,52 @@ export interface ApprovalRecord {
   expiresAt: string;
 }
 
+/** OAuth client ids registered here (`oc_…`; a Client ID Metadata Document's id is its https URL and is not stored) and grant ids (`og_…`). */
+export const OAUTH_CLIENT_ID_RE = /^oc_[0-9a-f]{20}$/;
+export const OAUTH_GRANT_ID_RE = /^og_[0-9a-f]{20}$/;
+
+/** An OAuth client registered dynamically (RFC 7591; src/oauth/clients.ts). Public clients only: no secret is ever issued. */
+export interface OAuthClientRecord {
+  id: string;
+  /** The client's metadata as registered (name, redirect URIs, …), after sigil's checks. */
+  metadata: Record<string, unknown>;
+  createdAt: string;
+  /** Record MAC under the master key (src/identity/record-mac.ts, kind `oauth_client`). */
+  mac?: string;
+}
+
+/**
+ * What a person allowed an OAuth client to do: act as one identity at one resource
+ * (src/oauth/grants.ts). Its authorization code, access token and refresh token are stored only
+ * as keyed hashes; each carries the grant id, so a token is looked up by grant.
+ */
+export interface OAuthGrantRecord {
+  id: string;
+  identityId: string;
+  tenantId: string;
+  clientId: string;
+  clientName: string;
+  redirectUri: string;
+  resource: string;
+  /** The admin (token hash) who consented, as the console session named them. */
+  grantedBy: string;
+  createdAt: string;
+  /** The authorization code: its keyed hash, PKCE challenge and expiry, until it is exchanged. */
+  code?: { hash: string; challenge: string; expiresAt: string };
+  /** Whether the code was exchanged (a second exchange revokes the grant). */
+  codeUsed?: boolean;
+  /** Token generation: 0 before the code is exchanged, +1 on every issuance. */
+  generation: number;
+  access?: { hash: string; expiresAt: string };
+  refresh?: { hash: string; expiresAt: string };
+  /** Keyed hashes of refresh tokens already rotated out (the most recent ones): presenting one revokes the grant. */
+  usedRefresh: string[];
+  revokedAt?: string;
+  revokedReason?: string;
+  /** Record MAC under the master key (kind `oauth_grant`). */
+  mac?: string;
+}
+
 /** What a chain transaction sees: lines appended (by anyone) after the caller's cursor. */
 export interface ChainView {
   lines: string[];
@@ -276,6 +322,15 @@ export interface Store {
   /** Issued payment mandates (written once; conflict when the id is taken). */
   createMandate(record: MandateRecord): Promise<void>;
   getMandate(id: string): Promise<MandateRecord | undefined>;
+  /** OAuth clients registered dynamically, and grants (src/oauth/). */
+  createOAuthClient(record: OAuthClientRecord): Promise<void>;
+  getOAuthClient(id: string): Promise<OAuthClientRecord | undefined>;
+  createOAuthGrant(record: OAuthGrantRecord): Promise<void>;
+  getOAuthGrant(id: string): Promise<OAuthGrantRecord | undefined>;
+  /** Atomic read-modify-write of one grant (token issuance, rotation, revocation). */
+  updateOAuthGrant(id: string, update: (current: OAuthGrantRecord) => OAuthGrantRecord): Promise<OAuthGrantRecord>;
+  /** One identity's grants, oldest first. */
+  listOAuthGrants(identityId: string): Promise<OAuthGrantRecord[]>;
 
   readonly audit: AuditBackend;
   /** Marks this process (instance) alive for as long as it runs, where the backend can tell. */

@@ -61,6 +61,8 @@ describe("parseConfig", () => {
       SIGIL_VERIFY_THREADS: "0",
       SIGIL_TEST_FAULTS: "datasync@/audit/=EIO",
       SIGIL_TEST_CRASH: "key_rotated:after-intent",
+      SIGIL_TEST_CLOCK_OFFSET_MS: "7200000",
+      SIGIL_TEST_OAUTH_HTTP_DOCUMENTS: "1",
     };
     // The test names every variable config.ts knows, so a new one cannot go untested.
     expect(Object.keys(env).sort()).toEqual(VARIABLES.map((v) => v.name).sort());
@@ -90,6 +92,8 @@ describe("parseConfig", () => {
       verifyThreads: 0,
       testFaults: "datasync@/audit/=EIO",
       testCrash: "key_rotated:after-intent",
+      testClockOffsetMs: 7_200_000,
+      testOAuthHttpDocuments: true,
     });
   });
 

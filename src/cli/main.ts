@@ -283,7 +283,10 @@ export async function startHttp(app: App, host: string, port: number): Promise<s
   if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
   let served: Awaited<ReturnType<typeof serveHttp>>;
   try {
-    served = await serveHttp(app, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(app) });
+    const { oauthServer } = await import("../oauth/server.js");
+    const { consoleGate } = await import("../oauth/console-gate.js");
+    const oauth = oauthServer(app, consoleGate(app));
+    served = await serveHttp(app, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(app), oauth });
   } catch (err) {
     throw listenError(err, host, port);
   }

@@ -17,7 +17,8 @@ import { type RecordMac, RecordTampered, type TokenHashes } from "./record-mac.j
  * (`tenantId`: only that tenant's identities; see src/tenant/scope.ts).
  */
 export type Principal =
-  | { kind: "agent"; identityId: string; tokenHash: string }
+  /** `grantId`: authenticated by an OAuth access token of that grant (src/oauth/), not the static token; `tokenHash` is still the identity's. */
+  | { kind: "agent"; identityId: string; tokenHash: string; grantId?: string }
   | { kind: "admin"; tokenHash: string; tenantId?: string }
   | { kind: "approver"; approverId: string; tenantId: string; tokenHash: string };
 

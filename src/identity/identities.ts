@@ -124,9 +124,11 @@ export async function adminChange<V, T>(
  * - `key_rotated`: always `failed` — its result entry is the handover itself, so an intent
  *   without one means signing never moved (the registry's pending key is never published);
  * - `secret_put` / `secret_deleted`: `ok` if the vault holds (no longer holds) that version;
+ * - `oauth_granted` / `oauth_tokens_issued` / `oauth_revoked`: `ok` if the grant exists / reached
+ *   that token generation / is revoked, `failed` if not;
  * - anything else, or a state that cannot tell: `unknown`.
  */
-export async function adminOutcome(store: Pick<Store, "getIdentity" | "getSecret">, identityId: string, intent: OrphanedAdminIntent): Promise<AdminOutcome> {
+export async function adminOutcome(store: Pick<Store, "getIdentity" | "getSecret" | "getOAuthGrant">, identityId: string, intent: OrphanedAdminIntent): Promise<AdminOutcome> {
   const d = intent.detail;
   const ok: AdminOutcome = { decision: "ok", reason: "recovered" };
   const failed: AdminOutcome = { decision: "failed", reason: "interrupted" };
@@ -150,6 +152,19 @@ export async function adminOutcome(store: Pick<Store, "getIdentity" | "getSecret
       const held = (await store.getSecret(identityId, d.name))?.version;
       if (intent.tool === "secret_put") return held === d.version ? ok : held === undefined || held < d.version ? failed : unknown;
       return held === undefined ? ok : held === d.version ? failed : unknown;
+    }
+    case "oauth_granted":
+    case "oauth_tokens_issued":
+    case "oauth_revoked": {
+      // src/oauth/grants.ts: the grant exists / reached that token generation / is revoked.
+      if (typeof d.grant !== "string") return unknown;
+      const g = await store.getOAuthGrant(d.grant);
+      if (g && g.identityId !== identityId) return unknown;
+      if (intent.tool === "oauth_granted") return g ? ok : failed;
+      if (!g) return unknown;
+      if (intent.tool === "oauth_revoked") return g.revokedAt ? ok : failed;
+      if (typeof d.generation !== "number") return unknown;
+      return g.generation >= d.generation ? ok : failed;
     }
     default:
       return unknown;

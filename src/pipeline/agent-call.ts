@@ -60,12 +60,16 @@ export interface AgentDeps {
   publicUrl?: string;
   /** Durable pending approvals and the client's answers to them (src/approval/approvals.ts). */
   approvals: Pick<Approvals, "record" | "decideAsClient">;
+  /** Whether an OAuth grant still stands (src/oauth/grants.ts): a session opened under one is decided on it. */
+  oauthGrants?: { live(grantId: string): Promise<boolean> };
 }
 
 export interface AgentSession {
   deps: AgentDeps;
   identityId: string;
   tokenHash: string;
+  /** The OAuth grant the session was opened under (its access token, not the static token). */
+  grantId?: string;
   sessionId: string;
   memory: SessionMemory;
 }
@@ -336,6 +340,8 @@ class AgentCall {
     const behind = behindLog(current, state, deps.tokens);
     if (behind) return deny(behind.reason, behind.message);
     if (!hashesEqual(current.tokenHash, this.session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
+    const grantId = this.session.grantId;
+    if (grantId !== undefined && !(await deps.oauthGrants?.live(grantId))) return deny("revoked", "this session's OAuth grant has been revoked; sign in again from the client.");
     if (tool.channel !== null && !current.channels.includes(tool.channel)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
     if (current.policyVersion !== g.policyVersion) {
       const p = cachedPolicy(current.policy);

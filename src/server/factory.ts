@@ -74,6 +74,7 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       deps: agent,
       identityId: principal.identityId,
       tokenHash: principal.tokenHash,
+      ...(principal.grantId !== undefined ? { grantId: principal.grantId } : {}),
       sessionId: deps.sessionId,
       memory: { secretsRead: new Set() },
     };

@@ -17,6 +17,12 @@
  *   it, on that token's next request, and otherwise by a check every few seconds (the change may
  *   come from another process, e.g. the CLI).
  * - The web console (src/console/) is served at /console behind the same Host and Origin checks.
+ * - OAuth (SPEC §11, src/oauth/server.ts): with `oauth`, its paths (metadata, /authorize, /token,
+ *   /register, /revoke, the consent form) are served here behind the same Host/Origin checks and
+ *   timeouts, and /mcp also accepts OAuth access tokens. A failed static `sigil_…` token is told
+ *   `invalid_token` without `resource_metadata`; no token or a failed access token gets the OAuth
+ *   challenge. A session opened under a grant is its grant's (a refreshed access token continues
+ *   it) and is closed when the grant is revoked.
  */
 import { randomUUID } from "node:crypto";
 import http from "node:http";
@@ -30,6 +36,7 @@ import { type Principal, createSessionServer } from "./factory.js";
 import { drainInFlight } from "./inflight.js";
 import { StoreError } from "../../store/types.js";
 import { consoleFor } from "../console/index.js";
+import { type OAuthServer, isStaticToken } from "../oauth/server.js";
 
 export interface HttpOptions {
   host: string;
@@ -50,6 +57,8 @@ export interface HttpOptions {
   publicRoutes?: (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean>;
   /** Serve the web console at /console (default true; src/console/). */
   console?: boolean;
+  /** The OAuth authorization server and resource checks (src/oauth/server.ts); without it, static tokens only. */
+  oauth?: Pick<OAuthServer, "handles" | "handle" | "authenticate" | "challenge"> & { live(grantId: string): Promise<boolean> };
 }
 
 interface Session {
@@ -73,7 +82,7 @@ const MAX_DRAIN_BYTES = 64 * 1024 * 1024;
 
 function samePrincipal(a: Principal, b: Principal): boolean {
   if (a.kind !== b.kind || a.tokenHash !== b.tokenHash) return false;
-  if (a.kind === "agent") return b.kind === "agent" && a.identityId === b.identityId;
+  if (a.kind === "agent") return b.kind === "agent" && a.identityId === b.identityId && a.grantId === b.grantId;
   if (a.kind === "approver") return b.kind === "approver" && a.approverId === b.approverId;
   return true;
 }
@@ -187,6 +196,12 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
           const rec = await app.store.getIdentity(id).catch((err: unknown) => (err instanceof RecordTampered ? undefined : Promise.reject(err)));
           closeWhere((s) => s.principal.kind === "agent" && s.principal.identityId === id && (!rec || Boolean(rec.revokedAt) || rec.tokenHash !== s.principal.tokenHash));
         }
+        // Sessions opened under an OAuth grant close when the grant is revoked.
+        const grants = new Set<string>();
+        for (const s of sessions.values()) if (s.principal.kind === "agent" && s.principal.grantId) grants.add(s.principal.grantId);
+        for (const g of grants) {
+          if (opts.oauth && !(await opts.oauth.live(g))) closeWhere((s) => s.principal.kind === "agent" && s.principal.grantId === g);
+        }
       } while (checkAgain);
     };
     checking = run()
@@ -220,19 +235,33 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
     });
   };
 
+  /** The principal a request's bearer token names, or the challenge to answer with (see the module comment). */
+  async function authenticate(req: http.IncomingMessage, token: string | undefined): Promise<Principal | { challenge: string }> {
+    if (token && (isStaticToken(token) || !opts.oauth)) {
+      const p = await app.auth.principal(token);
+      if (p) return p;
+      return { challenge: 'Bearer realm="sigil", error="invalid_token", error_description="The token is unknown or revoked."' };
+    }
+    if (!opts.oauth) return { challenge: 'Bearer realm="sigil"' };
+    if (!token) return { challenge: opts.oauth.challenge(req) };
+    const r = await opts.oauth.authenticate(req, token);
+    return "kind" in r ? r : { challenge: opts.oauth.challenge(req, r.error) };
+  }
+
   async function handleMcp(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const auth = req.headers.authorization;
     const token = auth && /^Bearer\s+/i.test(auth) ? auth.replace(/^Bearer\s+/i, "").trim() : undefined;
-    const principal = await app.auth.principal(token);
-    if (!principal) {
+    const authenticated = await authenticate(req, token);
+    if ("challenge" in authenticated) {
       // A credential that no longer authenticates closes the sessions it opened.
-      if (token) {
+      if (token && isStaticToken(token)) {
         const h = app.auth.hash(token);
-        closeWhere((s) => s.principal.tokenHash === h);
+        closeWhere((s) => s.principal.tokenHash === h && !(s.principal.kind === "agent" && s.principal.grantId));
       }
       req.resume();
-      return jsonError(res, 401, -32001, "Unauthorized: a valid bearer token is required.", { "www-authenticate": 'Bearer realm="sigil"' });
+      return jsonError(res, 401, -32001, "Unauthorized: a valid bearer token is required.", { "www-authenticate": authenticated.challenge });
     }
+    const principal = authenticated;
 
     let body: unknown;
     if (req.method === "POST") {
@@ -335,6 +364,10 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
             await consoleSite.handle(req, res, url);
             return;
           }
+          if (opts.oauth?.handles(url.pathname)) {
+            await opts.oauth.handle(req, res, url);
+            return;
+          }
           if (req.method === "GET" && url.pathname === "/healthz") {
             res.writeHead(200, { "content-type": "application/json" });
             res.end('{"ok":true}');
@@ -360,6 +393,7 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
       if (sessions.size === 0) return;
       const auth = req.headers.authorization ?? "";
       if (/^Bearer\s+sigil_admin_/i.test(auth) && req.method === "POST") void checkCredentials();
+      else if (req.method === "POST" && (req.url === "/revoke" || req.url === "/token" || req.url === "/oauth/consent")) void checkCredentials(); // a grant may have ended
     });
   });
   // Sessions whose client went away without DELETE are closed after a period of silence; revoked

@@ -19,6 +19,8 @@
  * - `provider-keys/<tenant>.json`: a tenant's mandate provider key, written once; `mandates/<mnd_id>.json`:
  *   issued payment mandates, written once (their use lives in the log). Both are the file store's
  *   equivalent of PostgreSQL migration 7; a home made before them has neither directory.
+ * - `oauth-clients/<oc_id>.json`, `oauth-grants/<og_id>.json`: OAuth clients registered here and
+ *   grants (src/oauth/); a grant's tokens are looked up by the grant id they carry, so no index.
  */
 import path from "node:path";
 import { Low } from "lowdb";
@@ -30,6 +32,8 @@ import {
   type IdentityRecord,
   type MandateRecord,
   type PaymentKeyRecord,
+  type OAuthClientRecord,
+  type OAuthGrantRecord,
   type RegistryMeta,
   type SecretRecord,
   type Store,
@@ -41,6 +45,8 @@ import {
   APPROVER_ID_RE,
   APPROVAL_ID_RE,
   MANDATE_ID_RE,
+  OAUTH_CLIENT_ID_RE,
+  OAUTH_GRANT_ID_RE,
 } from "../types.js";
 import { FileAuditBackend } from "./audit.js";
 import { DurableJsonDocument } from "./json-document.js";
@@ -420,6 +426,56 @@ export class FileStore implements Store {
   async getMandate(id: string): Promise<MandateRecord | undefined> {
     if (typeof id !== "string" || !MANDATE_ID_RE.test(id)) return undefined;
     return this.readDoc<MandateRecord>(this.mandateFile(id));
+  }
+
+  private oauthClientFile = (id: string): string => path.join(this.home, "oauth-clients", `${id}.json`);
+  private oauthGrantFile = (id: string): string => path.join(this.home, "oauth-grants", `${id}.json`);
+
+  async createOAuthClient(record: OAuthClientRecord): Promise<void> {
+    if (!OAUTH_CLIENT_ID_RE.test(record.id)) throw new StoreError("bad OAuth client id", "conflict");
+    await this.files.mkdir(path.join(this.home, "oauth-clients"), 0o700);
+    const created = await createFileDurable(this.files, this.oauthClientFile(record.id), JSON.stringify(record, null, 1) + "\n");
+    if (!created) throw new StoreError(`OAuth client ${record.id} exists`, "conflict");
+  }
+
+  async getOAuthClient(id: string): Promise<OAuthClientRecord | undefined> {
+    if (typeof id !== "string" || !OAUTH_CLIENT_ID_RE.test(id)) return undefined;
+    return this.readDoc<OAuthClientRecord>(this.oauthClientFile(id));
+  }
+
+  async createOAuthGrant(record: OAuthGrantRecord): Promise<void> {
+    if (!OAUTH_GRANT_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad OAuth grant record", "conflict");
+    await this.files.mkdir(path.join(this.home, "oauth-grants"), 0o700);
+    const created = await createFileDurable(this.files, this.oauthGrantFile(record.id), JSON.stringify(record, null, 1) + "\n");
+    if (!created) throw new StoreError(`OAuth grant ${record.id} exists`, "conflict");
+  }
+
+  async getOAuthGrant(id: string): Promise<OAuthGrantRecord | undefined> {
+    if (typeof id !== "string" || !OAUTH_GRANT_ID_RE.test(id)) return undefined;
+    return this.readDoc<OAuthGrantRecord>(this.oauthGrantFile(id));
+  }
+
+  async updateOAuthGrant(id: string, update: (current: OAuthGrantRecord) => OAuthGrantRecord): Promise<OAuthGrantRecord> {
+    if (!OAUTH_GRANT_ID_RE.test(id)) throw new StoreError(`no OAuth grant ${id}`, "not_found");
+    return this.locks.withLock(`oauth-grant:${id}`, async () => {
+      const db = new Low<OAuthGrantRecord | null>(new DurableJsonDocument(this.files, this.oauthGrantFile(id)), null);
+      await db.read();
+      if (!db.data) throw new StoreError(`no OAuth grant ${id}`, "not_found");
+      const after = update(structuredClone(db.data));
+      if (after.id !== id || after.identityId !== db.data.identityId) throw new StoreError("an update cannot move a grant", "conflict");
+      db.data = after;
+      await db.write();
+      return after;
+    });
+  }
+
+  async listOAuthGrants(identityId: string): Promise<OAuthGrantRecord[]> {
+    const out: OAuthGrantRecord[] = [];
+    for (const n of await this.dirNames("oauth-grants")) {
+      const rec = await this.getOAuthGrant(n.slice(0, -5));
+      if (rec && rec.identityId === identityId) out.push(rec);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
   }
 
   async registerInstance(instanceId: string): Promise<void> {

@@ -19,6 +19,8 @@ import {
   type IdentityRecord,
   type MandateRecord,
   type PaymentKeyRecord,
+  type OAuthClientRecord,
+  type OAuthGrantRecord,
   type RegistryMeta,
   type SecretRecord,
   type Store,
@@ -30,6 +32,8 @@ import {
   APPROVER_ID_RE,
   APPROVAL_ID_RE,
   MANDATE_ID_RE,
+  OAUTH_CLIENT_ID_RE,
+  OAUTH_GRANT_ID_RE,
 } from "../types.js";
 import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
@@ -322,6 +326,67 @@ export class PostgresStore implements Store {
       await c.query("UPDATE sigil_approvers SET record = $2 WHERE id = $1", [id, JSON.stringify(after)]);
       return after;
     });
+  }
+
+  async createOAuthClient(record: OAuthClientRecord): Promise<void> {
+    if (!OAUTH_CLIENT_ID_RE.test(record.id)) throw new StoreError("bad OAuth client id", "conflict");
+    await this.schema();
+    try {
+      await this.db.query("INSERT INTO sigil_oauth_clients (id, record, created_at) VALUES ($1, $2, $3)", [record.id, JSON.stringify(record), record.createdAt]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`OAuth client ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getOAuthClient(id: string): Promise<OAuthClientRecord | undefined> {
+    if (typeof id !== "string" || !OAUTH_CLIENT_ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: OAuthClientRecord }>("SELECT record FROM sigil_oauth_clients WHERE id = $1", [id]);
+    return r.rows[0]?.record;
+  }
+
+  async createOAuthGrant(record: OAuthGrantRecord): Promise<void> {
+    if (!OAUTH_GRANT_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad OAuth grant record", "conflict");
+    await this.schema();
+    try {
+      await this.db.query("INSERT INTO sigil_oauth_grants (id, identity_id, record, created_at) VALUES ($1, $2, $3, $4)", [
+        record.id,
+        record.identityId,
+        JSON.stringify(record),
+        record.createdAt,
+      ]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`OAuth grant ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getOAuthGrant(id: string): Promise<OAuthGrantRecord | undefined> {
+    if (typeof id !== "string" || !OAUTH_GRANT_ID_RE.test(id)) return undefined;
+    await this.schema();
+    const r = await this.db.query<{ record: OAuthGrantRecord }>("SELECT record FROM sigil_oauth_grants WHERE id = $1", [id]);
+    return r.rows[0]?.record;
+  }
+
+  async updateOAuthGrant(id: string, update: (current: OAuthGrantRecord) => OAuthGrantRecord): Promise<OAuthGrantRecord> {
+    if (!OAUTH_GRANT_ID_RE.test(id)) throw new StoreError(`no OAuth grant ${id}`, "not_found");
+    await this.schema();
+    return this.db.tx("main", async (c) => {
+      const r = await c.query<{ record: OAuthGrantRecord }>("SELECT record FROM sigil_oauth_grants WHERE id = $1 FOR UPDATE", [id]);
+      const before = r.rows[0]?.record;
+      if (!before) throw new StoreError(`no OAuth grant ${id}`, "not_found");
+      const after = update(structuredClone(before));
+      if (after.id !== id || after.identityId !== before.identityId) throw new StoreError("an update cannot move a grant", "conflict");
+      await c.query("UPDATE sigil_oauth_grants SET record = $2 WHERE id = $1", [id, JSON.stringify(after)]);
+      return after;
+    });
+  }
+
+  async listOAuthGrants(identityId: string): Promise<OAuthGrantRecord[]> {
+    await this.schema();
+    const r = await this.db.query<{ record: OAuthGrantRecord }>("SELECT record FROM sigil_oauth_grants WHERE identity_id = $1 ORDER BY created_at, id", [identityId]);
+    return r.rows.map((row) => row.record);
   }
 
   async createApproval(record: ApprovalRecord): Promise<void> {

@@ -147,6 +147,28 @@ export const MIGRATIONS: Migration[] = [
       );
     `,
   },
+  {
+    version: 8,
+    description: "OAuth clients and grants",
+    sql: `
+      -- OAuth clients registered dynamically (RFC 7591): public clients, no secret; the record
+      -- (MAC'd under the master key) as jsonb. Clients known by a metadata document are not stored.
+      CREATE TABLE sigil_oauth_clients (
+        id text PRIMARY KEY,
+        record jsonb NOT NULL,
+        created_at text NOT NULL
+      );
+      -- Grants: a client may act as an identity at a resource. Tokens carry their grant id and are
+      -- stored inside the record as keyed hashes, so they need no index of their own.
+      CREATE TABLE sigil_oauth_grants (
+        id text PRIMARY KEY,
+        identity_id text NOT NULL,
+        record jsonb NOT NULL,
+        created_at text NOT NULL
+      );
+      CREATE INDEX sigil_oauth_grants_identity ON sigil_oauth_grants (identity_id, created_at);
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = Math.max(...MIGRATIONS.map((m) => m.version));

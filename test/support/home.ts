@@ -168,8 +168,8 @@ export interface HttpServer {
 }
 
 /** Starts `sigil serve --http` on a free loopback port and waits until it listens. */
-export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}): Promise<HttpServer> {
-  const proc = spawn(process.execPath, [CLI, "serve", "--http", "--port", "0"], { env: { ...home.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}, port = 0): Promise<HttpServer> {
+  const proc = spawn(process.execPath, [CLI, "serve", "--http", "--port", String(port)], { env: { ...home.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   const url = await new Promise<string>((resolve, reject) => {
     let buf = "";
     const t = setTimeout(() => reject(new Error(`server did not start: ${buf}`)), 15_000);
