@@ -5,7 +5,9 @@
  * same grant operation the consent form calls (`app.oauth.grants.grant`, in a second process on the
  * same home); test/oauth-browser.test.ts drives the real consent page in Chromium.
  */
+import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
+import path from "node:path";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import {
@@ -17,6 +19,7 @@ import {
   startAuthorization,
 } from "@modelcontextprotocol/sdk/client/auth.js";
 import type { AuthorizationServerMetadata, OAuthClientInformationFull, OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
+import { backends, pgQuery } from "./support/backends.js";
 import { cleanupHomes, httpClient, makeHome, startHttpServer, withApp, type Home, type HttpServer, type Identity } from "./support/home.js";
 
 let home: Home;
@@ -343,4 +346,71 @@ describe("Client ID Metadata Documents", () => {
     }
     expect(hits).toEqual([]);
   }, 60_000);
+});
+
+describe.each(backends)("grants on the %s store", (backend) => {
+  let h: Home;
+  let srv: HttpServer;
+  let origin: string;
+  let meta: AuthorizationServerMetadata;
+  let id: Identity;
+  beforeAll(async () => {
+    h = makeHome({}, { store: backend });
+    srv = await startHttpServer(h);
+    origin = new URL(srv.url).origin;
+    meta = (await discoverAuthorizationServerMetadata(new URL(origin + "/")))!;
+    id = h.createIdentity({ name: "stored", channels: "" });
+  }, 60_000);
+  afterAll(async () => {
+    await srv?.stop();
+  });
+
+  async function issue(): Promise<{ client: OAuthClientInformationFull; t: OAuthTokens; grantId: string }> {
+    const client = await registerClient(origin, { metadata: meta, clientMetadata: { client_name: "Stored", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" } });
+    const { authorizationUrl, codeVerifier } = await startAuthorization(origin, { metadata: meta, clientInformation: client, redirectUrl: REDIRECT, resource: new URL(srv.url) });
+    const { code, grantId } = await withApp(h, (app) =>
+      app.oauth.grants.grant({ identityId: id.id, tenantId: "default", clientId: client.client_id, clientName: "Stored", redirectUri: REDIRECT, resource: srv.url, challenge: authorizationUrl.searchParams.get("code_challenge")!, grantedBy: "test" }),
+    );
+    const t = await exchangeAuthorization(origin, { metadata: meta, clientInformation: client, authorizationCode: code, codeVerifier, redirectUri: REDIRECT, resource: new URL(srv.url) });
+    return { client, t, grantId };
+  }
+
+  /** Rewrites a grant record as a store writer without the master key could. */
+  async function tamper(grantId: string, change: (g: any) => void): Promise<void> {
+    if (backend === "file") {
+      const file = path.join(h.env.SIGIL_HOME!, "oauth-grants", `${grantId}.json`);
+      const g = JSON.parse(readFileSync(file, "utf8"));
+      change(g);
+      writeFileSync(file, JSON.stringify(g));
+    } else {
+      const [row] = await pgQuery(h.env.SIGIL_STORE_URL!, "SELECT record FROM sigil_oauth_grants WHERE id = $1", [grantId]);
+      change(row.record);
+      await pgQuery(h.env.SIGIL_STORE_URL!, "UPDATE sigil_oauth_grants SET record = $2 WHERE id = $1", [grantId, JSON.stringify(row.record)]);
+    }
+  }
+
+  it("tokens are stored only as keyed hashes; refresh and reuse detection hold across processes", async () => {
+    const { client, t, grantId } = await issue();
+    const stored = await withApp(h, (app) => app.store.getOAuthGrant(grantId));
+    expect(JSON.stringify(stored)).not.toContain(t.access_token.slice(-43));
+    expect(JSON.stringify(stored)).not.toContain(t.refresh_token!.slice(-43));
+    // Refreshed by another process on the same store (a second server instance would be the same).
+    const t2 = await withApp(h, (app) => app.oauth.grants.refresh(client.client_id, t.refresh_token!, srv.url));
+    expect((await post(srv.url, { authorization: `Bearer ${t2.access_token}` })).status).toBe(200);
+    await expect(refreshAuthorization(origin, { metadata: meta, clientInformation: client, refreshToken: t.refresh_token!, resource: new URL(srv.url) })).rejects.toThrow(/not valid/);
+    expect((await post(srv.url, { authorization: `Bearer ${t2.access_token}` })).status).toBe(401);
+  });
+
+  it("a grant record changed without the master key authorises nothing (an expired token made current, a grant moved to another identity)", async () => {
+    const other = h.createIdentity({ name: "victim", channels: "" });
+    const a = await issue();
+    await tamper(a.grantId, (g) => (g.identityId = other.id));
+    expect((await post(srv.url, { authorization: `Bearer ${a.t.access_token}` })).status).toBe(401);
+    const b = await issue();
+    await tamper(b.grantId, (g) => (g.access.expiresAt = "2999-01-01T00:00:00.000Z"));
+    expect((await post(srv.url, { authorization: `Bearer ${b.t.access_token}` })).status).toBe(401);
+    // An untouched grant still works.
+    const c = await issue();
+    expect((await post(srv.url, { authorization: `Bearer ${c.t.access_token}` })).status).toBe(200);
+  });
 });
