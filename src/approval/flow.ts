@@ -119,10 +119,15 @@ export interface AwaitDeps {
   askClient?: () => Promise<ClientAnswer>;
   /** Sends the client the approval page's URL (URL-mode elicitation); undefined when it cannot open one. */
   sendUrl?: (approvalId: string) => Promise<void>;
+  /** Tells the client the call is still waiting (MCP progress): milliseconds waited, and the wait's length. */
+  progress?: (waitedMs: number, totalMs: number) => Promise<void>;
   now(): number;
   sleep(ms: number): Promise<void>;
   pollMs?: number;
 }
+
+/** How often a waiting call tells its client it is still waiting (MCP progress notifications). */
+export const PROGRESS_EVERY_MS = 1000;
 
 /**
  * Outside the lock: tells the client where to decide, asks it if policy allows, then waits until the
@@ -138,10 +143,18 @@ export async function awaitDecision(approvalId: string, fresh: boolean, settings
     if (answer === "decline" || (answer !== "accept" && !settings.via.includes("approver"))) return answer;
   }
   const poll = deps.pollMs ?? 200;
+  const started = deps.now();
+  let told = -Infinity;
   for (;;) {
     const status = await deps.status(approvalId);
     if (status !== "pending") return undefined;
     if (deps.now() > expiresAt) return undefined;
+    // Progress while waiting, so that a client whose own request timeout is shorter than the
+    // approval's (and resets on progress) does not give up on a call that is still alive.
+    if (deps.progress && deps.now() - told >= PROGRESS_EVERY_MS) {
+      told = deps.now();
+      await deps.progress(told - started, Math.max(1, expiresAt - started)).catch(() => {});
+    }
     await deps.sleep(Math.min(poll, Math.max(1, expiresAt - deps.now() + 1)));
   }
 }

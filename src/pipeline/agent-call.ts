@@ -77,11 +77,17 @@ export interface AgentSession {
 export type Elicit = ((req: ElicitRequest) => Promise<ElicitResponse>) | undefined;
 /** URL-mode elicitation: sends the client a page to open (the approval page); undefined when the client cannot. */
 export type ElicitUrl = ((req: { message: string; url: string; elicitationId: string }) => Promise<unknown>) | undefined;
+/**
+ * MCP progress for this call (`notifications/progress` with the request's progressToken); undefined
+ * when the request carried none. Sent while the call waits for a human's decision, so a client
+ * whose request timeout resets on progress keeps waiting.
+ */
+export type Progress = ((p: { progress: number; total?: number; message?: string }) => Promise<void>) | undefined;
 
 const IDEMPOTENCY_WAIT_MS = 30_000;
 
-export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit, elicitUrl?: ElicitUrl): Promise<CallToolResult> {
-  const call = new AgentCall(session, elicit, elicitUrl);
+export async function callAgentTool(session: AgentSession, tool: AgentTool | undefined, name: string, rawArgs: unknown, elicit: Elicit, elicitUrl?: ElicitUrl, progress?: Progress): Promise<CallToolResult> {
+  const call = new AgentCall(session, elicit, elicitUrl, progress);
   try {
     const { identity, tool: known } = await call.authorize(tool, name);
     const args = await call.validate(known, rawArgs);
@@ -152,6 +158,7 @@ class AgentCall {
     private readonly session: AgentSession,
     private readonly elicit: Elicit,
     private readonly elicitUrl?: ElicitUrl,
+    private readonly progress?: Progress,
   ) {
     this.deps = session.deps;
     this.identityId = session.identityId;
@@ -437,7 +444,7 @@ class AgentCall {
    * was asked and did not approve ends the call (audited).
    */
   private async obtainApproval(g: Governed, step: Extract<Step, { kind: "approve" }>, dropPrepared: () => Promise<void>): Promise<void> {
-    const { deps, identityId, elicit, elicitUrl } = this;
+    const { deps, identityId, elicit, elicitUrl, progress } = this;
     const { tool, args } = g;
     const id = step.step.approvalId;
     const tenantId = g.ctx.identity.tenantId ?? "default";
@@ -454,6 +461,7 @@ class AgentCall {
             },
           }
         : {}),
+      ...(progress ? { progress: (waitedMs: number, totalMs: number) => progress({ progress: waitedMs, total: totalMs, message: `waiting for a human's decision on approval ${id}` }) } : {}),
       now: deps.now,
       sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
     });

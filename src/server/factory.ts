@@ -99,7 +99,13 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
         ? (r: { message: string; url: string; elicitationId: string }) =>
             mcp.server.elicitInput({ mode: "url", message: r.message, url: r.url, elicitationId: r.elicitationId }, { timeout: deps.app.config.approvalTimeoutMs, relatedRequestId: extra.requestId })
         : undefined;
-      return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, elicit, elicitUrl));
+      // Progress while a call waits for a human, when the client asked for it (a progressToken).
+      const progressToken = req.params._meta?.progressToken;
+      const progress =
+        progressToken !== undefined
+          ? (p: { progress: number; total?: number; message?: string }) => extra.sendNotification({ method: "notifications/progress", params: { progressToken, ...p } })
+          : undefined;
+      return track(callAgentTool(session, byName.get(req.params.name), req.params.name, req.params.arguments, elicit, elicitUrl, progress));
     });
   } else if (principal.kind === "approver") {
     const byName = new Map(APPROVER_TOOLS.map((t) => [t.name, t]));
