@@ -18,6 +18,7 @@
  *     auth (identity/auth.ts)                   bearer token → principal
  *     providers (providers/index.ts)            email, telephony, card; created on first use
  *     oauth (oauth/)                            OAuth grants and tokens, clients, the consent signer
+ *     inbox (inbound/messages.ts)               inbound mail and SMS, sealed; read by list_messages/read_message
  *   agent (pipeline/agent-call.ts)              what the agent pipeline uses and hands tools
  *   admin (pipeline/admin-call.ts)              what admin tools may call
  */
@@ -53,6 +54,7 @@ import { refId } from "./errors.js";
 import { Grants } from "./oauth/grants.js";
 import { OAuthClients } from "./oauth/clients.js";
 import { ConsentSigner } from "./oauth/consent.js";
+import { Inbox } from "./inbound/messages.js";
 
 export { initHome };
 
@@ -85,6 +87,8 @@ export interface App {
   /** P-256 keys for payment mandates: identities' payments keys, tenants' provider keys (src/mandates/keys.ts). */
   readonly payments: PaymentKeys;
   readonly providers: Providers;
+  /** Inbound messages (SPEC §12): stored sealed per identity; the SMTP listener and the SMS webhook hand them over. */
+  readonly inbox: Inbox;
   /** The agent pipeline's dependencies (it hands tools narrow capabilities made from these). */
   readonly agent: AgentDeps;
   /** The admin surface: the admin-token check and the operations admin tools call. */
@@ -146,6 +150,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     clients: new OAuthClients(store, RecordMac.from(master), now, { allowLoopbackHttp: config.testOAuthHttpDocuments === true }),
     signer: new ConsentSigner(master.subkey("oauth-consent"), now),
   };
+  const inbox = new Inbox({ store, chains, key: master.subkey("inbound-seal"), hash: auditHash, now });
   setVerifyThreads(config.verifyThreads);
   armCrashPoint(config.testCrash);
   const app: App = {
@@ -168,8 +173,9 @@ export async function openApp(opts: AppOptions): Promise<App> {
     approvals,
     payments,
     providers,
+    inbox,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
-    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, inbox, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     oauth,
     auditHash,
     close: async () => {

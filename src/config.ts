@@ -46,6 +46,12 @@ export interface Config {
   cardLatencyMs: number;
   /** Audit-verification worker threads (0: verify on the main thread); absent: one per core (at most 16). */
   verifyThreads?: number;
+  /** SIGIL_INBOUND_SMTP_PORT: `sigil serve --http` also listens for inbound mail on this port (src/inbound/smtp.ts). */
+  inboundSmtpPort?: number;
+  /** STARTTLS for the inbound listener: PEM certificate and key files. */
+  inboundTls?: { certFile: string; keyFile: string };
+  /** Test suite only: a JSON file of DNS answers the inbound listener's SPF/DKIM/DMARC checks use instead of DNS. */
+  testDnsFile?: string;
   /** Test suite only: file-system faults to inject (src/util/faults.ts). */
   testFaults?: string;
   /** SIGIL_TEST_CRASH: the named step at which to SIGKILL this process (test suite only). */
@@ -218,6 +224,14 @@ const SPEC = {
     meaning: "worker threads for audit verification (0: none; at most 16 are used)",
     default: "one per core",
   },
+  SIGIL_INBOUND_SMTP_PORT: {
+    parse: wholeNumber(0, 65_535),
+    meaning: "with `sigil serve --http`: receive mail for identity addresses on this port (also `--smtp-port`; 0: any free port)",
+    default: "— (no inbound mail)",
+  },
+  SIGIL_INBOUND_TLS_CERT_FILE: { parse: text, meaning: "with SIGIL_INBOUND_TLS_KEY_FILE: the inbound SMTP listener offers STARTTLS with this PEM certificate", default: "— (no STARTTLS)" },
+  SIGIL_INBOUND_TLS_KEY_FILE: { parse: text, meaning: "the PEM private key for STARTTLS", default: "—" },
+  SIGIL_TEST_DNS_FILE: { parse: given, meaning: "test suite only: DNS answers (JSON) for inbound SPF/DKIM/DMARC checks instead of DNS (never set in production)", default: "—" },
   SIGIL_TEST_FAULTS: { parse: given, meaning: "test suite only: inject file-system faults (never set in production)", default: "—" },
   SIGIL_TEST_CRASH: { parse: given, meaning: "test suite only: kill the process at this named step of an admin operation (never set in production)", default: "—" },
   SIGIL_TEST_CLOCK_OFFSET_MS: {
@@ -251,6 +265,7 @@ export function parseConfig(env: Env): Config {
   const pairs: string[] = [];
   const dkimSet = [e.SIGIL_DKIM_DOMAIN, e.SIGIL_DKIM_SELECTOR, e.SIGIL_DKIM_PRIVATE_KEY_FILE].filter((v) => v !== undefined).length;
   if (dkimSet !== 0 && dkimSet !== 3) pairs.push("DKIM needs all of SIGIL_DKIM_DOMAIN, SIGIL_DKIM_SELECTOR and SIGIL_DKIM_PRIVATE_KEY_FILE, or none");
+  if ((e.SIGIL_INBOUND_TLS_CERT_FILE === undefined) !== (e.SIGIL_INBOUND_TLS_KEY_FILE === undefined)) pairs.push("STARTTLS needs both SIGIL_INBOUND_TLS_CERT_FILE and SIGIL_INBOUND_TLS_KEY_FILE, or neither");
   if ((e.TWILIO_ACCOUNT_SID === undefined) !== (e.TWILIO_AUTH_TOKEN === undefined)) pairs.push("Twilio needs both TWILIO_ACCOUNT_SID and TWILIO_AUTH_TOKEN, or neither");
   if (pairs.length) throw new ConfigError(`${pairs.join("; ")}.`);
   const opt = <K extends string, V>(key: K, v: V | undefined): { [P in K]?: V } => (v === undefined ? {} : ({ [key]: v } as { [P in K]?: V }));
@@ -281,6 +296,9 @@ export function parseConfig(env: Env): Config {
     ...opt("cardDeclineAboveCents", e.SIGIL_CARD_DECLINE_ABOVE_CENTS),
     cardLatencyMs: e.SIGIL_CARD_LATENCY_MS,
     ...opt("verifyThreads", e.SIGIL_VERIFY_THREADS),
+    ...opt("inboundSmtpPort", e.SIGIL_INBOUND_SMTP_PORT),
+    ...opt("inboundTls", e.SIGIL_INBOUND_TLS_CERT_FILE !== undefined ? { certFile: e.SIGIL_INBOUND_TLS_CERT_FILE, keyFile: e.SIGIL_INBOUND_TLS_KEY_FILE! } : undefined),
+    ...opt("testDnsFile", e.SIGIL_TEST_DNS_FILE),
     ...opt("testFaults", e.SIGIL_TEST_FAULTS),
     ...opt("testCrash", e.SIGIL_TEST_CRASH),
     ...opt("testClockOffsetMs", e.SIGIL_TEST_CLOCK_OFFSET_MS),

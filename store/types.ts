@@ -221,6 +221,23 @@ export interface OAuthGrantRecord {
   mac?: string;
 }
 
+/** Inbound message ids (`msg_…`): anything else is refused before a backend sees it. */
+export const INBOUND_ID_RE = /^msg_[0-9a-f]{20}$/;
+
+/**
+ * One message received for an identity (SPEC §12, src/inbound/): everything it says (sender,
+ * recipients, subject, text, authentication results) is sealed under the master key, bound to the
+ * identity, its id, channel and time of receipt; only those four and whether it was read are clear.
+ */
+export interface InboundRecord {
+  id: string;
+  identityId: string;
+  channel: "email" | "sms";
+  receivedAt: string;
+  sealed: Sealed;
+  readAt?: string;
+}
+
 /** What a chain transaction sees: lines appended (by anyone) after the caller's cursor. */
 export interface ChainView {
   lines: string[];
@@ -331,6 +348,15 @@ export interface Store {
   updateOAuthGrant(id: string, update: (current: OAuthGrantRecord) => OAuthGrantRecord): Promise<OAuthGrantRecord>;
   /** One identity's grants, oldest first. */
   listOAuthGrants(identityId: string): Promise<OAuthGrantRecord[]>;
+
+  /** Inbound messages (src/inbound/messages.ts): one identity's, oldest first. */
+  putInbound(record: InboundRecord): Promise<void>;
+  getInbound(identityId: string, id: string): Promise<InboundRecord | undefined>;
+  listInbound(identityId: string): Promise<InboundRecord[]>;
+  /** Sets `readAt` (if unset); false when there is no such message. */
+  markInboundRead(identityId: string, id: string, at: string): Promise<boolean>;
+  /** Removes these messages of the identity; how many were there. */
+  deleteInbound(identityId: string, ids: string[]): Promise<number>;
 
   readonly audit: AuditBackend;
   /** Marks this process (instance) alive for as long as it runs, where the backend can tell. */

@@ -59,6 +59,10 @@ describe("parseConfig", () => {
       SIGIL_REQUEST_TIMEOUT_MS: "1500",
       SIGIL_REFUSALS_PER_MINUTE: "1000000",
       SIGIL_VERIFY_THREADS: "0",
+      SIGIL_INBOUND_SMTP_PORT: "2525",
+      SIGIL_INBOUND_TLS_CERT_FILE: "/etc/mx.crt",
+      SIGIL_INBOUND_TLS_KEY_FILE: "/etc/mx.key",
+      SIGIL_TEST_DNS_FILE: "/tmp/dns.json",
       SIGIL_TEST_FAULTS: "datasync@/audit/=EIO",
       SIGIL_TEST_CRASH: "key_rotated:after-intent",
       SIGIL_TEST_CLOCK_OFFSET_MS: "7200000",
@@ -90,6 +94,9 @@ describe("parseConfig", () => {
       requestTimeoutMs: 1500,
       refusalsPerMinute: 1_000_000,
       verifyThreads: 0,
+      inboundSmtpPort: 2525,
+      inboundTls: { certFile: "/etc/mx.crt", keyFile: "/etc/mx.key" },
+      testDnsFile: "/tmp/dns.json",
       testFaults: "datasync@/audit/=EIO",
       testCrash: "key_rotated:after-intent",
       testClockOffsetMs: 7_200_000,
@@ -98,6 +105,8 @@ describe("parseConfig", () => {
   });
 
   const bad: Array<[Record<string, string>, RegExp]> = [
+    [{ SIGIL_INBOUND_SMTP_PORT: "70000" }, /^SIGIL_INBOUND_SMTP_PORT must be a whole number from 0 to 65535, not "70000"\.$/],
+    [{ SIGIL_INBOUND_TLS_CERT_FILE: "/etc/mx.crt" }, /STARTTLS needs both SIGIL_INBOUND_TLS_CERT_FILE and SIGIL_INBOUND_TLS_KEY_FILE, or neither/],
     [{ SIGIL_MAX_SESSIONS_PER_IDENTITY: "abc" }, /^SIGIL_MAX_SESSIONS_PER_IDENTITY must be a whole number from 1 to 10000, not "abc"\.$/],
     [{ SIGIL_MAX_SESSIONS_PER_IDENTITY: "0" }, /SIGIL_MAX_SESSIONS_PER_IDENTITY must be a whole number from 1 to 10000/],
     [{ SIGIL_REQUEST_TIMEOUT_MS: "-5" }, /^SIGIL_REQUEST_TIMEOUT_MS must be a whole number from 100 to 3600000, not "-5"\.$/],

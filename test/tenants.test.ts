@@ -205,8 +205,8 @@ describe.each(backends)("a home made before tenants existed (%s store)", (backen
       }
     } else {
       const url = home.env.SIGIL_STORE_URL!;
-      // Schema version 3, as before tenants (and the approvers' tables of version 5 after them).
-      await pgQuery(url, "DROP TABLE sigil_tenants, sigil_approvers, sigil_approvals");
+      // Schema version 3, as before tenants (and the tables of versions 5 and 6 after them).
+      await pgQuery(url, "DROP TABLE sigil_tenants, sigil_approvers, sigil_approvals, sigil_inbound");
       await pgQuery(url, "DELETE FROM sigil_schema WHERE version >= 4");
       await pgQuery(url, "UPDATE sigil_identities SET record = record - 'tenantId'");
     }

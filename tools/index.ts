@@ -25,8 +25,10 @@ import { createTenant } from "./admin/create-tenant.js";
 import { listTenants } from "./admin/list-tenants.js";
 import { listApprovals } from "./list-approvals.js";
 import { decideApproval } from "./decide-approval.js";
+import { listMessages } from "./list-messages.js";
+import { readMessage } from "./read-message.js";
 
-export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest];
+export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest, listMessages, readMessage];
 
 export const ADMIN_TOOLS: AdminTool[] = [
   createIdentity,

@@ -93,14 +93,16 @@ export function buildCli(): Command {
     .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp (Authorization: Bearer <token>)")
     .option("--host <host>", "address to bind with --http", "127.0.0.1")
     .option("--port <port>", "port with --http (0: any free port)", parsePort, 7410)
+    .option("--smtp-port <port>", "with --http: also receive mail for identity addresses by SMTP on this port, same host (or SIGIL_INBOUND_SMTP_PORT)", parsePort)
     .addHelpText(
       "after",
-      "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS.\nAny transport: SIGIL_REFUSALS_PER_MINUTE (refusals written one by one per identity and minute, default 60). See the README.",
+      "\nWith --http: SIGIL_MAX_SESSIONS_PER_IDENTITY (sessions per identity, default 32), SIGIL_REQUEST_TIMEOUT_MS\n(headers and body must arrive within it, default 30000), SIGIL_ALLOWED_HOSTS, SIGIL_ALLOWED_ORIGINS.\nAny transport: SIGIL_REFUSALS_PER_MINUTE (refusals written one by one per identity and minute, default 60).\nInbound (--http): --smtp-port or SIGIL_INBOUND_SMTP_PORT (mail), POST /webhooks/twilio/sms (SMS; needs SIGIL_PUBLIC_URL\nand TWILIO_AUTH_TOKEN), SIGIL_INBOUND_TLS_CERT_FILE + SIGIL_INBOUND_TLS_KEY_FILE (STARTTLS). See the README (Inbound).",
     )
-    .action(async (o: { http?: boolean; host: string; port: number }) => {
+    .action(async (o: { http?: boolean; host: string; port: number; smtpPort?: number }) => {
+      if (o.smtpPort !== undefined && !o.http) throw new ConfigError("--smtp-port needs --http (the inbound listener runs beside the HTTP server).");
       const app = await openApp({ home: home(), config: config() });
       if (o.http) {
-        await startHttp(app, o.host, o.port);
+        await startHttp(app, o.host, o.port, o.smtpPort ?? app.config.inboundSmtpPort);
       } else {
         const { serveStdio } = await import("../server/stdio.js");
         await serveStdio(app);
@@ -274,23 +276,38 @@ function parsePort(p: string): number {
 /** The web console's URL beside the MCP endpoint's (same host and port). */
 export const consoleUrl = (mcpUrl: string): string => mcpUrl.replace(/\/mcp$/, "/console");
 
-export async function startHttp(app: App, host: string, port: number): Promise<string> {
+export async function startHttp(app: App, host: string, port: number, smtpPort?: number): Promise<string> {
   const { serveHttp } = await import("../server/http.js");
   const allowedHosts = [...app.config.allowedHosts];
   const allowedOrigins = app.config.allowedOrigins;
   const { publicRoutes } = await import("../server/public-routes.js");
   const publicUrl = app.config.publicUrl; // SIGIL_PUBLIC_URL: where outside parties reach this server
   if (publicUrl) allowedHosts.push(new URL(publicUrl).host);
+  const { inboundRoutes, startInbound } = await import("../inbound/listen.js");
   let served: Awaited<ReturnType<typeof serveHttp>>;
   try {
     const { oauthServer } = await import("../oauth/server.js");
     const { consoleGate } = await import("../oauth/console-gate.js");
     const oauth = oauthServer(app, consoleGate(app));
-    served = await serveHttp(app, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(app), oauth });
+    served = await serveHttp(app, { host, port, allowedHosts, allowedOrigins, publicRoutes: publicRoutes(app), oauth, webhooks: inboundRoutes(app) });
   } catch (err) {
     throw listenError(err, host, port);
   }
-  const { url, close } = served;
+  let inbound: Awaited<ReturnType<typeof startInbound>> | undefined;
+  if (smtpPort !== undefined) {
+    try {
+      inbound = await startInbound(app, host, smtpPort);
+    } catch (err) {
+      await served.close();
+      throw err instanceof SigilError ? err : listenError(err, host, smtpPort);
+    }
+    process.stderr.write(`sigil: receiving mail by SMTP at ${host.includes(":") ? `[${host}]` : host}:${inbound.port}\n`);
+  }
+  const url = served.url;
+  const close = async (): Promise<void> => {
+    await inbound?.close();
+    await served.close();
+  };
   process.stderr.write(`sigil: serving Streamable HTTP at ${url}\n`);
   process.stderr.write(`sigil: web console at ${consoleUrl(url)} (sign in with an admin or approver token)\n`);
   const shutdown = (): void => {

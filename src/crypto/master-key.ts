@@ -5,7 +5,7 @@
  */
 import { hkdfSync, randomBytes } from "node:crypto";
 
-export type Purpose = "signing-keys" | "audit-hmac" | "vault" | "master-check" | "chain-snapshot" | "token-hash" | "record-mac" | "oauth-consent";
+export type Purpose = "signing-keys" | "audit-hmac" | "vault" | "master-check" | "chain-snapshot" | "token-hash" | "record-mac" | "oauth-consent" | "inbound-seal";
 
 export class MasterKey {
   private readonly subkeys = new Map<Purpose, Buffer>();

@@ -30,7 +30,8 @@ import { type Approvals, approvalSettings } from "../approval/approvals.js";
 import { type ApprovalStep, approvalStep, awaitDecision } from "../approval/flow.js";
 import { RecordTampered, type TokenHashes, behindLog } from "../identity/record-mac.js";
 import { jcs } from "../util/jcs.js";
-import type { AgentTool, ElicitRequest, ElicitResponse, PreparedAct, SessionMemory, ToolContext, ToolOutcome } from "./tool.js";
+import type { Inbox } from "../inbound/messages.js";
+import { type AgentTool, type ElicitRequest, type ElicitResponse, type PreparedAct, type SessionMemory, type ToolContext, type ToolOutcome, availableTo } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
 import { type RefusalThrottle, THROTTLED } from "./throttle.js";
 
@@ -62,6 +63,8 @@ export interface AgentDeps {
   approvals: Pick<Approvals, "record" | "decideAsClient">;
   /** Whether an OAuth grant still stands (src/oauth/grants.ts): a session opened under one is decided on it. */
   oauthGrants?: { live(grantId: string): Promise<boolean> };
+  /** Inbound messages (src/inbound/messages.ts): tools get a reader for their identity alone. */
+  inbox: Pick<Inbox, "readerFor">;
 }
 
 export interface AgentSession {
@@ -187,7 +190,7 @@ class AgentCall {
     if (!hashesEqual(identity.tokenHash, this.session.tokenHash)) {
       throw await this.refuse(toolName, "token_rotated", "this session's token has been replaced; reconnect with the new token.");
     }
-    if (!tool || (tool.channel !== null && !identity.channels.includes(tool.channel))) {
+    if (!tool || !availableTo(tool, identity.channels)) {
       throw await this.refuse(toolName, "tool_not_available", `there is no tool "${safeText(name, 64)}" for this identity.`);
     }
     return { identity, tool };
@@ -212,7 +215,7 @@ class AgentCall {
   async guard(tool: AgentTool, identity: IdentityRecord, args: Record<string, unknown>): Promise<Governed> {
     const { deps, identityId } = this;
     try {
-      const outbound = tool.channel !== null && tool.channel !== "vault";
+      const outbound = tool.channel !== null && tool.channel !== "vault" && tool.inbound !== true;
       if (await deps.exfiltration.carries(identityId, fieldsOf(args), outbound)) {
         throw await this.refuse(tool.name, EXFILTRATION.reason, EXFILTRATION.message, { args: this.shape(tool, args) });
       }
@@ -243,6 +246,7 @@ class AgentCall {
       now: deps.now,
       ...(deps.publicUrl !== undefined ? { publicUrl: deps.publicUrl } : {}),
       hash: deps.hash,
+      inbox: deps.inbox.readerFor(identityId),
     };
     const refused = tool.guard?.(ctx, args as never);
     if (refused) throw await this.refuse(tool.name, refused.reason, refused.message, { args: this.shape(tool, args) });
@@ -349,7 +353,7 @@ class AgentCall {
     if (!hashesEqual(current.tokenHash, this.session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
     const grantId = this.session.grantId;
     if (grantId !== undefined && !(await deps.oauthGrants?.live(grantId))) return deny("revoked", "this session's OAuth grant has been revoked; sign in again from the client.");
-    if (tool.channel !== null && !current.channels.includes(tool.channel)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
+    if (!availableTo(tool, current.channels)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
     if (current.policyVersion !== g.policyVersion) {
       const p = cachedPolicy(current.policy);
       if (!p.ok) return deny("policy_invalid", "this identity's policy is invalid; ask an administrator to fix it.");
@@ -377,7 +381,7 @@ class AgentCall {
     }
     // The guard's journal lives in the store; the log says which secrets were handed out. An
     // outbound call is refused while the journal lacks one that cannot be rebuilt from the vault.
-    if (tool.channel !== null && tool.channel !== "vault") {
+    if (tool.channel !== null && tool.channel !== "vault" && tool.inbound !== true) {
       const logged = state.vaultReadsSince(now - READ_WINDOW_MS);
       if (logged.length > 0) {
         let gap: { reason: string; message: string } | undefined;
@@ -391,7 +395,7 @@ class AgentCall {
         if (gap) return deny(gap.reason, gap.message);
       }
     }
-    const decision: Decision = evaluate(g.ctx.policy, d.action, state, now);
+    const decision: Decision = evaluate(g.ctx.policy, d.action, state, now, { untrustedInput: (this.session.memory.untrustedSeen?.size ?? 0) > 0 });
     if (!decision.allow) return deny(decision.reason, decision.message);
     let usedApproval: string | undefined;
     if (decision.needsApproval) {

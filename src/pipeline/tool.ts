@@ -20,10 +20,16 @@ import type { Identities } from "../identity/identities.js";
 import type { Secrets } from "../identity/secrets.js";
 import type { AuditLog } from "../identity/audit-log.js";
 import type { Tenants } from "../tenant/tenants.js";
+import type { InboxReader } from "../inbound/messages.js";
 
 export interface SessionMemory {
   /** Secret values this session has read with vault_get (in memory only, for the exfiltration guard). */
   readonly secretsRead: Set<string>;
+  /**
+   * Inbound messages marked untrusted that this session was shown (list_messages, read_message):
+   * once there is one, policy `approval.afterUntrustedInput` asks before every outbound action.
+   */
+  untrustedSeen?: Set<string>;
 }
 
 export interface ElicitRequest {
@@ -49,6 +55,8 @@ export interface ToolContext {
   publicUrl?: string;
   /** Keyed hash for values that must not appear in the audit log. */
   hash(value: string): string;
+  /** The identity's inbound messages (src/inbound/messages.ts), opened for it alone. */
+  inbox: InboxReader;
 }
 
 export interface ToolOutcome {
@@ -69,8 +77,8 @@ export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
   name: string;
   title: string;
   description: string;
-  /** The channel that lists this tool; null for tools every identity has (whoami). */
-  channel: Channel | null;
+  /** The channel that lists this tool (several: any of them); null for tools every identity has (whoami). */
+  channel: Channel | readonly Channel[] | null;
   annotations: ToolAnnotations;
   input: S;
   output: z.ZodObject;
@@ -83,6 +91,11 @@ export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
   idempotencyKey?(args: z.output<S>): string | undefined;
   /** Session-level refusals evaluated before policy (e.g. the exfiltration guard). */
   guard?(ctx: ToolContext, args: z.output<S>): { reason: string; message: string } | undefined;
+  /**
+   * The tool hands the model text from outside (inbound messages): its arguments carry nothing
+   * outbound, so the exfiltration guard checks them without recording them as outbound text.
+   */
+  inbound?: true;
   /** The question put to the human when policy asks for approval. */
   approval?(args: z.output<S>, normalized: NormalizedAction): ElicitRequest;
   /**
@@ -93,6 +106,12 @@ export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
    */
   prepare?(ctx: ToolContext, args: z.output<S>): Promise<PreparedAct | undefined>;
   run(ctx: ToolContext, args: z.output<S>, normalized: NormalizedAction, prepared?: PreparedAct): Promise<ToolOutcome>;
+}
+
+/** Whether an identity with these channels has this tool. */
+export function availableTo(tool: Pick<AgentTool, "channel">, channels: readonly Channel[]): boolean {
+  if (tool.channel === null) return true;
+  return typeof tool.channel === "string" ? channels.includes(tool.channel) : tool.channel.some((c) => channels.includes(c));
 }
 
 export function defineTool<S extends z.ZodObject>(tool: AgentTool<S>): AgentTool {

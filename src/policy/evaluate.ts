@@ -32,7 +32,9 @@
  *     amount > approvalAboveCents or > approval.aboveCents;
  *  7. approval (after the rules above allowed the action): needsApproval when
  *     the tool is in `approval.tools`, or `approval.newRecipients` is true and a
- *     normalised recipient was never sent to (`usage.contacted`);
+ *     normalised recipient was never sent to (`usage.contacted`), or
+ *     `approval.afterUntrustedInput` is true, the action goes out (email, sms,
+ *     call, card, sign) and the session has read untrusted input (`session`);
  *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; the URL read
  *     alike by WHATWG and RFC 3986 parsers (`checkSigningUrl`: no userinfo,
  *     backslash, host escape, control character or rewritten path); https only
@@ -300,12 +302,13 @@ function evalSign(policy: Policy, url: unknown): Decision {
  * `approval.tools`, or (with `approval.newRecipients`) a recipient was never sent to before.
  * (Amount thresholds are decided by the card rules above.)
  */
-function withApprovalRules(policy: Policy, action: Action, d: Decision, usage: Usage): Decision {
+function withApprovalRules(policy: Policy, action: Action, d: Decision, usage: Usage, session: SessionFacts): Decision {
   // A refusal (including one for a malformed policy or action) is returned before either is read.
   if (!d.allow || d.needsApproval) return d;
   const rules = policy.approval;
   if (!rules) return d;
   if (rules.tools?.includes(action.tool)) return { ...d, needsApproval: true };
+  if (rules.afterUntrustedInput === true && session.untrustedInput === true && OUTBOUND_KINDS.has(d.normalized.kind)) return { ...d, needsApproval: true };
   if (rules.newRecipients === true) {
     const n = d.normalized;
     const recipients = n.kind === "email" ? [...n.to, ...n.cc] : n.kind === "sms" || n.kind === "call" ? [n.to] : [];
@@ -321,8 +324,16 @@ function withApprovalRules(policy: Policy, action: Action, d: Decision, usage: U
   return d;
 }
 
-export function evaluate(policy: Policy, action: Action, usage: Usage, nowMs: number): Decision {
-  return withApprovalRules(policy, action, evaluateRules(policy, action, usage, nowMs), usage);
+/** What policy knows of the calling session (src/pipeline/agent-call.ts): whether it read untrusted inbound text. */
+export interface SessionFacts {
+  untrustedInput?: boolean;
+}
+
+/** Actions that reach someone outside sigil: what `approval.afterUntrustedInput` holds back. */
+const OUTBOUND_KINDS: ReadonlySet<NormalizedAction["kind"]> = new Set(["email", "sms", "call", "card", "sign"]);
+
+export function evaluate(policy: Policy, action: Action, usage: Usage, nowMs: number, session: SessionFacts = {}): Decision {
+  return withApprovalRules(policy, action, evaluateRules(policy, action, usage, nowMs), usage, session);
 }
 
 function evaluateRules(policy: Policy, action: Action, usage: Usage, nowMs: number): Decision {

@@ -119,7 +119,7 @@ const rateLimitEntry = z
 export const TOOL_NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
 
 /** The agent tools a policy can name in `rateLimits` (kept equal to tools/index.ts by a test). */
-export const AGENT_TOOL_NAMES = ["whoami", "send_email", "send_sms", "place_call", "vault_get", "card_charge", "sign_http_request"] as const;
+export const AGENT_TOOL_NAMES = ["whoami", "send_email", "send_sms", "place_call", "vault_get", "card_charge", "sign_http_request", "list_messages", "read_message"] as const;
 
 /** Approver ids (`sigil approver add`): `apr_` and 20 hex digits. */
 export const APPROVER_ID_RE = /^apr_[0-9a-f]{20}$/;
@@ -144,6 +144,8 @@ const approvalBlock = z
         "tool names",
       ).optional(),
       newRecipients: z.boolean({ error: "must be true or false" }).optional(),
+      // SPEC §12: once a session has read an untrusted inbound message, its outbound actions ask first.
+      afterUntrustedInput: z.boolean({ error: "must be true or false" }).optional(),
       approvers: list(str("must be an approver id such as apr_…").regex(APPROVER_ID_RE, { error: "must be an approver id (apr_ and 20 hex digits, as `sigil approver add` prints)" }), "approver ids").optional(),
       quorum: intIn(1, 100, "must be an integer between 1 and 100").optional(),
       via: z
@@ -176,6 +178,36 @@ const approvalBlock = z
     }
   });
 
+/** Inbound messages (SPEC §12, src/inbound/): how long they are kept and how many, and whether mail must authenticate. */
+export const DEFAULT_RETAIN_DAYS = 30;
+export const DEFAULT_MAX_MESSAGES = 1000;
+const inboundBlock = z.strictObject(
+  {
+    retainDays: intIn(1, 3650, "must be a whole number of days from 1 to 3650").optional(),
+    maxMessages: intIn(1, 100_000, "must be a whole number from 1 to 100000").optional(),
+    requireAuthentication: z.boolean({ error: "must be true or false" }).optional(),
+  },
+  { error: "must be an object such as {\"retainDays\": 30}" },
+);
+
+/** A sender whose messages are not marked untrusted: a domain (as in allowedDomains), "*", or an E.164 number. */
+const senderEntry = str("must be a domain name, \"*\" or an E.164 number").transform((s, ctx) => {
+  if (s.startsWith("+")) {
+    if (!E164_RE.test(s)) {
+      ctx.issues.push({ code: "custom", input: s, message: "must be an E.164 number such as \"+14155550100\"" });
+      return z.NEVER;
+    }
+    return s;
+  }
+  if (s === "*") return s;
+  const d = normalizeDomain(s);
+  if (!d.ok) {
+    ctx.issues.push({ code: "custom", input: s, message: `is not a valid domain: ${d.reason}` });
+    return z.NEVER;
+  }
+  return d.ascii;
+});
+
 export const PolicySchema = z.strictObject(
   {
     allowedDomains: list(domainEntry, "domain names"),
@@ -199,6 +231,8 @@ export const PolicySchema = z.strictObject(
       )
       .refine((r) => Object.keys(r).length <= MAX_TOOLS, { error: `must name at most ${MAX_TOOLS} tools` }),
     allowedSigningOrigins: list(originEntry, "origins"),
+    allowedSenders: list(senderEntry, "domain names or E.164 numbers"),
+    inbound: inboundBlock,
     cardCurrency: z
       .string({ error: "must be an ISO 4217 currency code such as \"USD\"" })
       .regex(/^[A-Z]{3}$/, { error: "must be an upper-case ISO 4217 currency code such as \"USD\"" }),

@@ -21,14 +21,14 @@ import { callAdminTool } from "../pipeline/admin-call.js";
 import { callApproverTool } from "../pipeline/approver-call.js";
 import { track } from "./inflight.js";
 import { publishedTool } from "./tool-listing.js";
-import type { AdminTool, AgentTool, ApproverTool, ElicitRequest, ElicitResponse } from "../pipeline/tool.js";
+import { type AdminTool, type AgentTool, type ApproverTool, type ElicitRequest, type ElicitResponse, availableTo } from "../pipeline/tool.js";
 
 export type { Principal };
 
 export const SERVER_INFO = { name: "sigil", version: "0.1.0" };
 
 export function toolsFor(identity: IdentityRecord): AgentTool[] {
-  return AGENT_TOOLS.filter((t) => t.channel === null || identity.channels.includes(t.channel));
+  return AGENT_TOOLS.filter((t) => availableTo(t, identity.channels));
 }
 
 /**
@@ -76,7 +76,7 @@ export async function createSessionServer(principal: Principal, deps: SessionDep
       tokenHash: principal.tokenHash,
       ...(principal.grantId !== undefined ? { grantId: principal.grantId } : {}),
       sessionId: deps.sessionId,
-      memory: { secretsRead: new Set() },
+      memory: { secretsRead: new Set(), untrustedSeen: new Set() },
     };
     // The question travels with the tool call it belongs to (relatedRequestId): over Streamable
     // HTTP that is the call's own response stream, which is open, where a request without it would

@@ -53,6 +53,8 @@ export interface HttpOptions {
   requestTimeoutMs?: number;
   /** How often open sessions' credentials are re-checked against the store (default 3 s). */
   credentialCheckMs?: number;
+  /** Webhook routes (any method, no bearer token: they authenticate themselves), e.g. inbound SMS (src/inbound/twilio.ts). */
+  webhooks?: (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean>;
   /** Extra GET routes (public, no token), e.g. the key directory. */
   publicRoutes?: (req: http.IncomingMessage, url: URL, res: http.ServerResponse) => Promise<boolean>;
   /** Serve the web console at /console (default true; src/console/). */
@@ -373,6 +375,7 @@ export async function serveHttp(app: App, opts: HttpOptions): Promise<{ server: 
             res.end('{"ok":true}');
             return;
           }
+          if (opts.webhooks && (await opts.webhooks(req, url, res))) return;
           if (req.method === "GET" && opts.publicRoutes && (await opts.publicRoutes(req, url, res))) return;
           jsonError(res, 404, -32601, "Not found.");
         } catch (err) {

@@ -21,6 +21,8 @@
  *   equivalent of PostgreSQL migration 7; a home made before them has neither directory.
  * - `oauth-clients/<oc_id>.json`, `oauth-grants/<og_id>.json`: OAuth clients registered here and
  *   grants (src/oauth/); a grant's tokens are looked up by the grant id they carry, so no index.
+ * - `inbound/<identity id>/<msg_id>.json`: messages received for an identity, content sealed
+ *   (src/inbound/messages.ts); made on first receipt, like the approval directories.
  */
 import path from "node:path";
 import { Low } from "lowdb";
@@ -30,6 +32,8 @@ import {
   type ApprovalRecord,
   type ApproverRecord,
   type IdentityRecord,
+  type InboundRecord,
+  INBOUND_ID_RE,
   type MandateRecord,
   type PaymentKeyRecord,
   type OAuthClientRecord,
@@ -476,6 +480,64 @@ export class FileStore implements Store {
       if (rec && rec.identityId === identityId) out.push(rec);
     }
     return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
+  private inboundDir = (identityId: string): string => path.join(this.home, "inbound", identityId);
+  private inboundFile = (identityId: string, id: string): string => path.join(this.inboundDir(identityId), `${id}.json`);
+
+  async putInbound(record: InboundRecord): Promise<void> {
+    if (!INBOUND_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad inbound message id", "conflict");
+    await this.files.mkdir(path.join(this.home, "inbound"), 0o700);
+    await this.files.mkdir(this.inboundDir(record.identityId), 0o700);
+    const created = await createFileDurable(this.files, this.inboundFile(record.identityId, record.id), JSON.stringify(record) + "\n");
+    if (!created) throw new StoreError(`message ${record.id} exists`, "conflict");
+  }
+
+  async getInbound(identityId: string, id: string): Promise<InboundRecord | undefined> {
+    if (typeof id !== "string" || !INBOUND_ID_RE.test(id) || !ID_RE.test(identityId)) return undefined;
+    const rec = await this.readDoc<InboundRecord>(this.inboundFile(identityId, id)).catch((err: unknown) => {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw err;
+    });
+    // A file moved from another identity's directory is not this identity's message.
+    return rec && rec.id === id && rec.identityId === identityId ? rec : undefined;
+  }
+
+  async listInbound(identityId: string): Promise<InboundRecord[]> {
+    if (!ID_RE.test(identityId)) return [];
+    const out: InboundRecord[] = [];
+    for (const n of await this.dirNames(path.join("inbound", identityId))) {
+      const rec = await this.getInbound(identityId, n.slice(0, -5));
+      if (rec) out.push(rec);
+    }
+    return out.sort((a, b) => a.receivedAt.localeCompare(b.receivedAt) || a.id.localeCompare(b.id));
+  }
+
+  async markInboundRead(identityId: string, id: string, at: string): Promise<boolean> {
+    if (!INBOUND_ID_RE.test(id) || !ID_RE.test(identityId)) return false;
+    return this.locks.withLock(`inbound:${identityId}`, async () => {
+      const rec = await this.getInbound(identityId, id);
+      if (!rec) return false;
+      if (rec.readAt === undefined) await writeFileDurable(this.files, this.inboundFile(identityId, id), JSON.stringify({ ...rec, readAt: at }) + "\n");
+      return true;
+    });
+  }
+
+  async deleteInbound(identityId: string, ids: string[]): Promise<number> {
+    if (!ID_RE.test(identityId)) return 0;
+    return this.locks.withLock(`inbound:${identityId}`, async () => {
+      let n = 0;
+      for (const id of ids) {
+        if (!INBOUND_ID_RE.test(id)) continue;
+        try {
+          await this.files.unlink(this.inboundFile(identityId, id));
+          n++;
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code !== "ENOENT") throw err;
+        }
+      }
+      return n;
+    });
   }
 
   async registerInstance(instanceId: string): Promise<void> {

@@ -17,6 +17,8 @@ import {
   type ApprovalRecord,
   type ApproverRecord,
   type IdentityRecord,
+  type InboundRecord,
+  INBOUND_ID_RE,
   type MandateRecord,
   type PaymentKeyRecord,
   type OAuthClientRecord,
@@ -461,6 +463,56 @@ export class PostgresStore implements Store {
     return r.rows[0]?.record;
   }
 
+  async putInbound(record: InboundRecord): Promise<void> {
+    if (!INBOUND_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad inbound message id", "conflict");
+    await this.schema();
+    try {
+      await this.db.query("INSERT INTO sigil_inbound (id, identity_id, channel, received_at, read_at, sealed) VALUES ($1, $2, $3, $4, $5, $6)", [
+        record.id,
+        record.identityId,
+        record.channel,
+        record.receivedAt,
+        record.readAt ?? null,
+        JSON.stringify(record.sealed),
+      ]);
+    } catch (err) {
+      if (isUniqueViolation((err as { cause?: unknown }).cause ?? err)) throw new StoreError(`message ${record.id} exists`, "conflict");
+      throw err;
+    }
+  }
+
+  async getInbound(identityId: string, id: string): Promise<InboundRecord | undefined> {
+    if (typeof id !== "string" || !INBOUND_ID_RE.test(id) || !ID_RE.test(identityId)) return undefined;
+    await this.schema();
+    const r = await this.db.query<InboundRow>("SELECT id, identity_id, channel, received_at, read_at, sealed FROM sigil_inbound WHERE id = $1 AND identity_id = $2", [id, identityId]);
+    return r.rows[0] ? inboundOf(r.rows[0]) : undefined;
+  }
+
+  async listInbound(identityId: string): Promise<InboundRecord[]> {
+    if (!ID_RE.test(identityId)) return [];
+    await this.schema();
+    const r = await this.db.query<InboundRow>(
+      "SELECT id, identity_id, channel, received_at, read_at, sealed FROM sigil_inbound WHERE identity_id = $1 ORDER BY received_at, id",
+      [identityId],
+    );
+    return r.rows.map(inboundOf);
+  }
+
+  async markInboundRead(identityId: string, id: string, at: string): Promise<boolean> {
+    if (!INBOUND_ID_RE.test(id) || !ID_RE.test(identityId)) return false;
+    await this.schema();
+    const r = await this.db.query("UPDATE sigil_inbound SET read_at = coalesce(read_at, $3) WHERE id = $1 AND identity_id = $2", [id, identityId, at]);
+    return r.rowCount === 1;
+  }
+
+  async deleteInbound(identityId: string, ids: string[]): Promise<number> {
+    const valid = ids.filter((i) => INBOUND_ID_RE.test(i));
+    if (!ID_RE.test(identityId) || valid.length === 0) return 0;
+    await this.schema();
+    const r = await this.db.query("DELETE FROM sigil_inbound WHERE identity_id = $1 AND id = ANY($2::text[])", [identityId, valid]);
+    return r.rowCount ?? 0;
+  }
+
   /**
    * Liveness across machines: the instance keeps a dedicated connection open for as long as it
    * runs, and records that connection's backend (pid and start time) in `sigil_instances`. It is
@@ -508,6 +560,26 @@ export class PostgresStore implements Store {
       clearInterval(keepAlive);
     }
   }
+}
+
+interface InboundRow {
+  id: string;
+  identity_id: string;
+  channel: "email" | "sms";
+  received_at: string;
+  read_at: string | null;
+  sealed: InboundRecord["sealed"];
+}
+
+function inboundOf(row: InboundRow): InboundRecord {
+  return {
+    id: row.id,
+    identityId: row.identity_id,
+    channel: row.channel,
+    receivedAt: row.received_at,
+    sealed: row.sealed,
+    ...(row.read_at !== null ? { readAt: row.read_at } : {}),
+  };
 }
 
 /**

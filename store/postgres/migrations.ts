@@ -130,6 +130,23 @@ export const MIGRATIONS: Migration[] = [
     `,
   },
   {
+    version: 6,
+    description: "inbound messages",
+    sql: `
+      -- Messages received for an identity (src/inbound/): the content only sealed under the master
+      -- key (bound to identity, id, channel and received_at), never in a column of its own.
+      CREATE TABLE sigil_inbound (
+        id text PRIMARY KEY,
+        identity_id text NOT NULL,
+        channel text NOT NULL,
+        received_at text NOT NULL,
+        read_at text,
+        sealed jsonb NOT NULL
+      );
+      CREATE INDEX sigil_inbound_identity ON sigil_inbound (identity_id, received_at);
+    `,
+  },
+  {
     version: 7,
     description: "payment mandates: tenant provider keys and issued mandates",
     sql: `

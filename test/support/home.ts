@@ -164,14 +164,16 @@ export interface HttpServer {
   url: string;
   port: number;
   proc: ChildProcess;
+  /** Everything the server wrote on stderr so far. */
+  output(): string;
   stop(): Promise<void>;
 }
 
 /** Starts `sigil serve --http` on a free loopback port and waits until it listens. */
 export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}, port = 0): Promise<HttpServer> {
   const proc = spawn(process.execPath, [CLI, "serve", "--http", "--port", String(port)], { env: { ...home.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
+  let buf = "";
   const url = await new Promise<string>((resolve, reject) => {
-    let buf = "";
     const t = setTimeout(() => reject(new Error(`server did not start: ${buf}`)), 15_000);
     proc.stderr!.on("data", (d: Buffer) => {
       buf += d.toString();
@@ -187,6 +189,7 @@ export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}, p
     url,
     port: Number(new URL(url).port),
     proc,
+    output: () => buf,
     stop: () =>
       new Promise<void>((resolve) => {
         if (proc.exitCode !== null || proc.signalCode !== null) return resolve(); // exited, or killed by a signal
