@@ -205,7 +205,7 @@ export interface OAuthGrantRecord {
   /** The admin (token hash) who consented, as the console session named them. */
   grantedBy: string;
   createdAt: string;
-  /** The authorization code: its keyed hash, PKCE challenge and expiry, until it is exchanged. */
+  /** The authorization code: its keyed hash, PKCE challenge and expiry (kept once exchanged, to recognise it presented again). */
   code?: { hash: string; challenge: string; expiresAt: string };
   /** Whether the code was exchanged (a second exchange revokes the grant). */
   codeUsed?: boolean;

@@ -160,12 +160,14 @@ export class Grants {
     const bad = new GrantError("invalid_grant", "The authorization code is not valid.");
     if (!g || g.clientId !== clientId) throw bad;
     if (g.revokedAt) throw bad;
+    // The code itself first: a code of the right shape naming a grant (its id is in audit entries
+    // and bundles) proves nothing, and must not end someone else's grant.
+    if (!g.code || !hashesEqual(g.code.hash, this.tokens.hash(code))) throw bad;
     if (g.codeUsed) {
-      // A code exchanged twice: whoever holds it is not (only) the client. End the grant.
+      // This code, exchanged twice: whoever holds it is not (only) the client. End the grant.
       await this.revoke(g.id, "code_reuse").catch(() => {});
       throw bad;
     }
-    if (!g.code || !hashesEqual(g.code.hash, this.tokens.hash(code))) throw bad;
     if (Date.parse(g.code.expiresAt) <= this.now()) throw new GrantError("invalid_grant", "The authorization code has expired.");
     return g;
   }
@@ -224,9 +226,9 @@ export class Grants {
           if (cur.revokedAt || cur.generation !== g.generation || !current(cur)) throw new Spent();
           const at = this.now();
           const used = cur.refresh ? [...cur.usedRefresh, cur.refresh.hash].slice(-MAX_USED_REFRESH) : cur.usedRefresh;
-          const { code: _code, ...rest } = cur;
+          // The spent code's hash stays (with codeUsed) so that presenting it again is recognised.
           return {
-            ...rest,
+            ...cur,
             codeUsed: true,
             generation,
             access: { hash: this.tokens.hash(access), expiresAt: this.iso(at + ACCESS_TTL_MS) },
