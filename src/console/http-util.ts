@@ -114,7 +114,9 @@ export function safeNext(next: string | null | undefined, fallback = "/console")
     const base = "http://sigil.invalid";
     const u = new URL(next, base);
     if (u.origin !== base) return fallback;
-    return u.pathname + u.search + u.hash;
+    // Dot segments normalise away: `/.//evil.example` becomes `//evil.example` (another origin).
+    const out = u.pathname + u.search + u.hash;
+    return out.startsWith("//") || out.startsWith("/\\") ? fallback : out;
   } catch {
     return fallback;
   }
