@@ -5,7 +5,7 @@
  * baseline and whether the issue's targets hold. It measures; it asserts nothing (npm test has no
  * timing checks).
  *
- *   node bench/run.mjs [--json] [--quick] [--identities N] [--only tools,cold,calls,recovery,verify,registry,sessions,pg]
+ *   node bench/run.mjs [--json] [--quick] [--identities N] [--only tools,cold,calls,recovery,verify,registry,sessions,pg,console]
  *                      [--log-sizes 10000,100000,1000000]
  *   node bench/run.mjs --render results.json     (the table of a saved --json run)
  *
@@ -38,7 +38,7 @@ const JSON_OUT = flag("--json");
 const QUICK = flag("--quick");
 const BIG = opt("--identities", 10_000);
 const onlyIdx = argv.indexOf("--only");
-const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // tools,cold,calls,recovery,verify,registry,sessions,pg
+const ONLY = onlyIdx >= 0 ? new Set(argv[onlyIdx + 1].split(",")) : undefined; // tools,cold,calls,recovery,verify,registry,sessions,pg,console
 const sizesIdx = argv.indexOf("--log-sizes");
 /** Audit log sizes for the first-call rows (besides the empty log); the largest is also verified. */
 const LOG_SIZES = sizesIdx >= 0 ? argv[sizesIdx + 1].split(",").map(Number) : QUICK ? [10_000, 100_000] : [10_000, 100_000, 1_000_000];
@@ -268,6 +268,43 @@ async function auditVerifyBig(logs, entries) {
 }
 
 /**
+ * The web console's pages (SPEC §10: ≤ 100 ms server time per page): `serve --http`'s server in
+ * this process, a root admin session, each page fetched over loopback `samples` times after one
+ * warm-up; the figure is request → last byte (an upper bound on server time). `home` holds the
+ * identities (and `bigId` a large log, for the timeline).
+ */
+async function consolePages(home, env, paths, samples = QUICK ? 10 : 30) {
+  const { openApp } = await dist("src/app.js");
+  const { serveHttp } = await dist("src/server/http.js");
+  const { consoleFor } = await dist("src/console/index.js");
+  const app = await openApp({ home, env });
+  const served = await serveHttp(app, { host: "127.0.0.1", port: 0 });
+  try {
+    const origin = new URL(served.url).origin;
+    const meta = await app.store.meta();
+    const { setCookie } = consoleFor(app).sessions.create({ kind: "admin", tokenHash: meta.adminTokenHash }, "token");
+    const cookie = setCookie.split(";")[0];
+    const out = {};
+    for (const [label, p] of Object.entries(paths)) {
+      const times = [];
+      for (let i = 0; i <= samples; i++) {
+        const t0 = performance.now();
+        const r = await fetch(origin + p, { headers: { cookie } });
+        await r.text();
+        if (r.status !== 200) throw new Error(`console ${p}: ${r.status}`);
+        if (i > 0) times.push(performance.now() - t0);
+      }
+      out[label] = { path: p, p50: median(times), p95: quantile(times, 0.95) };
+      log(`  ${label}: p50 ${out[label].p50.toFixed(1)} ms, p95 ${out[label].p95.toFixed(1)} ms`);
+    }
+    return out;
+  } finally {
+    await served.close();
+    await app.close();
+  }
+}
+
+/**
  * Verification of a log with key rotations (4 rotations over ~20,000 entries): after a rotation the
  * sequential pass must still use the worker threads' results (each signature checked once).
  */
@@ -438,7 +475,7 @@ async function main() {
       log("sigil calls…");
       results.sigil = await perServer("sigil", ctx, tools);
     }
-    if (want("recovery") || want("verify")) {
+    if (want("recovery") || want("verify") || want("console")) {
       const sizes = want("recovery") ? LOG_SIZES : [Math.max(...LOG_SIZES)];
       log(`writing audit logs of ${sizes.join(", ")} entries…`);
       const logs = await bigLogs(dir, sizes);
@@ -446,6 +483,15 @@ async function main() {
         log("first call of a new process…");
         results.recovery = await recovery(logs);
         log(`  ${JSON.stringify(results.recovery)}`);
+      }
+      if (want("console")) {
+        const n = Math.max(...sizes);
+        const id = logs.ids.get(n).id;
+        log(`console: the audit timeline of a ${n}-entry log…`);
+        results.consoleLog = {
+          entries: n,
+          pages: await consolePages(logs.home, logs.env, { "timeline, newest 50": `/console/audit/${id}`, "timeline, filtered (tool+decision)": `/console/audit/${id}?tool=send_sms&decision=deny` }),
+        };
       }
       if (want("verify")) {
         log(`audit verification (${Math.max(...sizes)} entries)…`);
@@ -471,6 +517,25 @@ async function main() {
       log(`registry with ${BIG} identities…`);
       const big = await registry(BIG);
       results.registry = { small, big };
+    }
+    if (want("console")) {
+      log(`console pages with ${BIG} identities…`);
+      const cdir = mkdtempSync(path.join(os.tmpdir(), "sigil-bench-console-"));
+      try {
+        const h = await makeHome(cdir, BIG, (n, ms) => log(`  created ${n}/${BIG} identities (${(ms / 1000).toFixed(1)} s)`));
+        await h.sigil.close();
+        results.console = {
+          identities: BIG,
+          pages: await consolePages(h.home, h.env, {
+            "identities, page 1": "/console/identities",
+            "identities, last page": `/console/identities?page=${Math.ceil(BIG / 50)}`,
+            "identities, search": `/console/identities?q=${encodeURIComponent(`agent ${BIG - 7}`)}`,
+            "audit index, page 1": "/console/audit",
+          }),
+        };
+      } finally {
+        rmSync(cdir, { recursive: true, force: true });
+      }
     }
     if (want("pg")) {
       // Governed send_sms with 1, 2 and 4 `sigil serve --http` instances on one PostgreSQL, and the
@@ -532,6 +597,9 @@ function targets(r) {
     const big = r.recovery[r.recovery.length - 1];
     const x = big.firstMs / empty.firstMs;
     add(`first call with ${big.entries} entries ≤ 1.5× the empty log's`, x, 1.5, x <= 1.5);
+  }
+  for (const [label, v] of [...Object.entries(r.console?.pages ?? {}), ...Object.entries(r.consoleLog?.pages ?? {})]) {
+    add(`console ${label} p95 ≤ 100 ms`, v.p95, 100, v.p95 <= 100);
   }
   if (r.verify) add(`audit verify (${r.verify.entries} entries) ≥ 80% of raw verify × cores`, r.verify.ratio, 0.8, r.verify.ratio >= 0.8);
   if (r.sigil) add("peak RSS @16 ≤ 1.3× baseline", r.sigil.peakMB / r.baseline.peakMB, 1.3, r.sigil.peakMB / r.baseline.peakMB <= 1.3);
@@ -614,6 +682,11 @@ function render(r) {
       `| \`sigil serve\` cold start (median, ms) | ${f(small.serveColdMs, 1)} | ${f(big.serveColdMs, 1)} | ${ratio(big.serveColdMs, small.serveColdMs)} |`,
       `| creating the identities (s, 64 at a time, in-process) | ${f(small.createMs / 1000)} | ${f(big.createMs / 1000)} | ${f(big.createMs / big.count, 3)} ms each |`,
     );
+  }
+  if (r.console || r.consoleLog) {
+    out.push("", "| console page (request → last byte, loopback) | data | p50 ms | p95 ms | p95 / 100 ms budget |", "|---|---|---|---|---|");
+    for (const [label, v] of Object.entries(r.console?.pages ?? {})) out.push(`| ${label} | ${r.console.identities} identities | ${f(v.p50, 1)} | ${f(v.p95, 1)} | ${f(v.p95 / 100)} |`);
+    for (const [label, v] of Object.entries(r.consoleLog?.pages ?? {})) out.push(`| ${label} | ${r.consoleLog.entries}-entry log | ${f(v.p50, 1)} | ${f(v.p95, 1)} | ${f(v.p95 / 100)} |`);
   }
   if (r.sessions) {
     const x = r.sessions;

@@ -47,6 +47,7 @@ import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
 import { Delegations } from "./tenant/delegations.js";
 import { Approvers } from "./approval/approvers.js";
 import { Approvals } from "./approval/approvals.js";
+import { Passkeys } from "./approval/passkeys.js";
 import { PaymentKeys } from "./mandates/keys.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
@@ -84,6 +85,8 @@ export interface App {
   readonly audit: AuditLog;
   readonly approvers: Approvers;
   readonly approvals: Approvals;
+  /** Approvers' passkeys (WebAuthn), registered and used in the console. */
+  readonly passkeys: Passkeys;
   /** P-256 keys for payment mandates: identities' payments keys, tenants' provider keys (src/mandates/keys.ts). */
   readonly payments: PaymentKeys;
   readonly providers: Providers;
@@ -171,6 +174,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     audit,
     approvers,
     approvals,
+    passkeys: new Passkeys(store, master, now),
     payments,
     providers,
     inbox,

@@ -238,6 +238,26 @@ export interface InboundRecord {
   readAt?: string;
 }
 
+/**
+ * A passkey (WebAuthn credential) an approver registered in the console (src/approval/passkeys.ts):
+ * the credential's public key and signature counter, MAC'd under the master key (kind `passkey`,
+ * bound to the approver) so that a store writer cannot add one of their own.
+ */
+export interface PasskeyRecord {
+  /** The credential id (base64url). */
+  id: string;
+  approverId: string;
+  tenantId: string;
+  /** The COSE public key (base64url). */
+  publicKey: string;
+  counter: number;
+  transports?: string[];
+  name: string;
+  createdAt: string;
+  lastUsedAt?: string;
+  mac?: string;
+}
+
 /** What a chain transaction sees: lines appended (by anyone) after the caller's cursor. */
 export interface ChainView {
   lines: string[];
@@ -329,6 +349,10 @@ export interface Store {
   getApproval(id: string): Promise<ApprovalRecord | undefined>;
   /** Requests made at or after `sinceIso` (all when absent), oldest first. */
   listApprovals(opts?: { sinceIso?: string }): Promise<ApprovalRecord[]>;
+  /** An approver's passkeys (none: empty). */
+  listPasskeys(approverId: string): Promise<PasskeyRecord[]>;
+  /** Atomic read-modify-write of an approver's passkeys (registration, a signature counter moving on). */
+  updatePasskeys(approverId: string, update: (current: PasskeyRecord[]) => PasskeyRecord[]): Promise<PasskeyRecord[]>;
 
   /**
    * A tenant's mandate provider key (src/mandates/keys.ts). `putProviderKey` keeps the first one

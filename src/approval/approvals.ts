@@ -12,6 +12,7 @@
  * instances sharing one PostgreSQL store all get exactly one outcome. The store keeps the request
  * (what approvers list and look up) and never its status.
  */
+import { createHash } from "node:crypto";
 import { verifySignature } from "../crypto/ed25519.js";
 import { fromB64 } from "../crypto/encoding.js";
 import { Denied } from "../errors.js";
@@ -71,6 +72,27 @@ export interface DecisionStatement {
 /** The bytes an approver's key signs: a fixed prefix, then the RFC 8785 canonical statement. */
 export function decisionBytes(s: DecisionStatement): string {
   return APPROVAL_DECISION + jcs(s);
+}
+
+/**
+ * The WebAuthn challenge for approving with a passkey: SHA-256 of the decision statement's bytes,
+ * so the authenticator's assertion (whose clientDataJSON carries the challenge) itself says which
+ * approver approved which exact action.
+ */
+export function passkeyChallenge(s: DecisionStatement): string {
+  return createHash("sha256").update(decisionBytes(s)).digest("base64url");
+}
+
+/** A verified WebAuthn assertion (src/approval/passkeys.ts), as an `approval_decided` entry records it. */
+export interface PasskeyAssertion {
+  credentialId: string;
+  /** The credential's COSE public key (base64url), as registered. */
+  publicKey: string;
+  authenticatorData: string;
+  clientDataJSON: string;
+  signature: string;
+  /** The challenge the assertion answered (base64url): `passkeyChallenge` of the statement. */
+  challenge: string;
 }
 
 /** Whether `signature` (base64) is `publicKey`'s (base64) Ed25519 signature of the statement. */
@@ -150,10 +172,58 @@ export class Approvals {
    * if — as the log stands, inside its exclusive section — the approval is still pending, not past
    * its deadline, names this approver (or no one) and this approver has not decided it yet.
    */
-  async decide(approver: ApproverRecord, approvalId: string, decision: "approve" | "deny", reason?: string): Promise<{ approvalId: string; decision: "approve" | "deny"; status: ApprovalState["status"] }> {
+  async decide(
+    approver: ApproverRecord,
+    approvalId: string,
+    decision: "approve" | "deny",
+    reason?: string,
+    /** An approval made with a passkey (the console): the verified assertion over `passkeyChallenge(statement)`. */
+    passkey?: PasskeyAssertion,
+  ): Promise<{ approvalId: string; decision: "approve" | "deny"; status: ApprovalState["status"] }> {
     if (reason !== undefined && (typeof reason !== "string" || reason.length > 500 || /[\p{Cc}\p{Cf}\p{Zl}\p{Zp}]/u.test(reason))) {
       throw new Denied("invalid_arguments", "reason must be at most 500 characters without control characters.");
     }
+    const { rec, current, statement } = await this.statementFor(approver, approvalId, decision);
+    if (passkey && (decision !== "approve" || passkey.challenge !== passkeyChallenge(statement))) {
+      throw new Denied("passkey_invalid", `the passkey assertion does not answer approval ${rec.id}'s challenge; nothing was recorded.`);
+    }
+    const signed = await this.approvers.sign(current, decisionBytes(statement));
+    const { value } = await this.chains.commit(rec.identityId, (state) => {
+      const now = this.now();
+      const a = state.approval(rec.id, now);
+      if (!a || !visibleTo(a, current)) throw new Denied("not_found", `No approval ${rec.id}.`);
+      // The signed statement must describe the approval the log holds.
+      if (a.actionHash !== rec.actionHash || a.policyVersion !== rec.policyVersion || a.tool !== rec.tool) throw new Denied("not_found", `No approval ${rec.id}.`);
+      if (a.status !== "pending") throw new Denied("approval_closed", `approval ${rec.id} is already ${a.status}; nothing was recorded.`);
+      if (a.decisions.some((d) => d.approverId === current.id)) throw new Denied("already_decided", `this approver already decided approval ${rec.id}; a quorum counts each approver once.`);
+      if (decision === "approve" && a.requirePasskey && !passkey) {
+        throw new Denied("passkey_required", `approval ${rec.id} must be approved with a passkey (policy approval.requirePasskey), which only the console can give.`);
+      }
+      const draft: Draft = {
+        tool: "approval_decided",
+        session: "approver",
+        phase: "event",
+        decision: decision === "approve" ? "approved" : "denied",
+        approvalId: rec.id,
+        approverId: current.id,
+        tenantId: current.tenantId,
+        via: passkey ? "passkey" : "approver",
+        ...(reason !== undefined && reason !== "" ? { comment: reason } : {}),
+        statement,
+        approverKeyId: signed.keyId,
+        approverPublicKey: signed.publicKey,
+        approverSignature: signed.signature,
+        ...(passkey ? { passkey: { ...passkey } } : {}),
+      };
+      const approves = a.decisions.filter((d) => d.decision === "approve" && d.approverId !== undefined).length + (decision === "approve" ? 1 : 0);
+      const status: ApprovalState["status"] = decision === "deny" ? "denied" : approves >= a.quorum ? "approved" : "pending";
+      return { value: status, draft };
+    });
+    return { approvalId: rec.id, decision, status: value };
+  }
+
+  /** The statement an approver would sign deciding this approval (refused as `decide` refuses: not visible, approver no longer valid). */
+  async statementFor(approver: ApproverRecord, approvalId: string, decision: "approve" | "deny"): Promise<{ rec: ApprovalRecord; current: ApproverRecord; statement: DecisionStatement }> {
     const rec = await this.visible(approvalId, approver);
     // The approver as it stands now (removed meanwhile: its token no longer decides anything).
     const current = await this.approvers.stillValid(approver.id, approver.tokenHash);
@@ -169,38 +239,7 @@ export class Approvals {
       approverId: current.id,
       decision,
     };
-    const signed = await this.approvers.sign(current, decisionBytes(statement));
-    const { value } = await this.chains.commit(rec.identityId, (state) => {
-      const now = this.now();
-      const a = state.approval(rec.id, now);
-      if (!a || !visibleTo(a, current)) throw new Denied("not_found", `No approval ${rec.id}.`);
-      // The signed statement must describe the approval the log holds.
-      if (a.actionHash !== rec.actionHash || a.policyVersion !== rec.policyVersion || a.tool !== rec.tool) throw new Denied("not_found", `No approval ${rec.id}.`);
-      if (a.status !== "pending") throw new Denied("approval_closed", `approval ${rec.id} is already ${a.status}; nothing was recorded.`);
-      if (a.decisions.some((d) => d.approverId === current.id)) throw new Denied("already_decided", `this approver already decided approval ${rec.id}; a quorum counts each approver once.`);
-      if (decision === "approve" && a.requirePasskey) {
-        throw new Denied("passkey_required", `approval ${rec.id} must be approved with a passkey (policy approval.requirePasskey), which only the console can give.`);
-      }
-      const draft: Draft = {
-        tool: "approval_decided",
-        session: "approver",
-        phase: "event",
-        decision: decision === "approve" ? "approved" : "denied",
-        approvalId: rec.id,
-        approverId: current.id,
-        tenantId: current.tenantId,
-        via: "approver",
-        ...(reason !== undefined && reason !== "" ? { comment: reason } : {}),
-        statement,
-        approverKeyId: signed.keyId,
-        approverPublicKey: signed.publicKey,
-        approverSignature: signed.signature,
-      };
-      const approves = a.decisions.filter((d) => d.decision === "approve" && d.approverId !== undefined).length + (decision === "approve" ? 1 : 0);
-      const status: ApprovalState["status"] = decision === "deny" ? "denied" : approves >= a.quorum ? "approved" : "pending";
-      return { value: status, draft };
-    });
-    return { approvalId: rec.id, decision, status: value };
+    return { rec, current, statement };
   }
 
   /** The connected client's answer to a form elicitation (`client-attested`), recorded only while pending. */

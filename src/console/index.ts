@@ -28,8 +28,9 @@ import { identityRoutes } from "./pages/identities.js";
 import { approvalRoutes } from "./pages/approvals.js";
 import { auditRoutes } from "./pages/audit.js";
 import { tenantRoutes } from "./pages/tenants.js";
+import { passkeyRoutes, passkeySignIn } from "./pages/passkeys.js";
 
-const ROUTES: Route[] = [...identityRoutes, ...auditRoutes, ...approvalRoutes, ...tenantRoutes];
+const ROUTES: Route[] = [...identityRoutes, ...auditRoutes, ...approvalRoutes, ...tenantRoutes, ...passkeyRoutes];
 
 export type { ConsolePrincipal } from "./session.js";
 
@@ -72,6 +73,8 @@ const homeOf = (p: ConsolePrincipal): string => (p.kind === "approver" ? "/conso
 
 function makeConsole(app: App, opts: ConsoleOptions): ConsoleSite {
   const sessions = new ConsoleSessions(app.config.publicUrl?.startsWith("https://") === true, app.now);
+  /** Passkey sign-in challenges, by pre-session cookie. */
+  const signInChallenges = new Map<string, { value: string; expiresAt: number }>();
 
   /** Whether the session's credential still holds; a session whose credential is gone is ended. */
   const current = async (s: ConsoleSession): Promise<boolean> => {
@@ -131,6 +134,9 @@ ${error ? frag(html`<p class="field-error" id="token-error" role="alert">${error
           return signInPage(req, res, safeNext(url.searchParams.get("next"), ""));
         }
         if (method === "POST") return signIn(req, res);
+      }
+      if (method === "POST" && (path === "/console/passkeys/sign-in/options" || path === "/console/passkeys/sign-in")) {
+        return passkeySignIn(app, sessions, signInChallenges, req, res, path.endsWith("/options") ? "options" : "verify");
       }
       const session = sessions.get(req);
       if (!session || !(await current(session))) {

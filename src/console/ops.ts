@@ -8,6 +8,7 @@
 import { callAdminTool } from "../pipeline/admin-call.js";
 import { callApproverTool } from "../pipeline/approver-call.js";
 import type { AdminContext } from "../pipeline/tool.js";
+import type { IdentityView } from "../identity/records.js";
 import { scopedAdmin } from "../tenant/scope.js";
 import { ADMIN_TOOLS, APPROVER_TOOLS } from "../../tools/index.js";
 import type { Ctx } from "./routes.js";
@@ -46,6 +47,29 @@ export function adminOps(ctx: Ctx): AdminContext {
   if (p.kind !== "admin") throw new Error("adminOps: not an admin session");
   const a = ctx.app.admin;
   return p.tenantId === undefined ? a.ops : scopedAdmin(a.ops, a.store, p.tenantId, a.member);
+}
+
+/**
+ * One page (newest first) of the identities the signed-in admin may see, matching `match`. A
+ * tenant admin's list is its tenant's records, and each row shown is then read through its scope
+ * (`show`: the record names the tenant AND the tenant's key vouches for it) — the same decision
+ * `list_identities` makes for every identity, made only for the rows on the page, so a page costs
+ * the same at 10 identities and at 10,000.
+ */
+export async function identityPage(ctx: Ctx, pageNo: number, pageSize: number, match: (v: IdentityView) => boolean = () => true): Promise<{ rows: IdentityView[]; total: number; hasNext: boolean }> {
+  const p = ctx.principal;
+  if (p.kind !== "admin") return { rows: [], total: 0, hasNext: false };
+  const all = (await ctx.app.admin.ops.identities.list()).filter((v) => (p.tenantId === undefined || v.tenantId === p.tenantId) && match(v));
+  const start = Math.max(0, all.length - pageNo * pageSize);
+  const end = all.length - (pageNo - 1) * pageSize;
+  let rows = end > 0 ? all.slice(start, end).reverse() : [];
+  if (p.tenantId !== undefined) {
+    const ops = adminOps(ctx);
+    const shown: IdentityView[] = [];
+    for (const v of rows) if (await ops.identities.show(v.id).then(() => true, () => false)) shown.push(v);
+    rows = shown;
+  }
+  return { rows, total: all.length, hasNext: start > 0 };
 }
 
 /** The sentence of a refusal without its `denied: code:` prefix. */

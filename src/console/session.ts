@@ -36,6 +36,8 @@ export interface ConsoleSession {
   expiresAt: number;
   /** Values to be shown once (a token just issued), by a random id. */
   once: Map<string, Record<string, string>>;
+  /** WebAuthn challenges this session asked for, by purpose (one each; used once). */
+  challenges: Map<string, { value: string; expiresAt: number }>;
   /** A message for the next page (after a redirect). */
   notice?: { kind: "ok" | "error"; text: string };
 }
@@ -65,7 +67,7 @@ export class ConsoleSessions {
     while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const value = randomBytes(32).toString("base64url");
     const now = this.now();
-    const session: ConsoleSession = { id: hashOf(value), principal, via, createdAt: now, expiresAt: now + SESSION_TTL_MS, once: new Map() };
+    const session: ConsoleSession = { id: hashOf(value), principal, via, createdAt: now, expiresAt: now + SESSION_TTL_MS, once: new Map(), challenges: new Map() };
     this.sessions.set(session.id, session);
     return { session, setCookie: setCookie(this.cookieName, value, { secure: this.secure, maxAgeS: SESSION_TTL_MS / 1000 }) };
   }
@@ -127,6 +129,11 @@ export class ConsoleSessions {
   checkPreCsrf(req: http.IncomingMessage, token: string | null | undefined): boolean {
     const value = cookies(req).get(this.preName);
     return value !== undefined && equal(token, this.mac("pre", value));
+  }
+
+  /** The pre-session cookie's value (the sign-in page set it), if the request has one. */
+  preValue(req: http.IncomingMessage): string | undefined {
+    return cookies(req).get(this.preName);
   }
 
   /** Keeps `value` to be shown once; returns the id the showing page asks for. */

@@ -30,6 +30,7 @@ import { type FileLayer, createFileDurable, writeFileDurable } from "../../src/u
 import { type Locks } from "../../src/util/lock.js";
 import {
   type ApprovalRecord,
+  type PasskeyRecord,
   type ApproverRecord,
   type IdentityRecord,
   type InboundRecord,
@@ -378,6 +379,25 @@ export class FileStore implements Store {
       // A removed approver's token names no one: its index entry goes too.
       if (after.removedAt) await this.files.unlink(this.approverTokenFile(after.tokenHash)).catch(() => {});
       return after;
+    });
+  }
+
+  private passkeyFile = (approverId: string): string => path.join(this.home, "passkeys", `${approverId}.json`);
+
+  async listPasskeys(approverId: string): Promise<PasskeyRecord[]> {
+    if (!APPROVER_ID_RE.test(approverId)) return [];
+    return (await this.readDoc<PasskeyRecord[]>(this.passkeyFile(approverId))) ?? [];
+  }
+
+  async updatePasskeys(approverId: string, update: (current: PasskeyRecord[]) => PasskeyRecord[]): Promise<PasskeyRecord[]> {
+    if (!APPROVER_ID_RE.test(approverId)) throw new StoreError(`no approver ${approverId}`, "not_found");
+    await this.files.mkdir(path.join(this.home, "passkeys"), 0o700);
+    return this.locks.withLock(`passkeys:${approverId}`, async () => {
+      const db = new Low<PasskeyRecord[] | null>(new DurableJsonDocument(this.files, this.passkeyFile(approverId)), null);
+      await db.read();
+      db.data = update(structuredClone(db.data ?? []));
+      await db.write();
+      return db.data;
     });
   }
 

@@ -83,6 +83,10 @@ export async function importStore(source: Store, target: PostgresStore): Promise
     for (const a of await source.listApprovers()) {
       await c.query("INSERT INTO sigil_approvers (id, tenant_id, token_hash, record, created_at) VALUES ($1, $2, $3, $4, $5)", [a.id, a.tenantId, a.tokenHash, JSON.stringify(a), a.createdAt]);
     }
+    for (const a of await source.listApprovers()) {
+      const keys = await source.listPasskeys(a.id);
+      if (keys.length > 0) await c.query("INSERT INTO sigil_passkeys (approver_id, records) VALUES ($1, $2)", [a.id, JSON.stringify(keys)]);
+    }
     for (const r of await source.listApprovals()) {
       await c.query("INSERT INTO sigil_approvals (id, identity_id, tenant_id, requested_at, record) VALUES ($1, $2, $3, $4, $5)", [r.id, r.identityId, r.tenantId, r.requestedAt, JSON.stringify(r)]);
     }

@@ -15,6 +15,7 @@
  */
 import {
   type ApprovalRecord,
+  type PasskeyRecord,
   type ApproverRecord,
   type IdentityRecord,
   type InboundRecord,
@@ -381,6 +382,23 @@ export class PostgresStore implements Store {
       const after = update(structuredClone(before));
       if (after.id !== id || after.identityId !== before.identityId) throw new StoreError("an update cannot move a grant", "conflict");
       await c.query("UPDATE sigil_oauth_grants SET record = $2 WHERE id = $1", [id, JSON.stringify(after)]);
+      return after;
+    });
+  }
+
+  async listPasskeys(approverId: string): Promise<PasskeyRecord[]> {
+    await this.schema();
+    const r = await this.db.query<{ records: PasskeyRecord[] }>("SELECT records FROM sigil_passkeys WHERE approver_id = $1", [approverId]);
+    return r.rows[0]?.records ?? [];
+  }
+
+  async updatePasskeys(approverId: string, update: (current: PasskeyRecord[]) => PasskeyRecord[]): Promise<PasskeyRecord[]> {
+    await this.schema();
+    return this.db.tx("main", async (c) => {
+      await c.query("INSERT INTO sigil_passkeys (approver_id, records) VALUES ($1, '[]') ON CONFLICT (approver_id) DO NOTHING", [approverId]);
+      const r = await c.query<{ records: PasskeyRecord[] }>("SELECT records FROM sigil_passkeys WHERE approver_id = $1 FOR UPDATE", [approverId]);
+      const after = update(structuredClone(r.rows[0]?.records ?? []));
+      await c.query("UPDATE sigil_passkeys SET records = $2 WHERE approver_id = $1", [approverId, JSON.stringify(after)]);
       return after;
     });
   }

@@ -186,6 +186,17 @@ export const MIGRATIONS: Migration[] = [
       CREATE INDEX sigil_oauth_grants_identity ON sigil_oauth_grants (identity_id, created_at);
     `,
   },
+  {
+    version: 9,
+    description: "passkeys: approvers' WebAuthn credentials registered in the console",
+    sql: `
+      -- One row per approver: its passkeys (each MAC'd by sigil), updated under the row lock.
+      CREATE TABLE sigil_passkeys (
+        approver_id text PRIMARY KEY,
+        records jsonb NOT NULL
+      );
+    `,
+  },
 ];
 
 export const LATEST_SCHEMA = Math.max(...MIGRATIONS.map((m) => m.version));

@@ -6,11 +6,10 @@
  * checkpoint (`sigil audit checkpoint`) to download.
  */
 import { makeCheckpoint } from "../../provenance/checkpoint.js";
-import type { IdentityView } from "../../identity/records.js";
 import { type Html, frag, html } from "../html.js";
 import { SECURITY_HEADERS, redirect } from "../http-util.js";
 import { type Ctx, type Route, isAdmin } from "../routes.js";
-import { adminCall, adminOps, sentence } from "../ops.js";
+import { adminCall, adminOps, identityPage, sentence } from "../ops.js";
 import { ChainStatuses, type ChainStatus } from "../chain-status.js";
 import { PAGE_SIZE, pageNumber, pager, postButton, render, when } from "./common.js";
 
@@ -44,10 +43,7 @@ async function indexPage(ctx: Ctx): Promise<void> {
   const t0 = performance.now();
   const pageNo = pageNumber(ctx.url);
   const ops = adminOps(ctx);
-  const all = await ops.identities.list();
-  const start = Math.max(0, all.length - pageNo * PAGE_SIZE);
-  const end = all.length - (pageNo - 1) * PAGE_SIZE;
-  const rows: IdentityView[] = end > 0 ? all.slice(start, end).reverse() : [];
+  const { rows, total, hasNext } = await identityPage(ctx, pageNo, PAGE_SIZE);
   const cells: Html[] = [];
   for (const v of rows) {
     const seq = await seqOf(ctx, v.id);
@@ -59,9 +55,9 @@ async function indexPage(ctx: Ctx): Promise<void> {
     section: "audit",
     body: frag(html`<h1>Audit logs</h1>
 <p class="muted">Each identity's chain, verified in the background (every signature and link, as <code>sigil audit verify</code> does); the status refreshes by itself.</p>
-${pager(ctx.url, pageNo, start > 0, all.length)}
+${pager(ctx.url, pageNo, hasNext, total)}
 <table><thead><tr><th>Identity</th><th>Id</th><th>Entries</th><th>Verification</th></tr></thead><tbody>${cells}</tbody></table>
-${pager(ctx.url, pageNo, start > 0, all.length)}`),
+${pager(ctx.url, pageNo, hasNext, total)}`),
   });
 }
 

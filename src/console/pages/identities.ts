@@ -10,7 +10,7 @@ import type { IdentityView } from "../../identity/records.js";
 import { frag, html } from "../html.js";
 import { redirect } from "../http-util.js";
 import { type Ctx, type Route, isAdmin, isRoot } from "../routes.js";
-import { adminCall, adminOps, sentence } from "../ops.js";
+import { adminCall, adminOps, identityPage as pageOfIdentities, sentence } from "../ops.js";
 import { PAGE_SIZE, csrfField, diffView, fieldError, lineDiff, pageNumber, pager, postButton, pretty, render, sortedJson, when } from "./common.js";
 
 const ID = "(id_[0-9a-f]{20})";
@@ -40,13 +40,8 @@ async function listPage(ctx: Ctx, draft?: CreateDraft, errors: Record<string, st
   const q = (ctx.url.searchParams.get("q") ?? "").trim().slice(0, 100);
   const pageNo = pageNumber(ctx.url);
   const t0 = performance.now();
-  const all = await adminOps(ctx).identities.list();
   const needle = q.toLowerCase();
-  const matching = needle ? all.filter((v) => v.id.includes(needle) || v.name.toLowerCase().includes(needle) || v.email.toLowerCase().includes(needle)) : all;
-  // Newest first.
-  const start = Math.max(0, matching.length - pageNo * PAGE_SIZE);
-  const end = matching.length - (pageNo - 1) * PAGE_SIZE;
-  const rows = end > 0 ? matching.slice(start, end).reverse() : [];
+  const { rows, total, hasNext } = await pageOfIdentities(ctx, pageNo, PAGE_SIZE, needle ? (v) => v.id.includes(needle) || v.name.toLowerCase().includes(needle) || v.email.toLowerCase().includes(needle) : undefined);
   const tenants = isRoot(ctx.principal) ? ((await adminOps(ctx).tenants.list()) as Array<{ id: string; name: string }>) : [];
   const d = draft ?? { name: "", channels: [], email: "", phone: "", policy: "{}", tenant: "default" };
   ctx.res.setHeader("server-timing", `list;dur=${(performance.now() - t0).toFixed(1)}`);
@@ -60,7 +55,7 @@ async function listPage(ctx: Ctx, draft?: CreateDraft, errors: Record<string, st
 <div><label for="q">Search by name, id or address</label><input type="search" id="q" name="q" value="${q}"></div>
 <button type="submit">Search</button>
 </form>
-${pager(ctx.url, pageNo, start > 0, matching.length)}
+${pager(ctx.url, pageNo, hasNext, total)}
 <table>
 <thead><tr><th>Name</th><th>Id</th><th>Tenant</th><th>Channels</th><th>Status</th><th>Created</th></tr></thead>
 <tbody>
@@ -70,7 +65,7 @@ ${rows.map(
 )}
 </tbody>
 </table>
-${pager(ctx.url, pageNo, start > 0, matching.length)}
+${pager(ctx.url, pageNo, hasNext, total)}
 <h2 id="create">Create an identity</h2>
 ${fieldError(errors, "form")}
 <form method="post" action="/console/identities" novalidate>
