@@ -50,3 +50,80 @@ describe("approval evidence from the log", () => {
     expect(r.detail).toMatch(/proves no human/);
   });
 });
+
+describe("each check of the evidence reached, with its own sentence (issue 20)", () => {
+  const k = generateSigningKey();
+  const k2 = generateSigningKey();
+  const check = (log: any[], usedAt = 10, keys?: ReadonlyMap<string, string>) => checkApprovalEvidence(log, APV, usedAt, keys);
+  const failed = (detail: string) => ({ ok: false, detail, approvalId: APV, approvers: [] });
+
+  it("no request, or a request at or after the entry that used it", () => {
+    expect(check([decision(3, "apr_a", k)])).toEqual(failed(`the log holds no approval_requested entry for ${APV}`));
+    expect(check([request, decision(3, "apr_a", k)], 2)).toEqual(failed(`approval ${APV} was requested after the entry that used it`));
+    expect(check([request, decision(3, "apr_a", k)], 1)).toEqual(failed(`approval ${APV} was requested after the entry that used it`));
+  });
+
+  it("only this approval's approval_requested entry is its request", () => {
+    const other = { ...request, seq: 1, approvalId: "apv_ffffffffffffffffffff", forTool: "send_email", actionHash: "hmac-sha256:zzz" };
+    const naming = { seq: 1, tool: "approval_notified", approvalId: APV, forTool: "send_email" };
+    for (const before of [other, naming]) expect(check([before, request, decision(3, "apr_a", k)])).toMatchObject({ ok: true });
+  });
+
+  it("only decisions on this approval, after its request and before its use, count", () => {
+    const denial = (seq: number, over: object = {}) => ({ ...decision(seq, "apr_b", k2, { decision: "deny" }), decision: "denied", ...over });
+    const good = decision(3, "apr_a", k);
+    expect(check([denial(1), request, good], 4)).toMatchObject({ ok: true });
+    expect(check([request, good, denial(4)], 4)).toMatchObject({ ok: true });
+    expect(check([request, good, denial(3, { approvalId: "apv_ffffffffffffffffffff" })], 4)).toMatchObject({ ok: true });
+    expect(check([request, { seq: 3, tool: "approval_notified", approvalId: APV, decision: "sent" }, decision(4, "apr_a", k)], 5)).toMatchObject({ ok: true });
+    expect(check([request], 4)).toEqual(failed(`the log holds no decision on ${APV} before it was used`));
+    expect(check([request, good], 3)).toEqual(failed(`the log holds no decision on ${APV} before it was used`));
+  });
+
+  it("any denial before the use fails it, even beside an approval", () => {
+    const denial = { ...decision(4, "apr_b", k2, { decision: "deny" }), decision: "denied" };
+    expect(check([request, decision(3, "apr_a", k), denial])).toEqual(failed(`approval ${APV} was denied before it was used`));
+    expect(check([request, denial])).toEqual(failed(`approval ${APV} was denied before it was used`));
+  });
+
+  it("a decision without a statement, or with null, does not describe the approval (and is not thrown on)", () => {
+    for (const statement of [undefined, null, "approve", 1]) {
+      expect(check([request, { ...decision(3, "apr_a", k), statement }])).toEqual(failed(`the decision at seq 3 does not describe approval ${APV} as requested`));
+    }
+    const extra = decision(3, "apr_a", k);
+    expect(check([request, { ...extra, statement: { ...extra.statement, note: "x" } }]).detail).toMatch(/does not describe/);
+  });
+
+  it("a signature that does not verify is named, and said to be under the published key when one was given", () => {
+    const forged = { ...decision(3, "apr_a", k), approverSignature: decision(3, "apr_a", k2).approverSignature };
+    expect(check([request, forged])).toEqual(failed(`approver apr_a's signature on approval ${APV} (seq 3) does not verify`));
+    expect(check([request, decision(3, "apr_a", k)], 10, new Map([["apr_a", b64(k2.publicKey)]]))).toEqual(
+      failed(`approver apr_a's signature on approval ${APV} (seq 3) does not verify under its published key`),
+    );
+    // Without a key in the entry or from the verifier, nothing verifies.
+    expect(check([request, { ...decision(3, "apr_a", k), approverPublicKey: undefined }]).detail).toMatch(/does not verify$/);
+  });
+
+  it("a decision recorded for another tenant than the request's fails", () => {
+    expect(check([request, { ...decision(3, "apr_a", k), tenantId: "acme" }])).toEqual(failed("the decision at seq 3 names another tenant than the approval"));
+  });
+
+  it("quorum counts distinct approvers; a request without a numeric quorum needs one", () => {
+    const q2 = { ...request, quorum: 2 };
+    expect(check([q2, decision(3, "apr_a", k), decision(4, "apr_a", k)])).toEqual(failed(`approval ${APV} needed 2 distinct approvers`));
+    const two = check([q2, decision(3, "apr_a", k), decision(4, "apr_b", k2)], 10, new Map([["apr_a", b64(k.publicKey)]]));
+    expect(two).toEqual({
+      ok: true,
+      detail: "approved by apr_a, apr_b (key as the entry names it, not anchored) of tenant default, each signature verified",
+      approvalId: APV,
+      via: "approver",
+      approvers: [
+        { approverId: "apr_a", tenantId: "default", keyId: "k", anchored: true },
+        { approverId: "apr_b", tenantId: "default", keyId: "k", anchored: false },
+      ],
+    });
+    const { quorum: _q, ...noQuorum } = request;
+    expect(check([noQuorum, decision(3, "apr_a", k)])).toMatchObject({ ok: true });
+    expect(check([{ ...request, quorum: "2" }, decision(3, "apr_a", k)])).toMatchObject({ ok: true });
+  });
+});

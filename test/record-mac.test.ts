@@ -75,6 +75,13 @@ describe("the edges of the mechanism (issue 20: each pinned by what it changes)"
     expect(() => new TokenHashes(Buffer.alloc(32))).not.toThrow();
   });
 
+  it("each key is the master key's subkey of its own purpose (every stored MAC and token hash depends on it)", () => {
+    const fields = { a: 1 };
+    expect(RecordMac.from(master).mac("identity", "id_x", fields)).toBe(new RecordMac(master.subkey("record-mac")).mac("identity", "id_x", fields));
+    expect(TokenHashes.from(master).upgrade("ab")).toBe(new TokenHashes(master.subkey("token-hash")).upgrade("ab"));
+    expect(master.subkey("record-mac").equals(master.subkey("token-hash"))).toBe(false);
+  });
+
   it("the MAC is HMAC-SHA256 over the label, kind, id and canonical fields, prefixed rmac1:", () => {
     const key = Buffer.alloc(32, 7);
     const fields = { b: 1, a: [true, null] };
