@@ -102,6 +102,8 @@ describe("each check of the evidence reached, with its own sentence (issue 20)",
     );
     // Without a key in the entry or from the verifier, nothing verifies.
     expect(check([request, { ...decision(3, "apr_a", k), approverPublicKey: undefined }]).detail).toMatch(/does not verify$/);
+    // Only a base64 string is a key: the key's bytes as a JSON array are not read as one.
+    expect(check([request, { ...decision(3, "apr_a", k), approverPublicKey: [...k.publicKey] }]).detail).toMatch(/does not verify$/);
   });
 
   it("a decision recorded for another tenant than the request's fails", () => {
