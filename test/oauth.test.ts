@@ -20,7 +20,7 @@ import {
 } from "@modelcontextprotocol/sdk/client/auth.js";
 import type { AuthorizationServerMetadata, OAuthClientInformationFull, OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
 import { backends, pgQuery } from "./support/backends.js";
-import { cleanupHomes, httpClient, makeHome, startHttpServer, withApp, type Home, type HttpServer, type Identity } from "./support/home.js";
+import { cleanupHomes, httpClient, makeHome, startHttpServer, until, withApp, type Home, type HttpServer, type Identity } from "./support/home.js";
 
 let home: Home;
 let server: HttpServer;
@@ -209,14 +209,54 @@ describe("tokens: bound to identity, client and resource; rotated; revocable", (
     const client = await newClient();
     const other = await newClient("Other");
     const t = await tokensFor(client, agent.id);
+    const { client: open } = await httpClient(server.url, t.access_token);
     const revoke = (who: OAuthClientInformationFull, token: string) =>
       fetch(`${base}/revoke`, { method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams({ client_id: who.client_id, token }) });
     expect((await revoke(other, t.access_token)).status).toBe(200);
     expect((await post(server.url, { authorization: `Bearer ${t.access_token}` })).status).toBe(200);
     expect((await revoke(client, t.refresh_token!)).status).toBe(200);
     expect((await post(server.url, { authorization: `Bearer ${t.access_token}` })).status).toBe(401);
+    // The session opened under the grant ends with it.
+    await expect(open.callTool({ name: "whoami", arguments: {} })).rejects.toThrow();
+    await open.close().catch(() => {});
     await expect(refreshAuthorization(base, { metadata, clientInformation: client, refreshToken: t.refresh_token!, resource: new URL(server.url) })).rejects.toThrow(/not valid/);
     expect(home.auditLog(agent.id).some((e) => e.tool === "oauth_revoked" && e.reason === "client" && e.grant === t.grantId)).toBe(true);
+  });
+
+  it("an administrator lists an identity's grants (no tokens) and revokes one from the CLI: its tokens and sessions end", async () => {
+    const client = await newClient("CLI-revoked client");
+    const t = await tokensFor(client, agent.id);
+    const { client: open } = await httpClient(server.url, t.access_token);
+    const listed = home.json<any[]>(["oauth", "grants", agent.id]);
+    const mine = listed.find((g) => g.id === t.grantId);
+    expect(mine).toMatchObject({ clientId: client.client_id, clientName: "CLI-revoked client", resource: server.url });
+    expect(JSON.stringify(listed)).not.toMatch(/sigil_oat_|sigil_ort_|"hash"/);
+    expect(home.cli(["oauth", "revoke", "og_00000000000000000000"]).code).not.toBe(0);
+    expect(home.cli(["oauth", "revoke", t.grantId]).code).toBe(0);
+    expect((await post(server.url, { authorization: `Bearer ${t.access_token}` })).status).toBe(401);
+    // Another process revoked it: the server's sweep closes the open session within seconds.
+    await until(async () => ((await open.callTool({ name: "whoami", arguments: {} }).then(() => false, () => true)) ? true : undefined), 30_000, "the session to close");
+    await open.close().catch(() => {});
+    expect(home.json<any[]>(["oauth", "grants", agent.id]).find((g) => g.id === t.grantId).revokedAt).toBeTruthy();
+    expect(home.auditLog(agent.id).some((e) => e.tool === "oauth_revoked" && e.reason === "admin" && e.grant === t.grantId)).toBe(true);
+  });
+
+  it("two concurrent uses of one refresh token (or one code): at most one succeeds, and the grant ends", async () => {
+    const client = await newClient();
+    const c = await consent(client, agent.id);
+    const exchange = () => exchangeAuthorization(base, { metadata, clientInformation: client, authorizationCode: c.code, codeVerifier: c.verifier, redirectUri: REDIRECT, resource: new URL(server.url) });
+    const codes = await Promise.allSettled([exchange(), exchange(), exchange()]);
+    expect(codes.filter((r) => r.status === "fulfilled").length).toBeLessThanOrEqual(1);
+    const t = await tokensFor(client, agent.id);
+    const refresh = () => refreshAuthorization(base, { metadata, clientInformation: client, refreshToken: t.refresh_token!, resource: new URL(server.url) });
+    const results = await Promise.allSettled([refresh(), refresh(), refresh()]);
+    const won = results.filter((r): r is PromiseFulfilledResult<OAuthTokens> => r.status === "fulfilled");
+    expect(won.length).toBeLessThanOrEqual(1);
+    // The others were reuses: the grant is revoked, so even the winner's token is dead.
+    for (const w of won) expect((await post(server.url, { authorization: `Bearer ${w.value.access_token}` })).status).toBe(401);
+    // Revoked once; a racing second revocation is recorded as not having taken effect.
+    expect(outcomes(home.auditLog(agent.id), "oauth_revoked", t.grantId).filter((o) => o === "ok")).toEqual(["ok"]);
+    expect(outcomes(home.auditLog(agent.id), "oauth_revoked", t.grantId).every((o) => o === "ok" || o === "failed")).toBe(true);
   });
 
   it("revoking the identity ends its OAuth tokens, and an open session's next call is refused", async () => {

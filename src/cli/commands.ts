@@ -13,6 +13,7 @@ import { registerCardCommands } from "./card.js";
 import { registerTenantCommands } from "./tenant.js";
 import { registerExplainCommands } from "./explain.js";
 import { registerApprovalCommands } from "./approvals.js";
+import { registerOAuthCommands } from "./oauth.js";
 
 export interface CliKit {
   home: () => string;
@@ -28,4 +29,4 @@ export interface CliKit {
 
 export type RegisterCommands = (program: Command, kit: CliKit) => void;
 
-export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands, registerExplainCommands, registerApprovalCommands];
+export const COMMANDS: RegisterCommands[] = [registerSecretCommands, registerKeysCommands, registerReceiptCommands, registerStoreCommands, registerCardCommands, registerTenantCommands, registerExplainCommands, registerApprovalCommands, registerOAuthCommands];

@@ -284,7 +284,11 @@ export class Grants {
     if (held) await this.revoke(g.id, "client");
   }
 
-  /** Ends a grant (audited as `oauth_revoked` with the reason); revoking a revoked grant changes nothing. */
+  /**
+   * Ends a grant (audited as `oauth_revoked` with the reason); revoking a revoked grant changes
+   * nothing. Two revocations racing each write an intent; the one that finds the grant already
+   * revoked records `failed` (it did not take effect), never a second `ok`.
+   */
   async revoke(id: string, reason: "client" | "refresh_reuse" | "code_reuse" | "admin"): Promise<void> {
     const g = await this.read(id);
     if (!g || g.revokedAt) return;
@@ -296,11 +300,13 @@ export class Grants {
       () => ({ value: null, fields: { grant: id, client: g.clientId, reason } }),
       () =>
         this.update(id, (cur) => {
-          if (cur.revokedAt) return cur;
+          if (cur.revokedAt) throw new Spent();
           const { code: _c, access: _a, ...rest } = cur;
           return { ...rest, revokedAt: this.iso(this.now()), revokedReason: reason, usedRefresh: cur.refresh ? [...cur.usedRefresh, cur.refresh.hash].slice(-MAX_USED_REFRESH) : cur.usedRefresh };
         }),
-    );
+    ).catch((err: unknown) => {
+      if (!(err instanceof Spent)) throw err;
+    });
   }
 
   /** One identity's grants as an administrator sees them (no hashes). */
