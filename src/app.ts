@@ -178,7 +178,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     payments,
     providers,
     inbox,
-    admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants } },
+    admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants, approvers, approvals } },
     agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, inbox, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     oauth,
     auditHash,

@@ -24,6 +24,7 @@ import { deleteSecret } from "./admin/delete-secret.js";
 import { createTenant } from "./admin/create-tenant.js";
 import { listTenants } from "./admin/list-tenants.js";
 import { listApprovals } from "./list-approvals.js";
+import { addApprover, listApprovers, listTenantApprovals, removeApprover } from "./admin/approvers.js";
 import { decideApproval } from "./decide-approval.js";
 import { listMessages } from "./list-messages.js";
 import { readMessage } from "./read-message.js";
@@ -44,6 +45,10 @@ export const ADMIN_TOOLS: AdminTool[] = [
   deleteSecret,
   createTenant,
   listTenants,
+  addApprover,
+  listApprovers,
+  removeApprover,
+  listTenantApprovals,
 ];
 
 /** The surface of an approver token (`sigil_approver_…`): the approvals it may see and decide. */

@@ -93,12 +93,13 @@ export class Approvers {
     return rec;
   }
 
-  async add(input: { tenantId: string; name: string; email?: string }): Promise<ApproverView & { token: string }> {
+  /** Adds an approver to `tenantId` (default: `default`). */
+  async add(input: { tenantId?: string; name: string; email?: string }): Promise<ApproverView & { token: string }> {
     const name = typeof input.name === "string" ? input.name.trim() : "";
     if (!NAME_RE.test(name)) {
       throw new Denied("invalid_arguments", "name must be 1-64 letters, digits, spaces, dots, dashes or underscores, starting with a letter or digit.");
     }
-    const tenantId = typeof input.tenantId === "string" ? input.tenantId : "";
+    const tenantId = input.tenantId === undefined ? "default" : typeof input.tenantId === "string" ? input.tenantId : "";
     if (!(await this.tenantExists(tenantId))) throw new Denied("not_found", `No tenant ${tenantId.slice(0, 40)}.`);
     let email: string | undefined;
     if (input.email !== undefined) {

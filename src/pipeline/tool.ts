@@ -21,6 +21,9 @@ import type { Secrets } from "../identity/secrets.js";
 import type { AuditLog } from "../identity/audit-log.js";
 import type { Tenants } from "../tenant/tenants.js";
 import type { InboxReader } from "../inbound/messages.js";
+import type { Approvers } from "../approval/approvers.js";
+import type { ApprovalView } from "../approval/approvals.js";
+import type { ApprovalState } from "../audit/chain.js";
 
 export interface SessionMemory {
   /** Secret values this session has read with vault_get (in memory only, for the exfiltration guard). */
@@ -127,6 +130,12 @@ export interface AdminContext {
   secrets: Pick<Secrets, "put" | "delete">;
   audit: Pick<AuditLog, "query" | "verify">;
   tenants: Pick<Tenants, "create" | "list">;
+  /**
+   * A tenant's approvers and approval requests. Admins manage approvers and see approvals; they do
+   * not decide them (approvers decide, with their own signed credential: README "Approvals").
+   */
+  approvers: Pick<Approvers, "add" | "list" | "remove">;
+  approvals: { list(opts: { tenantId?: string; status?: ApprovalState["status"] }): Promise<ApprovalView[]> };
 }
 
 /** A tool of a human's surface (admin or approver): its published form and what it runs with context `C`. */

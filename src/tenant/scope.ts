@@ -34,7 +34,7 @@ export function scopedAdmin(ops: AdminContext, store: Pick<Store, "getIdentity">
     const rec = await read(id);
     return rec !== undefined && (await member(rec, tenantId));
   };
-  const { identities, secrets, audit, tenants } = ops;
+  const { identities, secrets, audit, tenants, approvers, approvals } = ops;
   return {
     identities: {
       create: async (input) => {
@@ -75,6 +75,24 @@ export function scopedAdmin(ops: AdminContext, store: Pick<Store, "getIdentity">
         throw noSuchTool();
       },
       list: async () => (await tenants.list()).filter((t) => t.id === tenantId),
+    },
+    approvers: {
+      add: async (input) => {
+        if (input.tenantId !== undefined && input.tenantId !== tenantId) throw new Denied("not_found", `No tenant ${String(input.tenantId).slice(0, 40)}.`);
+        return approvers.add({ ...input, tenantId });
+      },
+      list: async (only) => {
+        if (only !== undefined && only !== tenantId) throw new Denied("not_found", `No tenant ${String(only).slice(0, 40)}.`);
+        return approvers.list(tenantId);
+      },
+      // Another tenant's approver is refused as a missing one (Approvers.require with the tenant).
+      remove: async (id) => approvers.remove(id, tenantId),
+    },
+    approvals: {
+      list: async (opts) => {
+        if (opts.tenantId !== undefined && opts.tenantId !== tenantId) throw new Denied("not_found", `No tenant ${String(opts.tenantId).slice(0, 40)}.`);
+        return approvals.list({ ...opts, tenantId });
+      },
     },
   };
 }
