@@ -4,7 +4,11 @@
  * - The cookie carries 256 random bits; the server keeps only their SHA-256, with the principal
  *   (the admin or approver token's keyed hash, never the token), how it signed in, and a 12-hour
  *   absolute expiry. `HttpOnly; SameSite=Strict`, `Secure` (and the `__Host-` name) when the
- *   server's public URL is https.
+ *   server's public URL is https. Over plain http (a loopback address) it is set only for the
+ *   paths that read it (SESSION_COOKIE_PATHS): browsers do not isolate cookies by port, and
+ *   127.0.0.1 on another port is the same site, so with `Path=/` the browser would hand it to any
+ *   listener there — an OAuth client's loopback redirect URI among them (src/oauth/clients.ts
+ *   refuses loopback redirect URIs under these paths).
  * - Sessions live in this process's memory: a restart signs everyone out (nothing to steal from
  *   the home, nothing to expire there). At most MAX_SESSIONS are kept (the oldest go first).
  * - CSRF: every form carries a token that is an HMAC (under a per-process key) of the session id —
@@ -20,6 +24,8 @@ import { cookies, setCookie } from "./http-util.js";
 export const SESSION_TTL_MS = 12 * 60 * 60_000;
 const MAX_SESSIONS = 10_000;
 const MAX_ONCE_PER_SESSION = 16;
+/** The paths a session cookie is sent to over plain http (the console and the OAuth consent steps). */
+export const SESSION_COOKIE_PATHS = ["/console", "/authorize", "/oauth/consent"] as const;
 
 /** Who a console session belongs to: an admin (root, or a tenant's) or an approver. */
 export type ConsolePrincipal =
@@ -63,13 +69,19 @@ export class ConsoleSessions {
   }
 
   /** Starts a session; returns it and the Set-Cookie header that hands it to the browser. */
-  create(principal: ConsolePrincipal, via: ConsoleSession["via"]): { session: ConsoleSession; setCookie: string } {
+  create(principal: ConsolePrincipal, via: ConsoleSession["via"]): { session: ConsoleSession; setCookie: string[] } {
     while (this.sessions.size >= MAX_SESSIONS) this.sessions.delete(this.sessions.keys().next().value!);
     const value = randomBytes(32).toString("base64url");
     const now = this.now();
     const session: ConsoleSession = { id: hashOf(value), principal, via, createdAt: now, expiresAt: now + SESSION_TTL_MS, once: new Map(), challenges: new Map() };
     this.sessions.set(session.id, session);
-    return { session, setCookie: setCookie(this.cookieName, value, { secure: this.secure, maxAgeS: SESSION_TTL_MS / 1000 }) };
+    return { session, setCookie: this.cookieHeaders(this.cookieName, value, SESSION_TTL_MS / 1000) };
+  }
+
+  /** Set-Cookie headers: `__Host-` (Path=/) over https; one per SESSION_COOKIE_PATHS path over plain http. */
+  private cookieHeaders(name: string, value: string, maxAgeS: number, paths: readonly string[] = SESSION_COOKIE_PATHS): string[] {
+    if (this.secure) return [setCookie(name, value, { secure: true, maxAgeS })];
+    return paths.map((path) => setCookie(name, value, { secure: false, maxAgeS, path }));
   }
 
   /** The request's session, if its cookie names a live one. */
@@ -95,8 +107,8 @@ export class ConsoleSessions {
   }
 
   /** The Set-Cookie header that clears the session cookie. */
-  get clearCookie(): string {
-    return setCookie(this.cookieName, "", { secure: this.secure, maxAgeS: 0 });
+  get clearCookie(): string[] {
+    return this.cookieHeaders(this.cookieName, "", 0);
   }
 
   private mac(purpose: string, value: string): string {
@@ -121,7 +133,7 @@ export class ConsoleSessions {
     let header: string | undefined;
     if (!value || !/^[A-Za-z0-9_-]{22,64}$/.test(value)) {
       value = randomBytes(16).toString("base64url");
-      header = setCookie(this.preName, value, { secure: this.secure, maxAgeS: 3600 });
+      header = this.cookieHeaders(this.preName, value, 3600, ["/console"])[0];
     }
     return { token: this.mac("pre", value), ...(header ? { setCookie: header } : {}) };
   }

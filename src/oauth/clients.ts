@@ -22,6 +22,7 @@ import { type RecordMac, RecordTampered } from "../identity/record-mac.js";
 import { refId } from "../errors.js";
 import { OAUTH_CLIENT_ID_RE, type OAuthClientRecord, type Store } from "../../store/types.js";
 import { type FetchPolicy, fetchClientDocument } from "./fetch-document.js";
+import { SESSION_COOKIE_PATHS } from "../console/session.js";
 
 const LOOPBACK_HOSTS = new Set(["localhost", "127.0.0.1", "[::1]"]);
 const FORBIDDEN_SCHEMES = new Set(["javascript:", "data:", "file:", "vbscript:", "blob:", "about:", "ftp:", "ws:", "wss:", "mailto:", "filesystem:"]);
@@ -43,6 +44,9 @@ export function redirectUriProblem(uri: string): string | undefined {
   if (u.username || u.password) return "a redirect URI cannot carry credentials";
   if (FORBIDDEN_SCHEMES.has(u.protocol)) return `redirect URIs with ${u.protocol} are not allowed`;
   if (u.protocol === "http:" && !LOOPBACK_HOSTS.has(u.hostname)) return "an http redirect URI must be on a loopback host (127.0.0.1, [::1] or localhost); use https";
+  // The console's session cookie is sent to these paths on every port of a loopback host (cookies
+  // are not isolated by port): a listener there would receive the consenting admin's session.
+  if (LOOPBACK_HOSTS.has(u.hostname) && SESSION_COOKIE_PATHS.some((p) => u.pathname === p || u.pathname.startsWith(`${p}/`))) return `a loopback redirect URI cannot be under ${SESSION_COOKIE_PATHS.join(", ")} (sigil's console session cookie is sent there)`;
   return undefined;
 }
 

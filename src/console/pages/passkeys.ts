@@ -30,7 +30,7 @@ export function relyingParty(app: App, req: http.IncomingMessage): RelyingParty 
   return { id: new URL(origin).hostname, origin, name: "sigil" };
 }
 
-function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
+function json(res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string | string[]> = {}): void {
   res.writeHead(status, { ...SECURITY_HEADERS, "content-type": "application/json", ...headers });
   res.end(JSON.stringify(body));
 }
