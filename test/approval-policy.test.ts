@@ -115,6 +115,32 @@ describe("policy approval: what needs approval", () => {
     expect(needs(p, { kind: "none", tool: "whoami" }, nobody)).toBe(false);
   });
 
+  it("approval.afterUntrustedInput asks for every action that goes out once the session read untrusted input, and only then", () => {
+    const p = { allowedDomains: ["example.com"], allowedPhoneCountries: ["US"], allowedSecrets: ["*"], cardSpendingLimitCents: 100_000, allowedSigningOrigins: ["*"], approval: { afterUntrustedInput: true } };
+    const known = usage(["a@example.com", "+14155550123"]);
+    const outbound: Array<Parameters<typeof evaluate>[1]> = [
+      { kind: "email", tool: "send_email", to: ["a@example.com"], cc: [] },
+      { kind: "sms", tool: "send_sms", to: "+14155550123" },
+      { kind: "call", tool: "place_call", to: "+14155550123" },
+      card(100),
+      { kind: "sign", tool: "sign_request", url: "https://shop.example/" },
+    ];
+    const inward: Array<Parameters<typeof evaluate>[1]> = [{ kind: "vault", tool: "vault_read", name: "db/password" }, { kind: "none", tool: "whoami" }];
+    const asks = (policy: unknown, action: Parameters<typeof evaluate>[1], session?: { untrustedInput?: boolean }) => {
+      const d = evaluate(pol(policy), action, known, NOW, session);
+      if (!d.allow) throw new Error(`refused: ${d.reason}`);
+      return d.needsApproval;
+    };
+    for (const a of outbound) {
+      expect(asks(p, a, { untrustedInput: true }), a.kind).toBe(true);
+      expect(asks(p, a, { untrustedInput: false }), a.kind).toBe(false);
+      expect(asks(p, a, {}), a.kind).toBe(false);
+      expect(asks(p, a), a.kind).toBe(false);
+      expect(asks({ ...p, approval: { afterUntrustedInput: false } }, a, { untrustedInput: true }), a.kind).toBe(false);
+    }
+    for (const a of inward) expect(asks(p, a, { untrustedInput: true }), a.kind).toBe(false);
+  });
+
   it("a refusal stays a refusal: approval never turns a denied action into one that asks", () => {
     const d = evaluate(pol({ allowedDomains: ["example.com"], approval: { tools: ["send_email"] } }), { kind: "email", tool: "send_email", to: ["a@evil.com"], cc: [] }, usage(), NOW);
     expect(d).toMatchObject({ allow: false, reason: "domain_not_allowed" });
