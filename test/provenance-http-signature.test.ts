@@ -328,6 +328,13 @@ describe("verifyRequest (sigil's own verifier)", () => {
     }
   });
 
+  it("an invalid clock (an Invalid Date, or no Date at all) is a failed verification, not a thrown error", async () => {
+    const s = await signRequest({ method: "GET", url, tag: "agent-payer-auth", signer, now, nonce: nonce() });
+    for (const bad of [new Date(Number.NaN), "2025-05-01" as unknown as Date]) {
+      await expect(verifyRequest({ method: "GET", url, headers: s.headers, now: bad, keys: [{ publicKey: signer.publicKey }] })).resolves.toEqual({ ok: false, error: "invalid time" });
+    }
+  });
+
   it("accepts web-bot-auth's own signatures", async () => {
     const theirSigner = await signerFromJWK({ ...RFC9421_ED25519 });
     const { signatureHeaders } = await import("web-bot-auth");

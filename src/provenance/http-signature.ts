@@ -424,6 +424,8 @@ export async function verifyRequest(input: VerifyRequestInput): Promise<VerifyRe
   if (alg !== undefined && alg !== "ed25519") return fail("unsupported alg");
   if (typeof tag !== "string" || !(input.tags ?? SIGNATURE_TAGS).includes(tag)) return fail("unacceptable tag");
   if (nonce !== undefined && typeof nonce !== "string") return fail("malformed nonce");
+  // A verifier answers, it does not throw: an invalid clock is a failed verification.
+  if (!(input.now instanceof Date) || !Number.isFinite(input.now.getTime())) return fail("invalid time");
   const now = unixSeconds(input.now);
   if (created > now + (input.skewSeconds ?? 0)) return fail("created in the future");
   if (expires < now) return fail("signature expired");
