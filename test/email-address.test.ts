@@ -141,6 +141,9 @@ describe("validateAddress: hostile or malformed input is refused", () => {
     "a@ok.com\u180e",
     "a@ok.com\u00ad",
     "a@o\u0338k.com",
+    "a@1\u0483.com", // a digit with a Cyrillic combining mark
+    "a@xn--1-zxb.com", // its punycode
+    "a@ok-\u0301x.com", // a combining mark on a hyphen
   ];
   it.each(bad.map((b) => [JSON.stringify(b).slice(0, 90), b]))("%s", (_label, input) => {
     const r = validateAddress(input);

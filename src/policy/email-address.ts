@@ -111,6 +111,13 @@ function scriptsOf(ch: string): Script[] {
 /** The script rule for the Unicode form of one label; returns a reason or undefined if fine. */
 function checkLabelScripts(label: string): string | undefined {
   const perChar: Script[][] = [];
+  // A combining mark belongs on a letter (IDNA2008 refuses one at a label's start; on a digit or a
+  // hyphen, as in `1\u0483`, it is as meaningless and renders as a lookalike).
+  let prev = "";
+  for (const ch of label) {
+    if (/\p{M}/u.test(ch) && !/[\p{L}\p{M}]/u.test(prev)) return "has a combining mark that does not follow a letter";
+    prev = ch;
+  }
   for (const ch of label) {
     if (/^[0-9-]$/.test(ch)) continue; // shared by every script
     if (/^[a-z]$/.test(ch)) {
