@@ -90,7 +90,7 @@ export function buildCli(): Command {
   program
     .command("serve")
     .description("serve MCP over stdio for SIGIL_TOKEN (or SIGIL_TOKEN_FILE), or over Streamable HTTP with --http")
-    .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp (Authorization: Bearer <token>)")
+    .option("--http", "serve Streamable HTTP at http://HOST:PORT/mcp (Authorization: Bearer <token>) and the web console at /console")
     .option("--host <host>", "address to bind with --http", "127.0.0.1")
     .option("--port <port>", "port with --http (0: any free port)", parsePort, 7410)
     .option("--smtp-port <port>", "with --http: also receive mail for identity addresses by SMTP on this port, same host (or SIGIL_INBOUND_SMTP_PORT)", parsePort)
