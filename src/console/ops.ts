@@ -30,6 +30,7 @@ export async function adminCall(ctx: Ctx, name: string, args: Record<string, unk
   const tool = ADMIN_TOOLS.find((t) => t.name === name);
   const r = await callAdminTool(ctx.app.admin, { tokenHash: p.tokenHash, ...(p.tenantId !== undefined ? { tenantId: p.tenantId } : {}) }, tool, name, args);
   if (r.isError !== true && (name === "revoke_identity" || name === "rotate_token")) ctx.afterChange();
+  if (r.isError !== true && (name === "create_identity" || name === "revoke_identity")) listChanged(ctx);
   return outcome(r);
 }
 
@@ -50,6 +51,41 @@ export function adminOps(ctx: Ctx): AdminContext {
 }
 
 /**
+ * The list pages read: every identity's public view, read through the admin operations (records
+ * MAC-checked) and kept for the console's pages. Reading 10,000 records costs far more than a page
+ * may, so a page is served from the last read and a read older than a second is refreshed in the
+ * background (a list is at most about a second behind; one older than 30 s, or none, is waited
+ * for). Each identity's own page, and every change, reads the store afresh.
+ */
+const lists = new WeakMap<object, { at: number; list: Promise<IdentityView[]>; refreshing?: boolean }>();
+async function identityList(ctx: Ctx): Promise<IdentityView[]> {
+  const now = Date.now();
+  const read = (): Promise<IdentityView[]> => ctx.app.admin.ops.identities.list();
+  let c = lists.get(ctx.app);
+  if (!c || now - c.at > 30_000) {
+    c = { at: now, list: read() };
+    lists.set(ctx.app, c);
+    c.list.catch(() => lists.delete(ctx.app));
+    return c.list;
+  }
+  if (now - c.at > 1000 && !c.refreshing) {
+    const cur = c;
+    cur.refreshing = true;
+    const next = read();
+    next.then(
+      () => lists.set(ctx.app, { at: Date.now(), list: next }),
+      () => (cur.refreshing = false),
+    );
+  }
+  return c.list;
+}
+
+/** Forgets the kept list (after a change made here: the next page reads afresh). */
+export function listChanged(ctx: Ctx): void {
+  lists.delete(ctx.app);
+}
+
+/**
  * One page (newest first) of the identities the signed-in admin may see, matching `match`. A
  * tenant admin's list is its tenant's records, and each row shown is then read through its scope
  * (`show`: the record names the tenant AND the tenant's key vouches for it) — the same decision
@@ -59,7 +95,7 @@ export function adminOps(ctx: Ctx): AdminContext {
 export async function identityPage(ctx: Ctx, pageNo: number, pageSize: number, match: (v: IdentityView) => boolean = () => true): Promise<{ rows: IdentityView[]; total: number; hasNext: boolean }> {
   const p = ctx.principal;
   if (p.kind !== "admin") return { rows: [], total: 0, hasNext: false };
-  const all = (await ctx.app.admin.ops.identities.list()).filter((v) => (p.tenantId === undefined || v.tenantId === p.tenantId) && match(v));
+  const all = (await identityList(ctx)).filter((v) => (p.tenantId === undefined || v.tenantId === p.tenantId) && match(v));
   const start = Math.max(0, all.length - pageNo * pageSize);
   const end = all.length - (pageNo - 1) * pageSize;
   let rows = end > 0 ? all.slice(start, end).reverse() : [];
