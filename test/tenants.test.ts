@@ -4,14 +4,20 @@
  * the SDK MCP Client over Streamable HTTP, on both stores; a home made before tenants existed
  * upgrades in place.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { type Home, type Identity, type Tenant, cleanupHomes, httpClient, makeHome, startHttpServer, stdioClient, text } from "./support/home.js";
 import { backends, pgQuery } from "./support/backends.js";
 import { toPreviousFormat } from "./support/registry-forge.js";
+import { MIGRATIONS } from "../store/postgres/migrations.js";
+
+/** The tables of migrations 4 (tenants) and later: what a schema-3 database did not have. */
+const TABLES_SINCE_TENANTS = MIGRATIONS.filter((m) => m.version >= 4).flatMap((m) => [...m.sql.matchAll(/CREATE TABLE (\w+)/g)].map((x) => x[1]!));
 
 afterAll(cleanupHomes);
+// Each case runs a dozen or more CLI processes; at CI's load (average 18) one took 70 s on PostgreSQL.
+vi.setConfig({ testTimeout: 240_000 });
 
 const ID_TOOLS: Array<[string, (id: string) => Record<string, unknown>]> = [
   ["get_identity", (id) => ({ identityId: id })],
@@ -205,8 +211,8 @@ describe.each(backends)("a home made before tenants existed (%s store)", (backen
       }
     } else {
       const url = home.env.SIGIL_STORE_URL!;
-      // Schema version 3, as before tenants (and the tables of versions 5 and 6 after them).
-      await pgQuery(url, "DROP TABLE sigil_tenants, sigil_approvers, sigil_approvals, sigil_inbound");
+      // Schema version 3, as before tenants: every table a migration from 4 on creates is dropped.
+      await pgQuery(url, `DROP TABLE ${TABLES_SINCE_TENANTS.join(", ")}`);
       await pgQuery(url, "DELETE FROM sigil_schema WHERE version >= 4");
       await pgQuery(url, "UPDATE sigil_identities SET record = record - 'tenantId'");
     }
