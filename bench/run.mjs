@@ -283,7 +283,7 @@ async function consolePages(home, env, paths, samples = QUICK ? 10 : 30) {
     const origin = new URL(served.url).origin;
     const meta = await app.store.meta();
     const { setCookie } = consoleFor(app).sessions.create({ kind: "admin", tokenHash: meta.adminTokenHash }, "token");
-    const cookie = setCookie.split(";")[0];
+    const cookie = [setCookie].flat()[0].split(";")[0];
     const out = {};
     for (const [label, p] of Object.entries(paths)) {
       const times = [];
