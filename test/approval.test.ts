@@ -122,10 +122,10 @@ describe("card charges above approvalAboveCents ask the human through MCP elicit
         asked.push(req.params.message);
         return answer;
       });
-      const yes = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h1" } }, undefined, { timeout: 15_000 });
+      const yes = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h1" } }, undefined, { timeout: 60_000 });
       expect(yes.isError, text(yes)).toBeFalsy();
       answer = { action: "decline" };
-      const no = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h2" } }, undefined, { timeout: 15_000 });
+      const no = await client.callTool({ name: "card_charge", arguments: { amountCents: 8000, currency: "USD", merchant: "Acme", idempotencyKey: "h2" } }, undefined, { timeout: 60_000 });
       expect(text(no)).toMatch(/^denied: approval_declined: /);
       expect(asked).toHaveLength(2);
       expect(asked[0]).toContain("80.00 USD");
@@ -160,7 +160,8 @@ describe("a charge waiting for the human's answer is decided again on the identi
       /^denied: approval_stale: /, // the human approved under the previous policy version
     ],
   ];
-  it.each(cases)("%s while the question is open: the human's accept charges nothing and no intent follows the admin event", async (_name, act, refusal) => {
+  // Two sigil processes and a CLI per case: at CI's load (average 18) one case passed 60 s.
+  it.each(cases)("%s while the question is open: the human's accept charges nothing and no intent follows the admin event", { timeout: 180_000 }, async (_name, act, refusal) => {
     const home = makeHome();
     const a = home.createIdentity({ channels: "card", policy: POLICY });
     const admin = await stdioClient(home, home.adminToken);
@@ -172,7 +173,7 @@ describe("a charge waiting for the human's answer is decided again on the identi
       asked();
       return new Promise<ElicitResult>((r) => (answer = r)); // the human takes their time
     });
-    const pending = client.callTool({ name: "card_charge", arguments: { amountCents: 6000, currency: "USD", merchant: "Acme", idempotencyKey: "wait" } });
+    const pending = client.callTool({ name: "card_charge", arguments: { amountCents: 6000, currency: "USD", merchant: "Acme", idempotencyKey: "wait" } }, undefined, { timeout: 150_000 });
     await questionOpen;
     const event = await act(home, a.id, admin.client);
     answer({ action: "accept", content: { approve: true } });
