@@ -111,10 +111,13 @@ export class InboundRefused extends Error {
   constructor(
     readonly kind: "temporary" | "permanent",
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; smtp?: { code: number; status: string } },
   ) {
     super(message, options);
+    this.smtp = options?.smtp;
   }
+  /** The SMTP reply, when not the default (451 4.3.0 temporary, 550 5.7.1 permanent). */
+  readonly smtp: { code: number; status: string } | undefined;
 }
 
 const adOf = (r: Pick<InboundRecord, "identityId" | "id" | "channel" | "receivedAt">): string => `sigil/inbound/v1\n${r.identityId}\n${r.id}\n${r.channel}\n${r.receivedAt}`;

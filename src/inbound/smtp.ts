@@ -87,7 +87,8 @@ export async function serveSmtp(inbox: Inbox, opts: SmtpOptions): Promise<{ port
         } catch (err) {
           if (err instanceof InboundRefused) {
             if (err.kind === "temporary") logInternal(refId(), "inbound mail", err);
-            return callback(reply(err.kind === "temporary" ? 451 : 550, err.kind === "temporary" ? `4.3.0 ${err.message}` : `5.7.1 ${err.message}`));
+            const r = err.smtp ?? (err.kind === "temporary" ? { code: 451, status: "4.3.0" } : { code: 550, status: "5.7.1" });
+            return callback(reply(r.code, `${r.status} ${err.message}`));
           }
           logInternal(refId(), "inbound mail", err);
           callback(reply(451, "4.3.0 The message could not be processed; try again later"));
@@ -122,7 +123,16 @@ async function deliver(inbox: Inbox, raw: Buffer, session: Session, resolver: DN
     disableBimi: true,
     ...(resolver ? { resolver } : {}),
   });
-  const parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, maxHtmlLengthToParse: 2 * 1024 * 1024 });
+  let parsed: Awaited<ReturnType<typeof simpleParser>>;
+  try {
+    // mailparser bounds what it parses (headers of one MIME node at most 1 MiB, HTML at 2 MiB).
+    parsed = await simpleParser(raw, { skipImageLinks: true, skipTextToHtml: true, maxHtmlLengthToParse: 2 * 1024 * 1024 });
+  } catch (err) {
+    for (const rec of recipients) {
+      await inbox.recordRefusal(rec, "email", "unparseable", { from: mailFrom, size: raw.length }).catch((e: unknown) => logInternal(refId(), "inbound refusal", e));
+    }
+    throw new InboundRefused("permanent", "the message cannot be parsed (headers too large or malformed MIME)", { cause: err, smtp: { code: 554, status: "5.6.0" } });
+  }
   const fromAddr = firstAddress(parsed.from);
   const from = (fromAddr?.address ?? mailFrom ?? "").toLowerCase();
   const authentication = authResults(auth, from);
