@@ -7,7 +7,7 @@
 import { readdirSync, readFileSync, renameSync, mkdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { backends, pgQuery } from "./support/backends.js";
+import { backends, freshDatabaseUrl, pgQuery, pgSkipNote, pgUrl } from "./support/backends.js";
 import { cleanupHomes, makeHome } from "./support/home.js";
 import type { App } from "../src/app.js";
 import { parsePolicy } from "../src/policy/schema.js";
@@ -110,6 +110,40 @@ describe.each(backends)("inbound retention and bound (%s store)", (backend) => {
         expect(await app.inbox.readerFor(b.id).read(none.policy, second)).toBe("unreadable");
       } finally {
         await app.close();
+      }
+    },
+    120_000,
+  );
+});
+
+describe.skipIf(!pgUrl)(`sigil store migrate keeps inbound messages${pgSkipNote}`, () => {
+  it(
+    "an embedded home's messages arrive in PostgreSQL still sealed, and open there",
+    async () => {
+      const home = makeHome();
+      const a = home.createIdentity({ channels: "email", email: "a@inbox.test", policy: {} });
+      const clock = { t: Date.now() };
+      let id: string;
+      const app = await openAt(home, clock);
+      try {
+        id = (await app.inbox.receive((await app.store.getIdentity(a.id))!, "email", mail(7), { size: 10 })) as string;
+      } finally {
+        await app.close();
+      }
+      const url = await freshDatabaseUrl();
+      home.json(["store", "migrate", "--to", url]);
+      const rows = await pgQuery<{ id: string; s: string }>(url, "SELECT id, sealed::text AS s FROM sigil_inbound");
+      expect(rows.map((r) => r.id)).toEqual([id]);
+      expect(rows[0]!.s).not.toContain("body 7");
+      const { openApp } = await import("../src/app.js");
+      const pgApp = await openApp({ home: home.env.SIGIL_HOME!, env: { ...home.env, SIGIL_STORE_URL: url }, now: () => clock.t });
+      try {
+        const none = parsePolicy({});
+        if (!none.ok) throw new Error(none.error);
+        const m = await pgApp.inbox.readerFor(a.id).read(none.policy, id);
+        expect(m).toMatchObject({ id, subject: "m7", text: "body 7" });
+      } finally {
+        await pgApp.close();
       }
     },
     120_000,

@@ -1,6 +1,6 @@
 /**
  * Copies a whole store (the embedded home) into an empty PostgreSQL store, in ONE transaction:
- * either everything arrives — registry, tenants, identities, secrets (still sealed: the master key stays
+ * either everything arrives — registry, tenants, identities, secrets and inbound messages (still sealed: the master key stays
  * where it was), every audit line byte for byte with its chain head — or nothing does.
  * The caller verifies the source chains first and the copies afterwards (see commands/store.ts).
  */
@@ -77,6 +77,17 @@ export async function importStore(source: Store, target: PostgresStore): Promise
         if (!s) continue;
         await c.query("INSERT INTO sigil_secrets (identity_id, name, record) VALUES ($1, $2, $3)", [rec.id, name, JSON.stringify(s)]);
         counts.secrets++;
+      }
+      // Inbound messages, still sealed (bound to identity, id, channel and time, all copied as they are).
+      for (const m of await source.listInbound(rec.id)) {
+        await c.query("INSERT INTO sigil_inbound (id, identity_id, channel, received_at, read_at, sealed) VALUES ($1, $2, $3, $4, $5, $6)", [
+          m.id,
+          m.identityId,
+          m.channel,
+          m.receivedAt,
+          m.readAt ?? null,
+          JSON.stringify(m.sealed),
+        ]);
       }
     }
     // Approvers and approval requests (their status lives in the chains copied above).

@@ -77,6 +77,17 @@ export async function sendMail(port: number, o: SendOptions): Promise<{ response
   }
 }
 
+/** The SMTP reply code and the command it answered, for a rejected send (nodemailer's `responseCode` and `command`). */
+export async function rejection(p: Promise<unknown>): Promise<{ code?: number; command?: string } | undefined> {
+  try {
+    await p;
+    return undefined;
+  } catch (err) {
+    const e = err as { responseCode?: number; command?: string };
+    return { code: e.responseCode, command: e.command };
+  }
+}
+
 /** The SMTP reply code a rejected send carries (nodemailer's `responseCode`). */
 export async function rejectionCode(p: Promise<unknown>): Promise<number | undefined> {
   try {
