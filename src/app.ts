@@ -49,6 +49,7 @@ import { Approvers } from "./approval/approvers.js";
 import { Approvals } from "./approval/approvals.js";
 import { Passkeys } from "./approval/passkeys.js";
 import { PaymentKeys } from "./mandates/keys.js";
+import { MandateDesk } from "./mandates/desk.js";
 import type { AgentDeps } from "./pipeline/agent-call.js";
 import type { AdminDeps } from "./pipeline/admin-call.js";
 import { refId } from "./errors.js";
@@ -179,7 +180,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     providers,
     inbox,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants, approvers, approvals } },
-    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, inbox, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, mandates: new MandateDesk(store, payments, chains, now), exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, inbox, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     oauth,
     auditHash,
     close: async () => {

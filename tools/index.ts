@@ -19,6 +19,8 @@ import { queryAudit } from "./admin/query-audit.js";
 import { verifyAudit } from "./admin/verify-audit.js";
 import { vaultGet } from "./vault-get.js";
 import { cardCharge } from "./card-charge.js";
+import { createPaymentMandate } from "./create-payment-mandate.js";
+import { presentPaymentMandate } from "./present-payment-mandate.js";
 import { putSecret } from "./admin/put-secret.js";
 import { deleteSecret } from "./admin/delete-secret.js";
 import { createTenant } from "./admin/create-tenant.js";
@@ -29,7 +31,7 @@ import { decideApproval } from "./decide-approval.js";
 import { listMessages } from "./list-messages.js";
 import { readMessage } from "./read-message.js";
 
-export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest, listMessages, readMessage];
+export const AGENT_TOOLS: AgentTool[] = [whoami, sendEmail, sendSms, placeCall, vaultGet, cardCharge, signHttpRequest, listMessages, readMessage, createPaymentMandate, presentPaymentMandate];
 
 export const ADMIN_TOOLS: AdminTool[] = [
   createIdentity,

@@ -149,6 +149,8 @@ export interface SnapshotBody {
   contacted?: string[];
   /** The log's key history (see `ChainState.keyHistory`). A snapshot without it is not used. */
   keys: KeyWindow[];
+  /** Payment mandates not expired for more than the kept window (see `MandateState`). */
+  mandates?: MandateState[];
   /** Secrets handed out by vault_get in the kept window (see `ChainState.vaultReadsSince`). */
   vaultReads: VaultRead[];
 }
@@ -189,6 +191,52 @@ export interface ApprovalState {
   decisions: Array<{ approverId?: string; decision: "approve" | "deny"; via: string; t: number }>;
 }
 
+/**
+ * A payment mandate as the identity's log records it (src/mandates/): issued by the `ok` result of
+ * `create_payment_mandate` (which records its constraints and the hashes of its two tokens), used
+ * by each allowed `present_payment_mandate` intent (its amount and transaction id), a use released
+ * by that intent's `failed` result. Presentations are decided against this under the chain's lock.
+ */
+export interface MandateState {
+  id: string;
+  checkoutHash: string;
+  paymentHash: string;
+  currency: string;
+  maxAmountCents: number;
+  budgetCents?: number;
+  payeeId: string;
+  /** Expiry (ms). */
+  exp: number;
+  issuedAt: number;
+  /** Whether a human approved its issuance (its issuing intent used an approval). */
+  approved: boolean;
+  uses: Array<{ seq: number; amountCents: number; purchase?: string }>;
+}
+
+const MANDATE_ISSUE_TOOL = "create_payment_mandate";
+const MANDATE_USE_TOOL = "present_payment_mandate";
+
+/** The mandate an ok issuing result records, if it is one. */
+function issuedMandate(e: AuditEntry, t: number): MandateState | undefined {
+  const r = e.result as Record<string, unknown> | undefined;
+  const c = r?.constraints as Record<string, unknown> | undefined;
+  if (!r || !c || typeof r.mandateId !== "string" || typeof r.checkoutHash !== "string" || typeof r.paymentHash !== "string") return undefined;
+  if (typeof c.currency !== "string" || typeof c.maxAmountCents !== "number" || typeof c.payeeId !== "string" || typeof c.expiresAt !== "string") return undefined;
+  return {
+    id: r.mandateId,
+    checkoutHash: r.checkoutHash,
+    paymentHash: r.paymentHash,
+    currency: c.currency,
+    maxAmountCents: c.maxAmountCents,
+    ...(typeof c.budgetCents === "number" ? { budgetCents: c.budgetCents } : {}),
+    payeeId: c.payeeId,
+    exp: Date.parse(c.expiresAt),
+    issuedAt: t,
+    approved: typeof e.approvalId === "string",
+    uses: [],
+  };
+}
+
 /** The entry that summarises refusals past the per-minute limit (src/pipeline/throttle.ts). */
 export const THROTTLE_SUMMARY_TOOL = "refusals_throttled";
 const REFUSAL_WINDOW_MS = 60_000;
@@ -219,10 +267,11 @@ function recipientsOf(tool: string, args: unknown): string[] | undefined {
 const ENVELOPE = new Set(["v", "seq", "ts", "identity", "session", "tool", "phase", "decision", "instance", "keyId", "prev", "hash", "sig", "sigNew"]);
 
 /**
- * v2 added `revoked` and `tokenRef`, v3 `policyDone`, v4 `vaultReads`: an older snapshot is ignored
- * (the log replayed once), never read as "not revoked", "no policy update completed" or "no secret read".
+ * v2 added `revoked` and `tokenRef`, v3 `policyDone`, v4 `vaultReads`, v5 `mandates`: an older
+ * snapshot is ignored (the log replayed once), never read as "not revoked", "no policy update
+ * completed", "no secret read" or "no mandate used".
  */
-export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v4";
+export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v5";
 const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
 
 function snapshotMac(key: Buffer, identityId: string, body: string): string {
@@ -299,8 +348,15 @@ export class ChainState {
   private keys: KeyWindow[] = [];
   /** vault_get calls with an `ok` result, oldest first, trimmed to about a day (see `vaultReadsSince`). */
   private vaultReads: VaultRead[] = [];
+  private readonly mandates = new Map<string, MandateState>();
 
   constructor(readonly identityId: string) {}
+
+  /** A payment mandate this identity was issued, with its uses, as the log records it. */
+  mandate(id: string): MandateState | undefined {
+    const m = this.mandates.get(id);
+    return m && structuredClone(m);
+  }
 
   /**
    * The secrets vault_get handed out whose intent is at or after `sinceMs`. The `ok` result is
@@ -384,6 +440,7 @@ export class ChainState {
       contacted: [...this.contactedSet].sort(),
       keys: this.keyHistory(),
       vaultReads: this.vaultReads.filter((r) => r.t >= cutoff).map((r) => ({ ...r })),
+      mandates: [...this.mandates.values()].filter((m) => m.exp >= cutoff || m.uses.some((u) => this.open.has(u.seq))).map((m) => structuredClone(m)).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)),
     };
   }
 
@@ -413,6 +470,7 @@ export class ChainState {
     if (Array.isArray(b.contacted)) for (const r of b.contacted) if (typeof r === "string") s.contactedSet.add(r);
     s.keys = b.keys.map((k) => ({ ...k }));
     s.vaultReads = b.vaultReads.map((r) => ({ ...r }));
+    if (Array.isArray(b.mandates)) for (const m of b.mandates) if (m && typeof m.id === "string") s.mandates.set(m.id, structuredClone(m));
     return s;
   }
 
@@ -457,6 +515,11 @@ export class ChainState {
       }
       this.open.set(e.seq, open);
       if (typeof e.amountCents === "number") this.spend.set(e.seq, { t, amount: e.amountCents });
+      if (e.tool === MANDATE_USE_TOOL) {
+        const a = e.args as Record<string, unknown> | undefined;
+        const m = typeof a?.mandateId === "string" ? this.mandates.get(a.mandateId) : undefined;
+        if (m) m.uses.push({ seq: e.seq, amountCents: typeof e.amountCents === "number" ? e.amountCents : 0, ...(typeof a?.purchase === "string" ? { purchase: a.purchase } : {}) });
+      }
       if (e.idem) {
         const k = idemKey(e.tool, e.idem.key);
         this.idem.set(k, { argsHash: e.idem.argsHash, intentSeq: e.seq, t });
@@ -472,6 +535,13 @@ export class ChainState {
       }
       // Money that provably did not move is released; "unknown" stays reserved.
       if (e.decision === "failed") this.spend.delete(e.intent);
+      if (e.decision === "failed" && intent?.tool === MANDATE_USE_TOOL) {
+        for (const m of this.mandates.values()) m.uses = m.uses.filter((u) => u.seq !== e.intent);
+      }
+      if (e.decision === "ok" && e.tool === MANDATE_ISSUE_TOOL) {
+        const m = issuedMandate(e, t);
+        if (m && !this.mandates.has(m.id)) this.mandates.set(m.id, m);
+      }
       if (e.decision === "ok" && intent?.recipients) for (const r of intent.recipients) this.contactedSet.add(r);
       if (e.decision === "ok" && intent?.tool === "vault_get") {
         const r = e.result as { name?: unknown; version?: unknown } | undefined;

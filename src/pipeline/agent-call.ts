@@ -65,6 +65,8 @@ export interface AgentDeps {
   oauthGrants?: { live(grantId: string): Promise<boolean> };
   /** Inbound messages (src/inbound/messages.ts): tools get a reader for their identity alone. */
   inbox: Pick<Inbox, "readerFor">;
+  /** Payment mandates (src/mandates/desk.ts), handed to the mandate tools. */
+  mandates?: ToolContext["mandates"];
 }
 
 export interface AgentSession {
@@ -247,6 +249,7 @@ class AgentCall {
       ...(deps.publicUrl !== undefined ? { publicUrl: deps.publicUrl } : {}),
       hash: deps.hash,
       inbox: deps.inbox.readerFor(identityId),
+      ...(deps.mandates !== undefined ? { mandates: deps.mandates } : {}),
     };
     const refused = tool.guard?.(ctx, args as never);
     if (refused) throw await this.refuse(tool.name, refused.reason, refused.message, { args: this.shape(tool, args) });
@@ -397,6 +400,8 @@ class AgentCall {
     }
     const decision: Decision = evaluate(g.ctx.policy, d.action, state, now, { untrustedInput: (this.session.memory.untrustedSeen?.size ?? 0) > 0 });
     if (!decision.allow) return deny(decision.reason, decision.message);
+    const held = tool.checkState?.(g.ctx, g.args as never, decision.normalized, state, now);
+    if (held) return deny(held.reason, held.message);
     let usedApproval: string | undefined;
     if (decision.needsApproval) {
       // A durable approval bound to this exact action and policy version, decided by approvers or

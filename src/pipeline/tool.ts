@@ -23,7 +23,8 @@ import type { Tenants } from "../tenant/tenants.js";
 import type { InboxReader } from "../inbound/messages.js";
 import type { Approvers } from "../approval/approvers.js";
 import type { ApprovalView } from "../approval/approvals.js";
-import type { ApprovalState } from "../audit/chain.js";
+import type { ApprovalState, ChainState } from "../audit/chain.js";
+import type { MandateDesk } from "../mandates/desk.js";
 
 export interface SessionMemory {
   /** Secret values this session has read with vault_get (in memory only, for the exfiltration guard). */
@@ -60,6 +61,8 @@ export interface ToolContext {
   hash(value: string): string;
   /** The identity's inbound messages (src/inbound/messages.ts), opened for it alone. */
   inbox: InboxReader;
+  /** Payment mandates: issue an open pair on policy's terms, close an issued one (src/mandates/desk.ts). */
+  mandates?: Pick<MandateDesk, "issue" | "present">;
 }
 
 export interface ToolOutcome {
@@ -99,6 +102,12 @@ export interface AgentTool<S extends z.ZodObject = z.ZodObject> {
    * outbound, so the exfiltration guard checks them without recording them as outbound text.
    */
   inbound?: true;
+  /**
+   * Refusals that depend on what the identity's log records (a payment mandate's earlier uses),
+   * decided under the chain's lock after policy allowed the action, so two racing calls see each
+   * other: the one decided second sees the first's intent.
+   */
+  checkState?(ctx: ToolContext, args: z.output<S>, normalized: NormalizedAction, chain: Pick<ChainState, "mandate">, nowMs: number): { reason: string; message: string } | undefined;
   /** The question put to the human when policy asks for approval. */
   approval?(args: z.output<S>, normalized: NormalizedAction): ElicitRequest;
   /**

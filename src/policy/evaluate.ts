@@ -34,7 +34,15 @@
  *     the tool is in `approval.tools`, or `approval.newRecipients` is true and a
  *     normalised recipient was never sent to (`usage.contacted`), or
  *     `approval.afterUntrustedInput` is true, the action goes out (email, sms,
- *     call, card, sign) and the session has read untrusted input (`session`);
+ *     call, card, sign, a payment mandate) and the session has read untrusted input (`session`);
+ *  8. payment mandates (src/mandates/): issuing one (`mandate`) is allowed only where a charge of
+ *     its largest amount would be — card rules as above on `maxAmountCents` (default: the
+ *     per-charge limit, else the 24-hour limit), capped by what is left of the 24-hour limit —
+ *     with the payee in `allowedPayees` when present, a budget no larger than what is left of the
+ *     24-hour limit and no smaller than the largest amount, and an expiry within 24 hours
+ *     (default 1 hour); `normalized` holds the constraints, which are never wider than this.
+ *     Presenting one (`mandate_use`) is a charge of its exact amount in the policy's currency
+ *     (card rules, its approval asked at issuance).
  *  6. sign: `allowedSigningOrigins` absent → origin_not_allowed; the URL read
  *     alike by WHATWG and RFC 3986 parsers (`checkSigningUrl`: no userinfo,
  *     backslash, host escape, control character or rewritten path); https only
@@ -52,7 +60,9 @@ export type Action =
   | { kind: "sms" | "call"; tool: string; to: string }
   | { kind: "vault"; tool: string; name: string }
   | { kind: "card"; tool: string; amountCents: number; currency: string; merchantCategory?: string }
-  | { kind: "sign"; tool: string; url: string };
+  | { kind: "sign"; tool: string; url: string }
+  | { kind: "mandate"; tool: string; payeeId: string; currency: string; maxAmountCents?: number; budgetCents?: number; expiresAtMs?: number }
+  | { kind: "mandate_use"; tool: string; amountCents: number };
 
 export interface Usage {
   /** allowed attempts of `tool` with time >= sinceMs (epoch ms) */
@@ -82,6 +92,7 @@ export type ReasonCode =
   | "merchant_category_blocked"
   | "merchant_category_not_allowed"
   | "origin_not_allowed"
+  | "payee_not_allowed"
   | "rate_limited"
   | "invalid_arguments";
 
@@ -91,7 +102,8 @@ export type NormalizedAction =
   | { kind: "sms" | "call"; to: string; country: string | undefined }
   | { kind: "vault"; name: string }
   | { kind: "card"; amountCents: number; currency: string; merchantCategory?: string }
-  | { kind: "sign"; url: string; origin: string };
+  | { kind: "sign"; url: string; origin: string }
+  | { kind: "mandate"; currency: string; maxAmountCents: number; budgetCents?: number; expiresAtMs: number };
 
 export type Decision =
   | { allow: true; needsApproval: boolean; normalized: NormalizedAction }
@@ -101,6 +113,9 @@ export type Decision =
 export const DEFAULT_MAX_RECIPIENTS = 10;
 export const MINUTE_MS = 60_000;
 export const DAY_MS = 86_400_000;
+/** How long a payment mandate lives when the request names no expiry, and the longest it may. */
+export const MANDATE_DEFAULT_TTL_MS = 3_600_000;
+export const MANDATE_MAX_TTL_MS = DAY_MS;
 const MAX_RAW_RECIPIENTS = 1000;
 const MAX_SECRET_NAME = 256;
 const MAX_URL = 8192;
@@ -275,6 +290,42 @@ function evalCard(
   return allow(normalized, needsApproval);
 }
 
+/**
+ * Issuing a payment mandate: the constraints it may carry, each no wider than the policy allows a
+ * charge now (see rule 8 above). Refused — never narrowed silently — when the request asks for more.
+ */
+function evalMandate(policy: Policy, a: Extract<Action, { kind: "mandate" }>, usage: Usage, nowMs: number): Decision {
+  const limit = policy.cardSpendingLimitCents;
+  if (limit === undefined) return deny("card_not_allowed", "This identity's policy does not allow card payments.");
+  if (typeof a.payeeId !== "string" || a.payeeId.length === 0) return deny("invalid_arguments", "payee.id is required.");
+  if (policy.allowedPayees !== undefined && !policy.allowedPayees.includes(a.payeeId)) {
+    return deny("payee_not_allowed", `Payee ${q(a.payeeId)} is not in allowedPayees.`);
+  }
+  const int = (v: unknown): v is number => typeof v === "number" && Number.isSafeInteger(v) && v > 0;
+  if (a.maxAmountCents !== undefined && !int(a.maxAmountCents)) return deny("invalid_arguments", "maxAmountCents must be a positive integer.");
+  if (a.budgetCents !== undefined && !int(a.budgetCents)) return deny("invalid_arguments", "budgetCents must be a positive integer.");
+  const spent = usage.spentSince(nowMs - DAY_MS + 1);
+  if (typeof spent !== "number" || !Number.isFinite(spent) || spent < 0) return deny("spending_limit", "The spending so far cannot be counted.");
+  const headroom = limit - spent;
+  const perCharge = Math.min(policy.cardPerChargeLimitCents ?? limit, limit);
+  const max = a.maxAmountCents ?? Math.min(perCharge, headroom);
+  if (max <= 0 || headroom <= 0) return deny("spending_limit", `Nothing is left of the ${limit}-cent limit for any 24 hours.`);
+  // The largest amount is checked as a charge of that amount would be (currency, per-charge limit, 24 h limit).
+  const asCharge = evalCard(policy, { amountCents: max, currency: a.currency }, usage, nowMs);
+  if (!asCharge.allow) return asCharge;
+  if (asCharge.normalized.kind !== "card") return deny("invalid_arguments", "The mandate is malformed.");
+  let budget: number | undefined;
+  if (a.budgetCents !== undefined) {
+    if (a.budgetCents > headroom) return deny("spending_limit", `The budget would exceed the ${headroom} cents left of the ${limit}-cent limit for any 24 hours.`);
+    if (a.budgetCents < max) return deny("invalid_arguments", "budgetCents must be at least maxAmountCents.");
+    budget = a.budgetCents;
+  }
+  const exp = a.expiresAtMs ?? nowMs + MANDATE_DEFAULT_TTL_MS;
+  if (!Number.isFinite(exp) || exp <= nowMs) return deny("invalid_arguments", "expiresAt must be in the future.");
+  if (exp > nowMs + MANDATE_MAX_TTL_MS) return deny("invalid_arguments", "expiresAt must be at most 24 hours from now.");
+  return allow({ kind: "mandate", currency: asCharge.normalized.currency, maxAmountCents: max, ...(budget !== undefined ? { budgetCents: budget } : {}), expiresAtMs: exp }, asCharge.needsApproval);
+}
+
 function evalSign(policy: Policy, url: unknown): Decision {
   const origins = policy.allowedSigningOrigins;
   if (!origins) return deny("origin_not_allowed", "This identity's policy does not allow signing requests.");
@@ -330,7 +381,7 @@ export interface SessionFacts {
 }
 
 /** Actions that reach someone outside sigil: what `approval.afterUntrustedInput` holds back. */
-const OUTBOUND_KINDS: ReadonlySet<NormalizedAction["kind"]> = new Set(["email", "sms", "call", "card", "sign"]);
+const OUTBOUND_KINDS: ReadonlySet<NormalizedAction["kind"]> = new Set(["email", "sms", "call", "card", "sign", "mandate"]);
 
 export function evaluate(policy: Policy, action: Action, usage: Usage, nowMs: number, session: SessionFacts = {}): Decision {
   return withApprovalRules(policy, action, evaluateRules(policy, action, usage, nowMs), usage, session);
@@ -359,6 +410,13 @@ function evaluateRules(policy: Policy, action: Action, usage: Usage, nowMs: numb
       return evalCard(policy, action, usage, nowMs);
     case "sign":
       return evalSign(policy, action.url);
+    case "mandate":
+      return evalMandate(policy, action, usage, nowMs);
+    case "mandate_use": {
+      // A presentation is a charge of its amount in the policy's currency; its approval was asked at issuance.
+      const d = evalCard(policy, { amountCents: action.amountCents, currency: policy.cardCurrency ?? "USD" }, usage, nowMs);
+      return d.allow ? { ...d, needsApproval: false } : d;
+    }
     default:
       return deny("invalid_arguments", "The action kind is unknown.");
   }

@@ -119,7 +119,7 @@ const rateLimitEntry = z
 export const TOOL_NAME_RE = /^[a-z][a-z0-9_]{0,63}$/;
 
 /** The agent tools a policy can name in `rateLimits` (kept equal to tools/index.ts by a test). */
-export const AGENT_TOOL_NAMES = ["whoami", "send_email", "send_sms", "place_call", "vault_get", "card_charge", "sign_http_request", "list_messages", "read_message"] as const;
+export const AGENT_TOOL_NAMES = ["whoami", "send_email", "send_sms", "place_call", "vault_get", "card_charge", "sign_http_request", "list_messages", "read_message", "create_payment_mandate", "present_payment_mandate"] as const;
 
 /** Approver ids (`sigil approver add`): `apr_` and 20 hex digits. */
 export const APPROVER_ID_RE = /^apr_[0-9a-f]{20}$/;
@@ -233,6 +233,8 @@ export const PolicySchema = z.strictObject(
     allowedSigningOrigins: list(originEntry, "origins"),
     allowedSenders: list(senderEntry, "domain names or E.164 numbers"),
     inbound: inboundBlock,
+    /** Payment mandates (src/mandates/): the payee ids a mandate may name; absent, any payee (as card_charge's merchants). */
+    allowedPayees: list(str("must be a payee id").regex(/^[\x21-\x7e]+$/, { error: "must be a payee id of printable ASCII without spaces" }), "payee ids"),
     cardCurrency: z
       .string({ error: "must be an ISO 4217 currency code such as \"USD\"" })
       .regex(/^[A-Z]{3}$/, { error: "must be an upper-case ISO 4217 currency code such as \"USD\"" }),
