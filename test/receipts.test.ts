@@ -6,7 +6,7 @@
 import { readFileSync, readdirSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { simpleParser } from "mailparser";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { generateKeyPairSync, sign as cryptoSign } from "node:crypto";
 import { emailBodySha256, emailPartsSha256, emailSignedBytesV1, verifyEmailSignature } from "../src/provenance/email-signature.js";
 import { jwkThumbprint, publicJwk } from "../src/crypto/jwk.js";
@@ -15,6 +15,8 @@ import { keysFromJwks } from "../src/provenance/directory.js";
 import { parseEml } from "../src/provenance/eml.js";
 import { cleanupHomes, makeHome, startHttpServer, stdioClient, text, type Home } from "./support/home.js";
 import { startSmtpServer } from "./support/smtp.js";
+// Cases spawn servers and CLIs; under a loaded machine one took 118 s (alone: 13 s).
+vi.setConfig({ testTimeout: 240_000 });
 
 afterAll(cleanupHomes);
 

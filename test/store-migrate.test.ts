@@ -3,11 +3,13 @@
  * audit chain intact (verified there), its tokens, keys and sealed secrets; the chains continue
  * where they left off; a damaged home or a non-empty target is refused with nothing copied.
  */
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
 import { freshDatabaseUrl, pgQuery, pgSkipNote, pgUrl } from "./support/backends.js";
+// Each case runs a dozen CLI processes against two stores; alone it takes ~50 s on a loaded machine.
+vi.setConfig({ testTimeout: 240_000 });
 
 afterAll(cleanupHomes);
 
