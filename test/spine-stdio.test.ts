@@ -1,10 +1,12 @@
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, describe, expect, it, vi } from "vitest";
 import { spawn, spawnSync } from "node:child_process";
 import path from "node:path";
 import { CLI, INITIALIZE, cleanupHomes, makeHome as makeHomeOn, stdioClient, text, until } from "./support/home.js";
 import { type Backend, backends } from "./support/backends.js";
 
 afterAll(cleanupHomes);
+// Several cases spawn a dozen processes (on PostgreSQL, 12 for one case): at load 19 three passed 60 s.
+vi.setConfig({ testTimeout: 240_000 });
 
 // The whole suite runs against each store backend (the embedded home, and PostgreSQL when available).
 describe.each(backends)("stdio sessions are bound to their token (%s store)", (backend: Backend) => {
