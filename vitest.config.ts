@@ -3,8 +3,9 @@ import { defineConfig } from "vitest/config";
 export default defineConfig({
   test: {
     include: ["test/**/*.test.ts"],
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    // Generous: CI runs on 2 cores that may be busy; many cases spawn several processes.
+    testTimeout: 180_000,
+    hookTimeout: 180_000,
     pool: "forks",
     // Starts a throwaway PostgreSQL (when installed) for the PostgreSQL store variants.
     globalSetup: ["test/support/pg-global.ts"],
