@@ -135,14 +135,14 @@ describe("send_sms and place_call act from the identity's own number", () => {
     expect(home.json(["identity", "show", a.id]).phone).toBe(OWN);
   });
 
-  it("channels select the tools: sms lists send_sms only, voice place_call only", async () => {
+  it("channels select the tools: sms lists send_sms and the inbox readers, voice place_call only", async () => {
     const home = makeHome();
     const s = home.createIdentity({ channels: "sms", policy: POLICY, phone: OWN });
     const v = home.createIdentity({ channels: "voice", policy: POLICY, phone: OWN });
     const ss = await session(home, s);
     const sv = await session(home, v);
     const names = async (c: typeof ss) => (await c.client.listTools()).tools.map((t) => t.name).filter((n) => n !== "whoami").sort();
-    expect(await names(ss)).toEqual(["send_sms"]);
+    expect(await names(ss)).toEqual(["list_messages", "read_message", "send_sms"]); // the inbox tools belong to email and sms
     expect(await names(sv)).toEqual(["place_call"]);
     expect(text(await ss.client.callTool({ name: "place_call", arguments: { to: "+14155550123", message: "x" } }))).toMatch(/^denied: tool_not_available: /);
   });
