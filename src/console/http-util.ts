@@ -53,10 +53,13 @@ export function setCookie(name: string, value: string, opts: { secure: boolean; 
   return `${name}=${value}; Path=${opts.path ?? "/"}; HttpOnly; SameSite=Strict; Max-Age=${opts.maxAgeS}${opts.secure ? "; Secure" : ""}`;
 }
 
-/** A form body (application/x-www-form-urlencoded) up to `limit` bytes; undefined when too large, aborted or of another type. */
-export async function readForm(req: http.IncomingMessage, limit = 256 * 1024): Promise<URLSearchParams | undefined> {
-  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/x-www-form-urlencoded") {
+/**
+ * A request body of one content type, read up to `limit` bytes: undefined when it is of another
+ * type, larger (the rest is drained, not kept) or aborted. The one bounded reader behind the
+ * console's forms and JSON and the OAuth consent form.
+ */
+async function readBody(req: http.IncomingMessage, type: string, limit: number): Promise<Buffer | undefined> {
+  if ((req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase() !== type) {
     req.resume();
     return undefined;
   }
@@ -74,28 +77,21 @@ export async function readForm(req: http.IncomingMessage, limit = 256 * 1024): P
   } catch {
     return undefined;
   }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
+  return Buffer.concat(chunks);
+}
+
+/** A form body (application/x-www-form-urlencoded) up to `limit` bytes; undefined when too large, aborted or of another type. */
+export async function readForm(req: http.IncomingMessage, limit = 256 * 1024): Promise<URLSearchParams | undefined> {
+  const body = await readBody(req, "application/x-www-form-urlencoded", limit);
+  return body && new URLSearchParams(body.toString("utf8"));
 }
 
 /** A JSON body up to `limit` bytes (the passkey ceremonies post JSON from the console's script). */
 export async function readJson(req: http.IncomingMessage, limit = 64 * 1024): Promise<unknown> {
-  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/json") {
-    req.resume();
-    return undefined;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) {
-      req.resume();
-      return undefined;
-    }
-    chunks.push(chunk as Buffer);
-  }
+  const body = await readBody(req, "application/json", limit);
+  if (body === undefined) return undefined;
   try {
-    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+    return JSON.parse(body.toString("utf8"));
   } catch {
     return undefined;
   }

@@ -141,23 +141,3 @@ export function messagePage(title: string, text: string): string {
 <html lang="en"><head><meta charset="utf-8"><title>${title} — sigil</title><style>${STYLE}</style></head>
 <body><main><h1>${title}</h1><p>${text}</p></main></body></html>`);
 }
-
-/** A form body (application/x-www-form-urlencoded, at most `limit` bytes), or undefined. */
-export async function readForm(req: http.IncomingMessage, limit = 16 * 1024): Promise<URLSearchParams | undefined> {
-  const type = (req.headers["content-type"] ?? "").split(";")[0]!.trim().toLowerCase();
-  if (type !== "application/x-www-form-urlencoded") {
-    req.resume();
-    return undefined;
-  }
-  const chunks: Buffer[] = [];
-  let size = 0;
-  for await (const c of req) {
-    size += (c as Buffer).length;
-    if (size > limit) {
-      req.resume();
-      return undefined;
-    }
-    chunks.push(c as Buffer);
-  }
-  return new URLSearchParams(Buffer.concat(chunks).toString("utf8"));
-}

@@ -42,7 +42,8 @@ import type { App } from "../app.js";
 import type { Membership } from "../tenant/scope.js";
 import { type OAuthClients, isDocumentClientId } from "./clients.js";
 import { GrantError, type Grants, isOAuthAccessToken } from "./grants.js";
-import { CONSENT_PATH, type ConsentSigner, type ConsoleGate, type ConsentHuman, PAGE_HEADERS, consentPage, messagePage, readForm } from "./consent.js";
+import { CONSENT_PATH, type ConsentSigner, type ConsoleGate, type ConsentHuman, PAGE_HEADERS, consentPage, messagePage } from "./consent.js";
+import { readForm } from "../console/http-util.js";
 
 /** What the OAuth server needs from the rest of sigil (wired in src/cli/main.ts from the App). */
 export interface OAuthDeps {
@@ -241,7 +242,7 @@ export class OAuthServer {
     // A cross-site POST is refused before anything else (as the console does).
     const site = req.headers["sec-fetch-site"];
     if (site !== undefined && site !== "same-origin" && site !== "none") return void (req.resume(), page(403, "Refused", "This form was posted from another site; nothing was changed."));
-    const form = await readForm(req);
+    const form = await readForm(req, 16 * 1024);
     if (!form) return page(400, "Bad request", "The consent form could not be read.");
     const h = await this.human(req);
     if (!h) return page(403, "Signed out", "Your console session has ended; start again from your client.");
