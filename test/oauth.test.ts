@@ -20,22 +20,19 @@ import {
 } from "@modelcontextprotocol/sdk/client/auth.js";
 import type { AuthorizationServerMetadata, OAuthClientInformationFull, OAuthTokens } from "@modelcontextprotocol/sdk/shared/auth.js";
 import { backends, pgQuery } from "./support/backends.js";
+import { REDIRECT, startOAuthServer, type OAuthServer } from "./support/oauth.js";
 import { cleanupHomes, httpClient, makeHome, startHttpServer, until, withApp, type Home, type HttpServer, type Identity } from "./support/home.js";
 
+let o: OAuthServer;
 let home: Home;
 let server: HttpServer;
 let base: string;
 let metadata: AuthorizationServerMetadata;
 let agent: Identity;
 
-const REDIRECT = "http://127.0.0.1:49152/callback";
-
 beforeAll(async () => {
-  home = makeHome();
-  server = await startHttpServer(home);
-  base = new URL(server.url).origin;
-  metadata = (await discoverAuthorizationServerMetadata(new URL(base + "/")))!;
-  agent = home.createIdentity({ name: "oauth-agent", channels: "" });
+  o = await startOAuthServer("oauth-agent");
+  ({ home, server, base, metadata, agent } = o);
 }, 60_000);
 afterAll(async () => {
   await server?.stop();
@@ -50,27 +47,9 @@ async function post(url: string, headers: Record<string, string> = {}): Promise<
   });
 }
 
-/** A client registered dynamically with the SDK's registerClient. */
-async function newClient(name = "Test client"): Promise<OAuthClientInformationFull> {
-  return registerClient(base, { metadata, clientMetadata: { client_name: name, redirect_uris: [REDIRECT], token_endpoint_auth_method: "none", grant_types: ["authorization_code", "refresh_token"], response_types: ["code"] } });
-}
-
-/** What the consent form does when the person allows `client` to act as `identityId`. */
-async function consent(client: OAuthClientInformationFull, identityId: string, opts: { resource?: string; redirect?: string } = {}): Promise<{ code: string; verifier: string; grantId: string }> {
-  const resource = opts.resource ?? server.url;
-  const { authorizationUrl, codeVerifier } = await startAuthorization(base, { metadata, clientInformation: client, redirectUrl: opts.redirect ?? REDIRECT, resource: new URL(resource) });
-  const challenge = authorizationUrl.searchParams.get("code_challenge")!;
-  const { code, grantId } = await withApp(home, (app) =>
-    app.oauth.grants.grant({ identityId, tenantId: "default", clientId: client.client_id, clientName: client.client_name ?? "", redirectUri: opts.redirect ?? REDIRECT, resource, challenge, grantedBy: "test" }),
-  );
-  return { code, verifier: codeVerifier, grantId };
-}
-
-async function tokensFor(client: OAuthClientInformationFull, identityId: string): Promise<OAuthTokens & { grantId: string }> {
-  const c = await consent(client, identityId);
-  const t = await exchangeAuthorization(base, { metadata, clientInformation: client, authorizationCode: c.code, codeVerifier: c.verifier, redirectUri: REDIRECT, resource: new URL(server.url) });
-  return { ...t, grantId: c.grantId };
-}
+const newClient = (name?: string): Promise<OAuthClientInformationFull> => o.newClient(name);
+const consent: OAuthServer["consent"] = (client, identityId, opts) => o.consent(client, identityId, opts);
+const tokensFor: OAuthServer["tokensFor"] = (client, identityId) => o.tokensFor(client, identityId);
 
 /** The results (`ok`, `failed`) of the admin intents `tool` for grant `grantId` in an identity's log, in order. */
 function outcomes(log: any[], tool: string, grantId: string): string[] {
@@ -389,29 +368,20 @@ describe("Client ID Metadata Documents", () => {
 });
 
 describe.each(backends)("grants on the %s store", (backend) => {
+  let fx: OAuthServer;
   let h: Home;
   let srv: HttpServer;
-  let origin: string;
-  let meta: AuthorizationServerMetadata;
-  let id: Identity;
   beforeAll(async () => {
-    h = makeHome({}, { store: backend });
-    srv = await startHttpServer(h);
-    origin = new URL(srv.url).origin;
-    meta = (await discoverAuthorizationServerMetadata(new URL(origin + "/")))!;
-    id = h.createIdentity({ name: "stored", channels: "" });
+    fx = await startOAuthServer("stored", makeHome({}, { store: backend }));
+    ({ home: h, server: srv } = fx);
   }, 60_000);
   afterAll(async () => {
     await srv?.stop();
   });
 
   async function issue(): Promise<{ client: OAuthClientInformationFull; t: OAuthTokens; grantId: string }> {
-    const client = await registerClient(origin, { metadata: meta, clientMetadata: { client_name: "Stored", redirect_uris: [REDIRECT], token_endpoint_auth_method: "none" } });
-    const { authorizationUrl, codeVerifier } = await startAuthorization(origin, { metadata: meta, clientInformation: client, redirectUrl: REDIRECT, resource: new URL(srv.url) });
-    const { code, grantId } = await withApp(h, (app) =>
-      app.oauth.grants.grant({ identityId: id.id, tenantId: "default", clientId: client.client_id, clientName: "Stored", redirectUri: REDIRECT, resource: srv.url, challenge: authorizationUrl.searchParams.get("code_challenge")!, grantedBy: "test" }),
-    );
-    const t = await exchangeAuthorization(origin, { metadata: meta, clientInformation: client, authorizationCode: code, codeVerifier, redirectUri: REDIRECT, resource: new URL(srv.url) });
+    const client = await fx.newClient("Stored");
+    const { grantId, ...t } = await fx.tokensFor(client, fx.agent.id);
     return { client, t, grantId };
   }
 
@@ -437,7 +407,7 @@ describe.each(backends)("grants on the %s store", (backend) => {
     // Refreshed by another process on the same store (a second server instance would be the same).
     const t2 = await withApp(h, (app) => app.oauth.grants.refresh(client.client_id, t.refresh_token!, srv.url));
     expect((await post(srv.url, { authorization: `Bearer ${t2.access_token}` })).status).toBe(200);
-    await expect(refreshAuthorization(origin, { metadata: meta, clientInformation: client, refreshToken: t.refresh_token!, resource: new URL(srv.url) })).rejects.toThrow(/not valid/);
+    await expect(refreshAuthorization(fx.base, { metadata: fx.metadata, clientInformation: client, refreshToken: t.refresh_token!, resource: new URL(srv.url) })).rejects.toThrow(/not valid/);
     expect((await post(srv.url, { authorization: `Bearer ${t2.access_token}` })).status).toBe(401);
   });
 
