@@ -4,8 +4,8 @@
  * path and diff, search and pages, rotate and revoke through the same audited operations as the
  * CLI, approve a waiting charge while an agent's MCP call (SDK Client over Streamable HTTP) waits
  * and see it complete, a tampered log shown as failing, CSRF refusals (no token, a wrong token, a
- * cross-site form), and a tenant admin who cannot see another tenant's identity. Screenshots of
- * the run go to docs/screenshots/ (the README shows them).
+ * cross-site form), and a tenant admin who cannot see another tenant's identity. Screenshots go to a
+ * scratch folder, or with `npm run screenshots` to docs/screenshots/ (the README shows them).
  */
 import http from "node:http";
 import { readFileSync, writeFileSync } from "node:fs";

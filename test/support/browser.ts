@@ -5,6 +5,7 @@
  * SIGIL_TEST_REQUIRE_BROWSER=1 (CI sets it): then it runs and fails at launch, saying why.
  */
 import { existsSync, mkdirSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { type Browser, type BrowserContext, type Page, chromium } from "playwright-core";
 import { ROOT } from "./home.js";
@@ -38,8 +39,12 @@ export async function newPage(browser: Browser, opts: { baseURL?: string } = {})
   return { context, page: await context.newPage() };
 }
 
-/** Where the console suites write the screenshots the README shows. */
-export const SCREENSHOTS = path.join(ROOT, "docs", "screenshots");
+/**
+ * Where the console suites write their screenshots: a scratch folder, so a test run leaves the
+ * checkout as it found it; `npm run screenshots` (SIGIL_TEST_SCREENSHOTS=1) writes the ones the
+ * README shows, in docs/screenshots/.
+ */
+export const SCREENSHOTS = process.env.SIGIL_TEST_SCREENSHOTS === "1" ? path.join(ROOT, "docs", "screenshots") : path.join(os.tmpdir(), `sigil-screenshots-${process.pid}`);
 
 export async function screenshot(page: Page, name: string): Promise<void> {
   mkdirSync(SCREENSHOTS, { recursive: true });
