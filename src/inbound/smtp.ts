@@ -16,6 +16,7 @@
  */
 import type { Readable } from "node:stream";
 import { hostname } from "node:os";
+import { domainToASCII } from "node:url";
 import { SMTPServer, type SMTPServerAddress, type SMTPServerSession } from "smtp-server";
 import { authenticate, type DNSResolver } from "mailauth";
 import { simpleParser, type AddressObject } from "mailparser";
@@ -135,7 +136,7 @@ async function deliver(inbox: Inbox, raw: Buffer, session: Session, resolver: DN
   }
   const fromAddr = firstAddress(parsed.from);
   const from = (fromAddr?.address ?? mailFrom ?? "").toLowerCase();
-  const authentication = authResults(auth, from);
+  const authentication = authResults(auth, from, sameSender(auth.dkim?.headerFrom, parsed.from, from));
   const text = parsed.text ?? "";
   const content: MessageContent = {
     from,
@@ -184,9 +185,28 @@ function addresses(a: AddressObject | AddressObject[] | undefined): string[] {
 
 type AuthResult = Awaited<ReturnType<typeof authenticate>>;
 
-/** The three verdicts, and whether any of them authenticates the From domain. */
-function authResults(auth: AuthResult, from: string): AuthenticationResults {
-  const fromDomain = from.slice(from.lastIndexOf("@") + 1);
+/** An address with its domain in ASCII (mailparser shows IDN domains in Unicode, mailauth as written). */
+function asciiAddress(a: string): string {
+  const at = a.lastIndexOf("@");
+  return at < 0 ? a.toLowerCase() : `${a.slice(0, at).toLowerCase()}@${domainToASCII(a.slice(at + 1).toLowerCase()) || a.slice(at + 1).toLowerCase()}`;
+}
+
+/**
+ * Whether the sender the agent is shown is the one address mailauth judged: the From headers hold
+ * exactly one address for mailauth, the first From header exactly one entry for mailparser, and they
+ * are the same. Otherwise (two From headers, a list of addresses, an entry one parser drops and the
+ * other keeps — e.g. an encoded word in the address) what SPF, DKIM or DMARC vouch for may be
+ * another address than the one shown, so none of them authenticates it.
+ */
+function sameSender(headerFrom: string[] | undefined, parsedFrom: AddressObject | AddressObject[] | undefined, from: string): boolean {
+  const entries = (Array.isArray(parsedFrom) ? parsedFrom : parsedFrom ? [parsedFrom] : []).flatMap((o) => o.value);
+  if (!headerFrom || headerFrom.length !== 1 || entries.length !== 1 || entries[0]!.group || !entries[0]!.address) return false;
+  return asciiAddress(headerFrom[0]!) === asciiAddress(from);
+}
+
+/** The three verdicts, and whether any of them authenticates the From domain (never when the parsers disagree on the sender). */
+function authResults(auth: AuthResult, from: string, agreed: boolean): AuthenticationResults {
+  const fromDomain = from.includes("@") ? asciiAddress(from).slice(asciiAddress(from).lastIndexOf("@") + 1) : "";
   // Strict alignment (the same domain), unless mailauth itself found a DKIM signature aligned.
   const under = (d: string | undefined): boolean => !!d && fromDomain !== "" && d.toLowerCase() === fromDomain;
   const dkimRows = auth.dkim?.results ?? [];
@@ -196,5 +216,5 @@ function authResults(auth: AuthResult, from: string): AuthenticationResults {
   const dmarc = auth.dmarc ? (auth.dmarc.status?.result ?? "none") : "none";
   const alignedDkim = dkimRows.some((r) => r.status?.result === "pass" && (r.status.aligned ? true : under(r.signingDomain)));
   const alignedSpf = spf === "pass" && auth.spf !== false && under(auth.spf.domain);
-  return { spf: String(spf), dkim: String(dkim), dmarc: String(dmarc), fromAuthenticated: dmarc === "pass" || alignedDkim || alignedSpf };
+  return { spf: String(spf), dkim: String(dkim), dmarc: String(dmarc), fromAuthenticated: agreed && (dmarc === "pass" || alignedDkim || alignedSpf) };
 }
