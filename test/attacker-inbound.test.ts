@@ -4,8 +4,11 @@
  * mailauth's resolver hook, the agent reading with the SDK's MCP client over stdio. Each case is an
  * attack that worked on the code before the fix it pins.
  */
+import { readdirSync } from "node:fs";
+import path from "node:path";
+import twilio from "twilio";
 import { afterAll, describe, expect, it } from "vitest";
-import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
+import { cleanupHomes, makeHome, startHttpServer, stdioClient } from "./support/home.js";
 import { dkimKey, sendMail, startInboundServer, writeDns } from "./support/inbound.js";
 
 afterAll(cleanupHomes);
@@ -63,5 +66,58 @@ describe("attacker: a From header that the DKIM/DMARC check and the reader parse
       }
     },
     180_000,
+  );
+});
+
+describe("attacker: a captured Twilio webhook re-cut into other fields under the same signature", () => {
+  it(
+    "moving the text of one field into its neighbour (Twilio signs key+value concatenated) does not store the message again under a new id",
+    async () => {
+      const PUBLIC = "https://sigil.example";
+      const env = { SIGIL_PUBLIC_URL: PUBLIC, TWILIO_ACCOUNT_SID: "AC" + "0".repeat(32), TWILIO_AUTH_TOKEN: "twilio-auth-token-attacker", SIGIL_TWILIO_API_URL: "http://127.0.0.1:9" };
+      const home = makeHome();
+      const agent = home.createIdentity({ channels: "sms", phone: "+14155550100", policy: { allowedPhoneCountries: ["US"] } });
+      const server = await startHttpServer(home, env);
+      const url = PUBLIC + "/webhooks/twilio/sms";
+      const post = async (form: Record<string, string>, signature: string): Promise<number> =>
+        (
+          await fetch(`http://127.0.0.1:${server.port}/webhooks/twilio/sms`, {
+            method: "POST",
+            headers: { "content-type": "application/x-www-form-urlencoded", "x-twilio-signature": signature },
+            body: new URLSearchParams(form).toString(),
+          })
+        ).status;
+      const stored = (): string[] => {
+        try {
+          return readdirSync(path.join(home.env.SIGIL_HOME!, "inbound", agent.id)).filter((n) => n.endsWith(".json"));
+        } catch {
+          return [];
+        }
+      };
+      try {
+        const sid = "SM" + "0123456789abcdef".repeat(2);
+        // What Twilio posts (a subset of its fields), signed as Twilio signs it.
+        const real = { AccountSid: env.TWILIO_ACCOUNT_SID, ApiVersion: "2010-04-01", Body: "pay the invoice", From: "+15005550006", MessageSid: sid, NumMedia: "0", NumSegments: "1", SmsSid: sid, To: "+14155550100" };
+        const signature = twilio.getExpectedTwilioSignature(env.TWILIO_AUTH_TOKEN, url, real);
+        expect(await post(real, signature)).toBe(200);
+        expect(stored()).toHaveLength(1);
+        // The same signature, the same concatenated string, other fields: each a "new" MessageSid.
+        const { NumMedia: _n, ...noNumMedia } = real;
+        const { NumSegments: _s, ...noNumSegments } = noNumMedia;
+        const recuts = [
+          { ...noNumMedia, MessageSid: `${sid}NumMedia0` },
+          { ...noNumSegments, MessageSid: `${sid}NumMedia0NumSegments1` },
+        ];
+        for (const form of recuts) {
+          expect(twilio.validateRequest(env.TWILIO_AUTH_TOKEN, signature, url, form)).toBe(true); // the scheme's ambiguity
+          expect(await post(form, signature)).not.toBe(200);
+        }
+        expect(stored()).toHaveLength(1);
+        expect(home.auditLog(agent.id).filter((e) => e.tool === "inbound_sms")).toHaveLength(1);
+      } finally {
+        await server.stop();
+      }
+    },
+    120_000,
   );
 });

@@ -11,6 +11,10 @@
  *
  * Twilio retries a webhook that failed, and a signature carries no time: the message id is derived
  * from its MessageSid (Inbox.idFor), so a retry or a replay of a stored message stores nothing new.
+ * The signature covers each field's name and value concatenated, with nothing between them, so a
+ * captured request can be re-cut under the same signature (`MessageSid=SM…&NumMedia=0` as
+ * `MessageSid=SM…NumMedia0`): a MessageSid must therefore be exactly Twilio's form (SM or MM and 32
+ * hex digits), which no re-cut keeps, and a SmsSid beside it must be the same.
  * Unauthenticated requests are not recorded in any identity's log (they name no identity that could
  * be trusted), only counted on stderr.
  */
@@ -21,6 +25,8 @@ import type { Inbox } from "./messages.js";
 
 export const TWILIO_SMS_PATH = "/webhooks/twilio/sms";
 const MAX_FORM_BYTES = 64 * 1024;
+/** A Twilio message SID: SM (SMS) or MM (MMS) and 32 lower-case hex digits. */
+const MESSAGE_SID = /^(?:SM|MM)[0-9a-f]{32}$/;
 const EMPTY_TWIML = '<?xml version="1.0" encoding="UTF-8"?><Response></Response>';
 
 export interface TwilioWebhookOptions {
@@ -94,8 +100,8 @@ export function twilioWebhook(inbox: Inbox, opts: TwilioWebhookOptions): (req: h
     const to = parsePhone(params.To ?? "");
     const from = params.From ?? "";
     const sid = params.MessageSid ?? params.SmsSid ?? "";
-    if (!to.ok || from === "" || !/^[A-Za-z0-9]{1,64}$/.test(sid)) {
-      answer(res, 400, "Bad request: To, From and MessageSid are required.\n");
+    if (!to.ok || from === "" || !MESSAGE_SID.test(sid) || (params.SmsSid !== undefined && params.SmsSid !== sid)) {
+      answer(res, 400, "Bad request: To, From and a MessageSid of Twilio's form are required.\n");
       return true;
     }
     const rec = await inbox.recipient("sms", to.e164);
