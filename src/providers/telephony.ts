@@ -31,7 +31,8 @@
  * - a 2xx whose body is not JSON or carries no usable `sid`, a 3xx, anything else → "unknown".
  */
 import { randomBytes } from "node:crypto";
-import twilio from "twilio";
+import { createRequire } from "node:module";
+import type TwilioLib from "twilio";
 import { outboxFileName, prepareOutboxFile, writeOutboxFile } from "./outbox.js";
 import type { Config } from "../config.js";
 import {
@@ -193,7 +194,17 @@ function sidOf(answer: unknown): string {
 // ---------------------------------------------------------------------------
 // Twilio client with an overridable origin
 
-type RequestOptions = Parameters<InstanceType<typeof twilio.RequestClient>["request"]>[0];
+type RequestOptions = Parameters<InstanceType<typeof TwilioLib.RequestClient>["request"]>[0];
+
+let twilioLib: typeof TwilioLib | undefined;
+/**
+ * The twilio library (CommonJS, ~7 MB of source), loaded by the first Twilio provider made: a
+ * process that delivers to the outbox never loads it (it was most of `sigil serve`'s heap growth
+ * on the first send_sms: its source and objects stayed resident).
+ */
+function twilio(): typeof TwilioLib {
+  return (twilioLib ??= createRequire(import.meta.url)("twilio") as typeof TwilioLib);
+}
 
 /** Rewrites `scheme://host[:port]` of every request to `apiUrl` (plus its path prefix), keeping the path. */
 export function rewriteOrigin(uri: string, apiUrl: string): string {
@@ -216,10 +227,10 @@ function checkApiUrl(apiUrl: string): void {
   }
 }
 
-function makeHttpClient(timeoutMs: number, apiUrl: string | undefined): InstanceType<typeof twilio.RequestClient> {
+function makeHttpClient(timeoutMs: number, apiUrl: string | undefined): InstanceType<typeof TwilioLib.RequestClient> {
   const clientOpts = { timeout: timeoutMs, keepAlive: false, autoRetry: false };
-  if (apiUrl === undefined) return new twilio.RequestClient(clientOpts);
-  class OriginRewritingClient extends twilio.RequestClient {
+  if (apiUrl === undefined) return new (twilio().RequestClient)(clientOpts);
+  class OriginRewritingClient extends twilio().RequestClient {
     override request<TData>(opts: RequestOptions & { data?: TData }) {
       return super.request<TData>({ ...opts, uri: rewriteOrigin(opts.uri, apiUrl as string) });
     }
@@ -291,7 +302,7 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
   }
   if (typeof authToken !== "string" || authToken.length === 0) throw new Error("the Twilio auth token is empty");
   if (apiUrl !== undefined) checkApiUrl(apiUrl);
-  const client = twilio(accountSid, authToken, {
+  const client = twilio()(accountSid, authToken, {
     httpClient: makeHttpClient(timeoutMs, apiUrl),
     autoRetry: false,
     logLevel: "warn", // never "debug": that prints requests to stdout, which stdio MCP owns
