@@ -5,6 +5,7 @@
  * attack that worked on the code before the fix it pins.
  */
 import { readdirSync } from "node:fs";
+import net from "node:net";
 import path from "node:path";
 import twilio from "twilio";
 import { afterAll, describe, expect, it } from "vitest";
@@ -119,5 +120,75 @@ describe("attacker: a captured Twilio webhook re-cut into other fields under the
       }
     },
     120_000,
+  );
+});
+
+/** A raw SMTP client on loopback that sends one command at a time and reads the final reply line. */
+async function smtpConnect(port: number): Promise<{ cmd(line: string): Promise<string>; write(data: string): void; close(): void }> {
+  const socket = net.connect(port, "127.0.0.1");
+  let buffer = "";
+  const waiting: Array<(reply: string) => void> = [];
+  socket.setEncoding("utf8");
+  socket.on("data", (d: string) => {
+    buffer += d;
+    for (let m = /^(\d{3}) [^\r\n]*\r\n/m.exec(buffer); m; m = /^(\d{3}) [^\r\n]*\r\n/m.exec(buffer)) {
+      const end = m.index + m[0].length;
+      const reply = buffer.slice(0, end);
+      buffer = buffer.slice(end);
+      waiting.shift()?.(reply.trim().split("\r\n").pop()!);
+    }
+  });
+  const next = (): Promise<string> => new Promise((r) => waiting.push(r));
+  await new Promise<void>((r, j) => socket.once("connect", () => r()).once("error", j));
+  await next(); // the greeting
+  return {
+    cmd: (line) => {
+      const p = next();
+      socket.write(line + "\r\n");
+      return p;
+    },
+    write: (data) => void socket.write(data),
+    close: () => socket.destroy(),
+  };
+}
+
+describe("attacker: many messages streamed at once to the inbound SMTP listener", () => {
+  it(
+    "at most 8 messages are taken in at once (each may hold 10 MiB in memory); the next is told to retry (452) and a freed slot is used again",
+    async () => {
+      const home = makeHome();
+      const agent = home.createIdentity({ channels: "email", email: "agent@inbox.test", policy: {} });
+      const server = await startInboundServer(home);
+      const open: Array<Awaited<ReturnType<typeof smtpConnect>>> = [];
+      const begin = async (): Promise<Awaited<ReturnType<typeof smtpConnect>>> => {
+        const c = await smtpConnect(server.smtpPort);
+        open.push(c);
+        expect(await c.cmd("EHLO flood.test")).toMatch(/^250 /);
+        expect(await c.cmd("MAIL FROM:<f@flood.test>")).toMatch(/^250 /);
+        expect(await c.cmd("RCPT TO:<agent@inbox.test>")).toMatch(/^250 /);
+        expect(await c.cmd("DATA")).toMatch(/^354 /); // the listener is now taking this message in
+        return c;
+      };
+      const body = (n: number): string => `From: f@flood.test\r\nTo: agent@inbox.test\r\nSubject: flood ${n}\r\n\r\nbody ${n}\r\n.`;
+      try {
+        // Eight senders each in the middle of a message (what could each be 10 MiB held in memory).
+        const held = [];
+        for (let i = 0; i < 8; i++) held.push(await begin());
+        // The ninth, while they are all open: refused for now, nothing stored.
+        const ninth = await begin();
+        expect(await ninth.cmd(body(9))).toMatch(/^452 /);
+        // One of the eight finishes: its slot is free again for the next sender.
+        expect(await held[0]!.cmd(body(0))).toMatch(/^250 /);
+        const tenth = await begin();
+        expect(await tenth.cmd(body(10))).toMatch(/^250 /);
+        for (let i = 1; i < 8; i++) expect(await held[i]!.cmd(body(i))).toMatch(/^250 /);
+      } finally {
+        for (const c of open) c.close();
+        await server.stop();
+      }
+      const received = home.auditLog(agent.id).filter((e) => e.tool === "inbound_email" && e.decision === "received");
+      expect(received).toHaveLength(9);
+    },
+    180_000,
   );
 });

@@ -5,7 +5,8 @@
  *   before any data is sent (so is an address of a revoked identity, or of one without the email
  *   channel). At most 50 recipients per message.
  * - At most 10 MiB: a SIZE= above it is refused at MAIL FROM; data past it is not kept while it
- *   streams (read and discarded to its end, then 552), so memory stays bounded whatever is sent.
+ *   streams (read and discarded to its end, then 552); and at most MAX_RECEIVING messages are taken
+ *   in at once (another gets 452, which senders retry), so memory stays bounded whatever is sent.
  * - STARTTLS when a certificate is configured (SIGIL_INBOUND_TLS_CERT_FILE / _KEY_FILE); no AUTH:
  *   this is a mail exchanger, not a submission server.
  * - SPF, DKIM and DMARC are evaluated with `mailauth` (ARC and BIMI are not: BIMI fetches logos) and
@@ -26,6 +27,8 @@ import type { IdentityRecord } from "../../store/types.js";
 import { type AuthenticationResults, type Inbox, InboundRefused, MAX_TEXT, type MessageContent } from "./messages.js";
 
 export const MAX_MESSAGE_BYTES = 10 * 1024 * 1024;
+/** Messages taken in at once, across connections (each holds up to MAX_MESSAGE_BYTES, then its parse); the next gets 452. */
+export const MAX_RECEIVING = 8;
 const MAX_RECIPIENTS = 50;
 
 export interface SmtpOptions {
@@ -48,6 +51,7 @@ function reply(code: number, message: string): Error {
 
 export async function serveSmtp(inbox: Inbox, opts: SmtpOptions): Promise<{ port: number; close: () => Promise<void> }> {
   const maxBytes = opts.maxBytes ?? MAX_MESSAGE_BYTES;
+  let receiving = 0;
   const server = new SMTPServer({
     name: hostname(),
     banner: "sigil inbound",
@@ -71,6 +75,23 @@ export async function serveSmtp(inbox: Inbox, opts: SmtpOptions): Promise<{ port
       })();
     },
     onData(stream: Readable, session: Session, callback: (err?: Error | null, message?: string) => void) {
+      // Each message being received may hold up to maxBytes in memory (then its parse): only so many at once.
+      if (receiving >= MAX_RECEIVING) {
+        stream.resume(); // read and discarded; the reply comes once it has ended
+        return callback(reply(452, "4.3.2 Too many messages are arriving at once; try again later"));
+      }
+      receiving++;
+      let released = false;
+      const release = (): void => {
+        if (released) return;
+        released = true;
+        receiving--;
+      };
+      // The slot is free before the sender hears the answer (it may send its next message at once).
+      const done = (err: Error | null, message?: string): void => {
+        release();
+        callback(err, message);
+      };
       void (async () => {
         const chunks: Buffer[] = [];
         let size = 0;
@@ -79,22 +100,26 @@ export async function serveSmtp(inbox: Inbox, opts: SmtpOptions): Promise<{ port
           if (size <= maxBytes) chunks.push(chunk as Buffer);
         }
         if (size > maxBytes || (stream as Readable & { sizeExceeded?: boolean }).sizeExceeded) {
-          return callback(reply(552, `5.3.4 Message too big: the limit is ${maxBytes} bytes`));
+          return done(reply(552, `5.3.4 Message too big: the limit is ${maxBytes} bytes`));
         }
         const raw = Buffer.concat(chunks);
         chunks.length = 0;
         try {
-          callback(null, await deliver(inbox, raw, session, opts.resolver));
+          done(null, await deliver(inbox, raw, session, opts.resolver));
         } catch (err) {
           if (err instanceof InboundRefused) {
             if (err.kind === "temporary") logInternal(refId(), "inbound mail", err);
             const r = err.smtp ?? (err.kind === "temporary" ? { code: 451, status: "4.3.0" } : { code: 550, status: "5.7.1" });
-            return callback(reply(r.code, `${r.status} ${err.message}`));
+            return done(reply(r.code, `${r.status} ${err.message}`));
           }
           logInternal(refId(), "inbound mail", err);
-          callback(reply(451, "4.3.0 The message could not be processed; try again later"));
+          done(reply(451, "4.3.0 The message could not be processed; try again later"));
         }
-      })();
+      })().catch((err: unknown) => {
+        // The connection went away mid-message (the stream failed): nothing to answer, the slot is freed.
+        release();
+        logInternal(refId(), "inbound mail", err);
+      });
     },
   });
   server.on("error", (err) => logInternal(refId(), "smtp listener", err));
