@@ -366,6 +366,8 @@ export interface Store {
   /** OAuth clients registered dynamically, and grants (src/oauth/). */
   createOAuthClient(record: OAuthClientRecord): Promise<void>;
   getOAuthClient(id: string): Promise<OAuthClientRecord | undefined>;
+  /** Every registered client, oldest first (`sigil store migrate`). */
+  listOAuthClients(): Promise<OAuthClientRecord[]>;
   createOAuthGrant(record: OAuthGrantRecord): Promise<void>;
   getOAuthGrant(id: string): Promise<OAuthGrantRecord | undefined>;
   /** Atomic read-modify-write of one grant (token issuance, rotation, revocation). */

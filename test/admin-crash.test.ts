@@ -200,3 +200,27 @@ describe.each(backends)("an admin change killed between its intent and its resul
     await CHANGES[tool]!.check(home, a, applied);
   });
 });
+
+describe.each(backends)("sigil audit checkpoint after a crashed admin change (%s store)", (store) => {
+  it("opens the chain first: the dead process's intent gets its result, and the checkpoint commits to it", async () => {
+    const home = makeHome({}, { store });
+    const a = home.createIdentity({ channels: "" });
+    const killed = home.cli(["identity", "revoke", a.id], { env: { SIGIL_TEST_CRASH: "identity_revoked:after-change" } });
+    expect(killed.code, killed.stderr).toBe(-1);
+    // On PostgreSQL the dead process's backend may outlive it briefly: until then its intent is
+    // rightly a live process's. Nothing but `audit checkpoint` runs here.
+    const deadline = Date.now() + 60_000;
+    let cp: any;
+    for (;;) {
+      cp = home.json(["audit", "checkpoint", a.id]);
+      if (home.auditLog(a.id).some((e) => e.tool === "identity_revoked" && e.phase === "result")) break;
+      if (Date.now() > deadline) throw new Error("audit checkpoint never resolved the open intent");
+      await sleep(250);
+    }
+    const log = home.auditLog(a.id);
+    const result = log.find((e) => e.tool === "identity_revoked" && e.phase === "result");
+    expect(result).toMatchObject({ decision: "ok", reason: "recovered" });
+    expect(cp.size).toBe(log.length);
+    expect(cp.headHash).toBe(log.at(-1).hash);
+  });
+});

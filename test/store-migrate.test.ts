@@ -6,7 +6,7 @@
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { cleanupHomes, makeHome, stdioClient } from "./support/home.js";
+import { cleanupHomes, makeHome, stdioClient, withApp } from "./support/home.js";
 import { freshDatabaseUrl, pgQuery, pgSkipNote, pgUrl } from "./support/backends.js";
 // Each case runs a dozen CLI processes against two stores; alone it takes ~50 s on a loaded machine.
 vi.setConfig({ testTimeout: 240_000 });
@@ -55,6 +55,50 @@ describe.skipIf(!pgUrl)(`sigil store migrate${pgSkipNote}`, () => {
     const again = home.cli(["store", "migrate", "--to", url]);
     expect(again.code).toBe(1);
     expect(again.stderr).toMatch(/already holds sigil data; migrate only into an empty database; nothing was copied/);
+  });
+
+  it("copies OAuth clients and grants: access and refresh tokens issued by the home work from PostgreSQL, a revoked grant stays revoked", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "oauth-user", channels: "" });
+    const resource = "http://127.0.0.1:7410/mcp";
+    const redirect = "http://127.0.0.1:49152/callback";
+    const made = await withApp(home, async (app) => {
+      const client = await app.oauth.clients.register({ client_name: "Copied client", redirect_uris: [redirect], token_endpoint_auth_method: "none", grant_types: ["authorization_code", "refresh_token"], response_types: ["code"] });
+      const grant = (challenge: string) => app.oauth.grants.grant({ identityId: a.id, tenantId: "default", clientId: client.client_id, clientName: "Copied client", redirectUri: redirect, resource, challenge, grantedBy: "test" });
+      const live = await grant("c".repeat(43));
+      const first = await app.oauth.grants.exchange(client.client_id, live.code, redirect, resource);
+      const second = await app.oauth.grants.refresh(client.client_id, first.refresh_token, resource); // generation 2, one refresh token spent
+      const gone = await grant("d".repeat(43));
+      const goneTokens = await app.oauth.grants.exchange(client.client_id, gone.code, redirect, resource);
+      await app.oauth.grants.revoke(gone.grantId, "admin");
+      return { clientId: client.client_id, live: live.grantId, tokens: second, spent: first.refresh_token, gone: gone.grantId, goneAccess: goneTokens.access_token };
+    });
+
+    const url = await freshDatabaseUrl();
+    const r = home.json(["store", "migrate", "--to", url]);
+    expect(r).toMatchObject({ oauthClients: 1, oauthGrants: 2, verified: true });
+
+    const { openApp } = await import("../src/app.js");
+    const pg = await openApp({ home: home.env.SIGIL_HOME!, env: { ...home.env, SIGIL_STORE_URL: url } });
+    try {
+      expect(pg.store.kind).toBe("postgres");
+      expect((await pg.oauth.clients.get(made.clientId))?.client_name).toBe("Copied client");
+      const access = await pg.oauth.grants.verifyAccess(made.tokens.access_token);
+      expect(access).toMatchObject({ grant: { id: made.live, generation: 2 }, identity: { id: a.id } });
+      await expect(pg.oauth.grants.verifyAccess(made.goneAccess)).rejects.toThrow(/not valid/);
+      expect((await pg.oauth.grants.read(made.gone))?.revokedAt).toBeDefined();
+      expect(await pg.oauth.grants.live(made.gone)).toBe(false);
+      // The refresh token rotates in PostgreSQL, recorded in the copied chain.
+      const next = await pg.oauth.grants.refresh(made.clientId, made.tokens.refresh_token, resource);
+      expect((await pg.oauth.grants.verifyAccess(next.access_token)).grant.generation).toBe(3);
+      // A refresh token the home had already rotated out is still recognised: presenting it revokes the grant.
+      await expect(pg.oauth.grants.refresh(made.clientId, made.spent, resource)).rejects.toThrow(/not valid/);
+      await expect(pg.oauth.grants.verifyAccess(next.access_token)).rejects.toThrow(/not valid/);
+      expect((await pg.oauth.grants.read(made.live))?.revokedReason).toBe("refresh_reuse");
+    } finally {
+      await pg.close();
+    }
+    expect(home.json(["audit", "verify"], { env: { SIGIL_STORE_URL: url } }).ok).toBe(true);
   });
 
   it("refuses a home whose audit log does not verify, and copies nothing", async () => {

@@ -130,11 +130,18 @@ export const registerReceiptCommands: RegisterCommands = (program, kit) => {
   if (audit) {
     audit
       .command("checkpoint")
-      .description("print a signed checkpoint (C2SP signed note: origin, size, Merkle root) of the identity's log; keep it, and later `sigil audit verify --checkpoint FILE` detects truncation or rollback")
+      .description("print a signed checkpoint (C2SP signed note: origin, size, Merkle root) of the identity's log; keep it, and later `sigil audit verify --checkpoint FILE` detects truncation or rollback. The chain is opened first, as a server opens it: an intent left open by a process that died gets its result before the checkpoint commits to the log")
       .argument("<id>")
       .addOption(kit.jsonOpt())
       .action(async (id: string, o: { json?: boolean }) => {
-        const cp = await kit.withApp((app) => makeCheckpoint(app, id));
+        const cp = await kit.withApp(async (app) => {
+          await app.identities.require(id);
+          // Opening the chain resolves intents of dead processes (an admin one from the store's
+          // actual state, src/identity/identities.ts adminOutcome) and settles the key windows, so
+          // the checkpoint never commits to a log that still leaves a finished change open.
+          await app.chains.state(id);
+          return makeCheckpoint(app, id);
+        });
         if (o.json) process.stdout.write(JSON.stringify(cp, null, 2) + "\n");
         else process.stdout.write(cp.note);
       });

@@ -25,6 +25,8 @@ export interface MigrateReport {
   identities: number;
   entries: number;
   secrets: number;
+  oauthClients: number;
+  oauthGrants: number;
   verified: boolean;
 }
 
@@ -39,7 +41,7 @@ export const registerStoreCommands: RegisterCommands = (program, kit) => {
       if (!isPostgresUrl(o.to)) throw new SigilError("invalid_arguments", "--to must be a postgres:// or postgresql:// URL.");
       const r = await migrateHome(kit.home(), o.to, kit.config());
       kit.out(!!o.json, r, () =>
-        `Copied ${r.identities} identities, ${r.entries} audit entries and ${r.secrets} secrets from ${r.from} to ${r.to}; every chain verifies there.\n` +
+        `Copied ${r.identities} identities, ${r.entries} audit entries, ${r.secrets} secrets, ${r.oauthClients} OAuth clients and ${r.oauthGrants} OAuth grants from ${r.from} to ${r.to}; every chain verifies there.\n` +
         `Run instances with SIGIL_STORE_URL set (and SIGIL_MASTER_KEY, or this home's master.key).`,
       );
     });

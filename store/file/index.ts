@@ -467,6 +467,15 @@ export class FileStore implements Store {
     return this.readDoc<OAuthClientRecord>(this.oauthClientFile(id));
   }
 
+  async listOAuthClients(): Promise<OAuthClientRecord[]> {
+    const out: OAuthClientRecord[] = [];
+    for (const n of await this.dirNames("oauth-clients")) {
+      const rec = await this.getOAuthClient(n.slice(0, -5));
+      if (rec) out.push(rec);
+    }
+    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+  }
+
   async createOAuthGrant(record: OAuthGrantRecord): Promise<void> {
     if (!OAUTH_GRANT_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad OAuth grant record", "conflict");
     await this.files.mkdir(path.join(this.home, "oauth-grants"), 0o700);

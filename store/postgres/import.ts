@@ -1,7 +1,9 @@
 /**
  * Copies a whole store (the embedded home) into an empty PostgreSQL store, in ONE transaction:
  * either everything arrives — registry, tenants, identities, secrets and inbound messages (still sealed: the master key stays
- * where it was), every audit line byte for byte with its chain head — or nothing does.
+ * where it was), OAuth clients and grants (records as they are, MACs included: the grants' token
+ * hashes keep every issued token working), every audit line byte for byte with its chain head —
+ * or nothing does.
  * The caller verifies the source chains first and the copies afterwards (see commands/store.ts).
  */
 import type { Store } from "../types.js";
@@ -16,6 +18,8 @@ export interface ImportCounts {
   identities: number;
   entries: number;
   secrets: number;
+  oauthClients: number;
+  oauthGrants: number;
 }
 
 async function insertLines(c: Conn, identityId: string, batch: Array<{ seq: number; line: string }>): Promise<void> {
@@ -34,14 +38,14 @@ export async function importStore(source: Store, target: PostgresStore): Promise
   await target.schema();
   return target.db.tx("main", async (c) => {
     // Nothing may be merged into an existing registry: the target must be empty.
-    await c.query("LOCK TABLE sigil_meta, sigil_tenants, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets, sigil_approvers, sigil_approvals IN EXCLUSIVE MODE");
+    await c.query("LOCK TABLE sigil_meta, sigil_tenants, sigil_identities, sigil_chain_heads, sigil_audit_entries, sigil_secrets, sigil_approvers, sigil_approvals, sigil_oauth_clients, sigil_oauth_grants IN EXCLUSIVE MODE");
     const existing = await c.query<{ n: number }>(
       "SELECT (SELECT count(*) FROM sigil_meta)::int + (SELECT count(*) FROM sigil_tenants)::int + (SELECT count(*) FROM sigil_identities)::int + (SELECT count(*) FROM sigil_audit_entries)::int AS n",
     );
     if ((existing.rows[0]?.n ?? 0) > 0) {
       throw new StoreError(`${target.where} already holds sigil data; migrate only into an empty database`, "already_initialised");
     }
-    const counts: ImportCounts = { tenants: 0, identities: 0, entries: 0, secrets: 0 };
+    const counts: ImportCounts = { tenants: 0, identities: 0, entries: 0, secrets: 0, oauthClients: 0, oauthGrants: 0 };
     for (const t of tenants) {
       await c.query("INSERT INTO sigil_tenants (id, admin_token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [t.id, t.adminTokenHash ?? null, JSON.stringify(t), t.createdAt]);
       counts.tenants++;
@@ -88,6 +92,18 @@ export async function importStore(source: Store, target: PostgresStore): Promise
           m.readAt ?? null,
           JSON.stringify(m.sealed),
         ]);
+      }
+    }
+    // OAuth: registered clients, and each identity's grants (revoked ones too: their ids are in the
+    // chains, and a revoked grant must stay revoked).
+    for (const cl of await source.listOAuthClients()) {
+      await c.query("INSERT INTO sigil_oauth_clients (id, record, created_at) VALUES ($1, $2, $3)", [cl.id, JSON.stringify(cl), cl.createdAt]);
+      counts.oauthClients++;
+    }
+    for (const rec of identities) {
+      for (const g of await source.listOAuthGrants(rec.id)) {
+        await c.query("INSERT INTO sigil_oauth_grants (id, identity_id, record, created_at) VALUES ($1, $2, $3, $4)", [g.id, g.identityId, JSON.stringify(g), g.createdAt]);
+        counts.oauthGrants++;
       }
     }
     // Approvers and approval requests (their status lives in the chains copied above).

@@ -349,6 +349,12 @@ export class PostgresStore implements Store {
     return r.rows[0]?.record;
   }
 
+  async listOAuthClients(): Promise<OAuthClientRecord[]> {
+    await this.schema();
+    const r = await this.db.query<{ record: OAuthClientRecord }>("SELECT record FROM sigil_oauth_clients ORDER BY created_at, id");
+    return r.rows.map((row) => row.record);
+  }
+
   async createOAuthGrant(record: OAuthGrantRecord): Promise<void> {
     if (!OAUTH_GRANT_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad OAuth grant record", "conflict");
     await this.schema();
