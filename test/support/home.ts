@@ -174,7 +174,7 @@ export async function startHttpServer(home: Home, env: NodeJS.ProcessEnv = {}, p
   const proc = spawn(process.execPath, [CLI, "serve", "--http", "--port", String(port)], { env: { ...home.env, ...env }, stdio: ["ignore", "pipe", "pipe"] });
   let buf = "";
   const url = await new Promise<string>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`server did not start: ${buf}`)), 15_000);
+    const t = setTimeout(() => reject(new Error(`server did not start: ${buf}`)), 60_000);
     proc.stderr!.on("data", (d: Buffer) => {
       buf += d.toString();
       const m = /serving Streamable HTTP at (\S+)/.exec(buf);
