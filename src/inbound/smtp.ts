@@ -239,7 +239,13 @@ function authResults(auth: AuthResult, from: string, agreed: boolean): Authentic
   const dkim = dkimPass ? "pass" : (dkimRows[0]?.status?.result ?? "none");
   const spf = auth.spf ? (auth.spf.status?.result ?? "none") : "none";
   const dmarc = auth.dmarc ? (auth.dmarc.status?.result ?? "none") : "none";
-  const alignedDkim = dkimRows.some((r) => r.status?.result === "pass" && (r.status.aligned ? true : under(r.signingDomain)));
+  // A signature with a body length (l=) that the body outruns vouches for none of what follows that
+  // length: whoever relays a signed message can append anything there (mailauth says `underSized`).
+  const whole = (r: (typeof dkimRows)[number]): boolean => r.status?.result === "pass" && !r.status.underSized;
+  const alignedDkim = dkimRows.some((r) => whole(r) && (r.status.aligned ? true : under(r.signingDomain)));
   const alignedSpf = spf === "pass" && auth.spf !== false && under(auth.spf.domain);
-  return { spf: String(spf), dkim: String(dkim), dmarc: String(dmarc), fromAuthenticated: agreed && (dmarc === "pass" || alignedDkim || alignedSpf) };
+  // DMARC's pass counts unless it rests only on such a signature.
+  const a = auth.dmarc ? auth.dmarc.alignment : undefined;
+  const dmarcPass = dmarc === "pass" && (Boolean(a?.spf?.result) || (Boolean(a?.dkim?.result) && !a?.dkim?.underSized));
+  return { spf: String(spf), dkim: String(dkim), dmarc: String(dmarc), fromAuthenticated: agreed && (dmarcPass || alignedDkim || alignedSpf) };
 }
