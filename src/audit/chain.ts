@@ -153,7 +153,27 @@ export interface SnapshotBody {
   mandates?: MandateState[];
   /** Secrets handed out by vault_get in the kept window (see `ChainState.vaultReadsSince`). */
   vaultReads: VaultRead[];
+  /** OAuth grants whose last recorded change is inside `GRANT_KEEP_MS` (see `ChainState.oauthGrant`). */
+  grants: Array<[string, LoggedGrant]>;
 }
+
+/**
+ * An OAuth grant as the identity's log records it (src/oauth/grants.ts): the highest token
+ * generation an `ok` `oauth_tokens_issued` installed, whether an `ok` `oauth_revoked` ended it, and
+ * the time (ms) of the last of those. A grant record behind this (revocation gone, an older
+ * generation) is an older copy put back into the store.
+ */
+export interface LoggedGrant {
+  generation: number;
+  revoked: boolean;
+  t: number;
+}
+
+/**
+ * How long a grant's logged state is kept after its last change: a refresh token lives 30 days, so
+ * no copy of a grant older than this can hold a token that still works (a day of slack).
+ */
+export const GRANT_KEEP_MS = 31 * DAY_MS;
 
 /** A secret vault_get handed out, as the log records it: its intent's time, the name and the version. */
 export interface VaultRead {
@@ -267,11 +287,11 @@ function recipientsOf(tool: string, args: unknown): string[] | undefined {
 const ENVELOPE = new Set(["v", "seq", "ts", "identity", "session", "tool", "phase", "decision", "instance", "keyId", "prev", "hash", "sig", "sigNew"]);
 
 /**
- * v2 added `revoked` and `tokenRef`, v3 `policyDone`, v4 `vaultReads`, v5 `mandates`: an older
- * snapshot is ignored (the log replayed once), never read as "not revoked", "no policy update
- * completed", "no secret read" or "no mandate used".
+ * v2 added `revoked` and `tokenRef`, v3 `policyDone`, v4 `vaultReads`, v5 `mandates`, v6 `grants`:
+ * an older snapshot is ignored (the log replayed once), never read as "not revoked", "no policy
+ * update completed", "no secret read", "no mandate used" or "no grant revoked".
  */
-export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v5";
+export const SNAPSHOT_FORMAT = "sigil-chain-snapshot/v6";
 const SNAPSHOT_KEEP_MS = 2 * DAY_MS;
 
 function snapshotMac(key: Buffer, identityId: string, body: string): string {
@@ -311,7 +331,7 @@ export function decodeSnapshot(key: Buffer, identityId: string, text: string): S
     Number.isSafeInteger(body.cursor) &&
     body.cursor > 0 &&
     Number.isSafeInteger(body.policyDone) &&
-    [body.rate, body.spend, body.idem, body.idemByIntent, body.open, body.keys, body.vaultReads].every(Array.isArray);
+    [body.rate, body.spend, body.idem, body.idemByIntent, body.open, body.keys, body.vaultReads, body.grants].every(Array.isArray);
   return ok ? body : undefined;
 }
 
@@ -349,8 +369,15 @@ export class ChainState {
   /** vault_get calls with an `ok` result, oldest first, trimmed to about a day (see `vaultReadsSince`). */
   private vaultReads: VaultRead[] = [];
   private readonly mandates = new Map<string, MandateState>();
+  private readonly grants = new Map<string, LoggedGrant>();
 
   constructor(readonly identityId: string) {}
+
+  /** What the log says of OAuth grant `id` of this identity (undefined: nothing recorded in the kept window). */
+  oauthGrant(id: string): LoggedGrant | undefined {
+    const g = this.grants.get(id);
+    return g && { ...g };
+  }
 
   /** A payment mandate this identity was issued, with its uses, as the log records it. */
   mandate(id: string): MandateState | undefined {
@@ -440,6 +467,7 @@ export class ChainState {
       contacted: [...this.contactedSet].sort(),
       keys: this.keyHistory(),
       vaultReads: this.vaultReads.filter((r) => r.t >= cutoff).map((r) => ({ ...r })),
+      grants: [...this.grants].filter(([, g]) => g.t >= this.lastT - GRANT_KEEP_MS).map(([id, g]): [string, LoggedGrant] => [id, { ...g }]).sort(byKey),
       mandates: [...this.mandates.values()].filter((m) => m.exp >= cutoff || m.uses.some((u) => this.open.has(u.seq))).map((m) => structuredClone(m)).sort((x, y) => (x.id < y.id ? -1 : x.id > y.id ? 1 : 0)),
     };
   }
@@ -470,6 +498,7 @@ export class ChainState {
     if (Array.isArray(b.contacted)) for (const r of b.contacted) if (typeof r === "string") s.contactedSet.add(r);
     s.keys = b.keys.map((k) => ({ ...k }));
     s.vaultReads = b.vaultReads.map((r) => ({ ...r }));
+    for (const [id, g] of b.grants) s.grants.set(id, { ...g });
     if (Array.isArray(b.mandates)) for (const m of b.mandates) if (m && typeof m.id === "string") s.mandates.set(m.id, structuredClone(m));
     return s;
   }
@@ -543,6 +572,13 @@ export class ChainState {
         if (m && !this.mandates.has(m.id)) this.mandates.set(m.id, m);
       }
       if (e.decision === "ok" && intent?.recipients) for (const r of intent.recipients) this.contactedSet.add(r);
+      if (e.decision === "ok" && (intent?.tool === "oauth_tokens_issued" || intent?.tool === "oauth_revoked") && typeof intent.detail?.grant === "string") {
+        const g = this.grants.get(intent.detail.grant) ?? { generation: 0, revoked: false, t };
+        if (intent.tool === "oauth_revoked") g.revoked = true;
+        else if (typeof intent.detail.generation === "number") g.generation = Math.max(g.generation, intent.detail.generation);
+        g.t = t;
+        this.grants.set(intent.detail.grant, g);
+      }
       if (e.decision === "ok" && intent?.tool === "vault_get") {
         const r = e.result as { name?: unknown; version?: unknown } | undefined;
         if (typeof r?.name === "string" && typeof r.version === "number") {

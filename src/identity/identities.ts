@@ -92,23 +92,24 @@ export async function adminChange<V, T>(
   id: string,
   tool: string,
   intent: (state: ChainState) => AdminIntentDraft<V> | Promise<AdminIntentDraft<V>>,
-  apply: (value: V) => Promise<T>,
+  apply: (value: V, state: ChainState) => Promise<T>,
   resultFields: (value: V) => Record<string, unknown> = () => ({}),
 ): Promise<T> {
   const { seq, value: v } = await writeIntent(chains, instanceId, id, tool, intent);
   crashPoint(`${tool}:after-intent`);
   let applied = false;
   try {
-    const { value } = await chains.commit(id, async () => {
-      const value = await apply(v);
+    const { value } = await chains.commit(id, async (state) => {
+      const value = await apply(v, state);
       applied = true;
       crashPoint(`${tool}:after-change`);
       return { value, draft: { tool, session: "admin", phase: "result", intent: seq, decision: "ok", ...resultFields(v) } };
     });
     return value;
   } catch (err) {
-    // Not applied: say so. Applied but its result unwritten: left open for recovery to decide.
-    if (!applied) await writeFailed(chains, id, tool, seq).catch(() => {});
+    // Not applied: say so (with the refusal's reason when the change refused). Applied but its
+    // result unwritten: left open for recovery to decide.
+    if (!applied) await writeFailed(chains, id, tool, seq, err instanceof Denied ? err.code : undefined).catch(() => {});
     throw err;
   }
 }

@@ -18,13 +18,18 @@
  *   change (`adminChange`: intent, then the change and its `ok` result — `failed` when it did not
  *   take effect): `oauth_granted`, `oauth_tokens_issued`, `oauth_revoked`. Entries name the grant,
  *   client and resource, never a token.
+ * - The log, not the record, is the authority on revocation and on the token generation: a store
+ *   writer can put back an older copy of a grant record (its MAC was valid then), so every agent
+ *   call and every issuance compares the record with what the log recorded (`behindLog`, checked
+ *   under the identity's chain lock): a revocation the record no longer shows, or a generation
+ *   below the log's, refuses the call (audited) and issues nothing.
  */
 import { randomBytes } from "node:crypto";
 import { hashesEqual, randomId } from "../crypto/tokens.js";
 import { adminChange } from "../identity/identities.js";
 import { type RecordMac, RecordTampered, type TokenHashes } from "../identity/record-mac.js";
-import { refId } from "../errors.js";
-import type { AuditChains } from "../audit/chain.js";
+import { Denied, refId } from "../errors.js";
+import type { AuditChains, LoggedGrant } from "../audit/chain.js";
 import { type IdentityRecord, type OAuthGrantRecord, type Store, OAUTH_GRANT_ID_RE } from "../../store/types.js";
 
 export const CODE_TTL_MS = 60_000;
@@ -221,8 +226,11 @@ export class Grants {
       g.identityId,
       "oauth_tokens_issued",
       () => ({ value: null, fields: { grant: g.id, client: g.clientId, generation, via } }),
-      () =>
+      (_v, state) =>
         this.update(g.id, (cur) => {
+          // An older copy of the record put back into the store: the log knows better.
+          const behind = behindLog(cur, state.oauthGrant(g.id));
+          if (behind) throw new Denied(behind.reason === "revoked" ? "record_stale" : behind.reason, behind.message);
           if (cur.revokedAt || cur.generation !== g.generation || !current(cur)) throw new Spent();
           const at = this.now();
           const used = cur.refresh ? [...cur.usedRefresh, cur.refresh.hash].slice(-MAX_USED_REFRESH) : cur.usedRefresh;
@@ -238,6 +246,10 @@ export class Grants {
         }),
     ).catch((err: unknown) => {
       if (err instanceof Spent && via === "code") throw new GrantError("invalid_grant", "The authorization code is not valid.");
+      if (err instanceof Denied) {
+        process.stderr.write(`sigil: record_stale: OAuth grant ${g.id} is older than its identity's audit log; no token was issued (${refId()})\n`);
+        throw new GrantError("invalid_grant", via === "code" ? "The authorization code is not valid." : "The refresh token is not valid.");
+      }
       throw err;
     });
     return { access_token: access, token_type: "Bearer", expires_in: ACCESS_TTL_MS / 1000, refresh_token: refresh };
@@ -269,6 +281,20 @@ export class Grants {
   async live(id: string): Promise<boolean> {
     const g = await this.read(id).catch(() => undefined);
     return Boolean(g && !g.revokedAt && (await this.liveIdentity(g.identityId)));
+  }
+
+  /**
+   * Why a call under grant `id` is refused, or undefined when the grant stands: revoked (by its
+   * record, or by the log — `logged`, what the identity's log recorded of it, read under the
+   * chain lock), behind the log (an older copy put back), gone, or its identity revoked.
+   */
+  async refusal(id: string, logged: LoggedGrant | undefined): Promise<{ reason: string; message: string } | undefined> {
+    const revoked = { reason: "revoked", message: "this session's OAuth grant has been revoked; sign in again from the client." };
+    const g = await this.read(id).catch(() => undefined);
+    if (!g || g.revokedAt || !(await this.liveIdentity(g.identityId))) return revoked;
+    const behind = behindLog(g, logged);
+    if (behind) process.stderr.write(`sigil: ${behind.reason === "revoked" ? "record_stale" : behind.reason}: OAuth grant ${id} is older than its identity's audit log (${logged!.revoked ? "the log records its revocation" : `the log records generation ${logged!.generation}`}); its tokens are refused (${refId()})\n`);
+    return behind;
   }
 
   /**
@@ -318,6 +344,17 @@ export class Grants {
     }
     return out;
   }
+}
+
+/**
+ * Why a grant record is behind what the identity's log recorded of it (an older copy put back into
+ * the store), or undefined when it is not.
+ */
+export function behindLog(g: Pick<OAuthGrantRecord, "revokedAt" | "generation">, logged: LoggedGrant | undefined): { reason: "revoked" | "record_stale"; message: string } | undefined {
+  if (!logged) return undefined;
+  if (logged.revoked && !g.revokedAt) return { reason: "revoked", message: "this session's OAuth grant has been revoked (the audit log records it; the grant's record was put back from an older copy); sign in again from the client." };
+  if (g.generation < logged.generation) return { reason: "record_stale", message: "this session's OAuth grant record is older than the audit log says (put back from an older copy); sign in again from the client." };
+  return undefined;
 }
 
 /** The grant moved on (revoked, or its code or refresh token spent) between the check and the write. */

@@ -31,6 +31,7 @@ import { type ApprovalStep, approvalStep, awaitDecision } from "../approval/flow
 import { RecordTampered, type TokenHashes, behindLog } from "../identity/record-mac.js";
 import { jcs } from "../util/jcs.js";
 import type { Inbox } from "../inbound/messages.js";
+import type { Grants } from "../oauth/grants.js";
 import { type AgentTool, type ElicitRequest, type ElicitResponse, type PreparedAct, type SessionMemory, type ToolContext, type ToolOutcome, availableTo } from "./tool.js";
 import { deniedResult, describeIssues, errorResult } from "./results.js";
 import { type RefusalThrottle, THROTTLED } from "./throttle.js";
@@ -62,7 +63,7 @@ export interface AgentDeps {
   /** Durable pending approvals and the client's answers to them (src/approval/approvals.ts). */
   approvals: Pick<Approvals, "record" | "decideAsClient">;
   /** Whether an OAuth grant still stands (src/oauth/grants.ts): a session opened under one is decided on it. */
-  oauthGrants?: { live(grantId: string): Promise<boolean> };
+  oauthGrants?: Pick<Grants, "refusal">;
   /** Inbound messages (src/inbound/messages.ts): tools get a reader for their identity alone. */
   inbox: Pick<Inbox, "readerFor">;
   /** Payment mandates (src/mandates/desk.ts), handed to the mandate tools. */
@@ -355,7 +356,11 @@ class AgentCall {
     if (behind) return deny(behind.reason, behind.message);
     if (!hashesEqual(current.tokenHash, this.session.tokenHash)) return deny("token_rotated", "this session's token has been replaced; reconnect with the new token.");
     const grantId = this.session.grantId;
-    if (grantId !== undefined && !(await deps.oauthGrants?.live(grantId))) return deny("revoked", "this session's OAuth grant has been revoked; sign in again from the client.");
+    if (grantId !== undefined) {
+      // The grant's record, checked against what the log recorded of it (an older copy put back).
+      const no = deps.oauthGrants ? await deps.oauthGrants.refusal(grantId, state.oauthGrant(grantId)) : { reason: "revoked", message: "this session's OAuth grant has been revoked; sign in again from the client." };
+      if (no) return deny(no.reason, no.message);
+    }
     if (!availableTo(tool, current.channels)) return deny("tool_not_available", `there is no tool "${tool.name}" for this identity.`);
     if (current.policyVersion !== g.policyVersion) {
       const p = cachedPolicy(current.policy);
