@@ -161,7 +161,7 @@ async function deliver(inbox: Inbox, raw: Buffer, session: Session, resolver: DN
   }
   const fromAddr = firstAddress(parsed.from);
   const from = (fromAddr?.address ?? mailFrom ?? "").toLowerCase();
-  const authentication = authResults(auth, from, sameSender(auth.dkim?.headerFrom, parsed.from, from));
+  const authentication = authResults(auth, from, sameSender(auth.dkim?.headerFrom, parsed.from, from) && !repeatsShownHeader(parsed.headerLines), parsed.subject !== undefined);
   const text = parsed.text ?? "";
   const content: MessageContent = {
     from,
@@ -229,8 +229,31 @@ function sameSender(headerFrom: string[] | undefined, parsedFrom: AddressObject 
   return asciiAddress(headerFrom[0]!) === asciiAddress(from);
 }
 
-/** The three verdicts, and whether any of them authenticates the From domain (never when the parsers disagree on the sender). */
-function authResults(auth: AuthResult, from: string, agreed: boolean): AuthenticationResults {
+/** Header fields a message has at most once (RFC 5322 §3.6, and the top-level MIME ones). */
+const SINGLE_HEADERS = new Set(["from", "sender", "reply-to", "to", "cc", "bcc", "subject", "date", "message-id", "in-reply-to", "references", "mime-version", "content-type", "content-transfer-encoding"]);
+
+/**
+ * Whether a header that may occur once occurs twice: DKIM verifies the last instance of a field,
+ * mailparser shows the first, so a Subject (or Content-Type…) added above a signed message is
+ * shown while the signature still passes over the one below it.
+ */
+function repeatsShownHeader(lines: ReadonlyArray<{ key: string }>): boolean {
+  const seen = new Set<string>();
+  for (const { key } of lines) {
+    const k = key.toLowerCase();
+    if (!SINGLE_HEADERS.has(k)) continue;
+    if (seen.has(k)) return true;
+    seen.add(k);
+  }
+  return false;
+}
+
+/**
+ * The three verdicts, and whether any of them authenticates the From domain: never when the parsers
+ * disagree on the sender or a shown header is repeated (`agreed` false); by DKIM only with a
+ * signature that covers the whole body and signs From and, when there is one, the Subject.
+ */
+function authResults(auth: AuthResult, from: string, agreed: boolean, hasSubject: boolean): AuthenticationResults {
   const fromDomain = from.includes("@") ? asciiAddress(from).slice(asciiAddress(from).lastIndexOf("@") + 1) : "";
   // Strict alignment (the same domain), unless mailauth itself found a DKIM signature aligned.
   const under = (d: string | undefined): boolean => !!d && fromDomain !== "" && d.toLowerCase() === fromDomain;
@@ -241,11 +264,17 @@ function authResults(auth: AuthResult, from: string, agreed: boolean): Authentic
   const dmarc = auth.dmarc ? (auth.dmarc.status?.result ?? "none") : "none";
   // A signature with a body length (l=) that the body outruns vouches for none of what follows that
   // length: whoever relays a signed message can append anything there (mailauth says `underSized`).
-  const whole = (r: (typeof dkimRows)[number]): boolean => r.status?.result === "pass" && !r.status.underSized;
-  const alignedDkim = dkimRows.some((r) => whole(r) && (r.status.aligned ? true : under(r.signingDomain)));
+  // A signature that leaves the Subject out lets whoever relays the message rewrite what the agent is shown.
+  const signs = (r: (typeof dkimRows)[number], field: string): boolean =>
+    String((r as { signingHeaders?: { keys?: string } }).signingHeaders?.keys ?? "")
+      .toLowerCase()
+      .split(":")
+      .some((k) => k.trim() === field);
+  const vouches = (r: (typeof dkimRows)[number]): boolean => r.status?.result === "pass" && !r.status.underSized && signs(r, "from") && (!hasSubject || signs(r, "subject"));
+  const alignedDkim = dkimRows.some((r) => vouches(r) && (r.status.aligned ? true : under(r.signingDomain)));
   const alignedSpf = spf === "pass" && auth.spf !== false && under(auth.spf.domain);
-  // DMARC's pass counts unless it rests only on such a signature.
-  const a = auth.dmarc ? auth.dmarc.alignment : undefined;
-  const dmarcPass = dmarc === "pass" && (Boolean(a?.spf?.result) || (Boolean(a?.dkim?.result) && !a?.dkim?.underSized));
-  return { spf: String(spf), dkim: String(dkim), dmarc: String(dmarc), fromAuthenticated: agreed && (dmarcPass || alignedDkim || alignedSpf) };
+  // DMARC's pass counts through its SPF alignment (the sending host is the domain's own); through
+  // DKIM only when a signature that vouches (above) is aligned, which alignedDkim already says.
+  const dmarcSpf = dmarc === "pass" && auth.dmarc !== false && Boolean(auth.dmarc.alignment?.spf?.result);
+  return { spf: String(spf), dkim: String(dkim), dmarc: String(dmarc), fromAuthenticated: agreed && (dmarcSpf || alignedDkim || alignedSpf) };
 }
