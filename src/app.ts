@@ -127,6 +127,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     instanceAlive: (id) => backend.instanceAlive(id),
     snapshotKey: master.subkey("chain-snapshot"),
     adminOutcome: (id, intent) => adminOutcome(store, id, intent),
+    trustedKeys: (id) => audit.trustedKeys(id),
   });
   // Every other part reads identities through record MACs (src/identity/authenticated-store.ts).
   const store = new AuthenticatedStore(backend, RecordMac.from(master), tamperAuditor(chains));

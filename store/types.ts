@@ -293,8 +293,15 @@ export interface AuditBackend {
   writeSnapshot?(identityId: string, seq: number, text: string): Promise<void>;
   /** The complete line that ends exactly at `cursor` (the entry just before it), if there is one. */
   lineBefore?(identityId: string, cursor: ChainCursor): Promise<string | undefined>;
-  /** The cursor just before `line`, the line `lineBefore` read at `cursor`: with it a log reads backwards, newest first (the console's timeline). */
+  /** The cursor just before `line`, the line `lineBefore` read at `cursor`: with it a log reads backwards, newest first. */
   cursorBefore?(cursor: ChainCursor, line: string): ChainCursor;
+  /**
+   * Up to `max` complete lines ending at `before` (absent: the log's end, a torn final line left
+   * out), newest first, in one read (one open reading backwards / one query), each with the cursor
+   * just before it — pass the last one back for the next older page (position 0: nothing older).
+   * The console's timeline reads only the page it shows with it, whatever the log's length.
+   */
+  linesBefore?(identityId: string, before: ChainCursor | undefined, max: number): Promise<Array<{ line: string; before: ChainCursor }>>;
 }
 
 export class StoreError extends Error {

@@ -15,6 +15,8 @@ import { sign as edSign } from "../crypto/ed25519.js";
 import { hashesEqual } from "../crypto/tokens.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
 import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, canonicalLine, entryHash, signingStatement } from "./entry.js";
+import { ChainVerification } from "./verification.js";
+import type { PublicKeyInfo } from "./verify.js";
 
 const DAY_MS = 24 * 60 * 60 * 1000;
 
@@ -712,6 +714,11 @@ export interface ChainOptions {
    * recorded `unknown`, like an agent's.
    */
   adminOutcome?: (identityId: string, intent: OrphanedAdminIntent) => Promise<AdminOutcome>;
+  /**
+   * The keys an identity's log must verify under (its published keys), for the chains'
+   * verification status (`AuditChains.verification`); without it every verification fails.
+   */
+  trustedKeys?: (identityId: string) => Promise<PublicKeyInfo[]>;
 }
 
 export const SNAPSHOT_EVERY = 1000;
@@ -728,8 +735,16 @@ export class AuditChains {
   /** Identities whose registry key windows have not been checked against the log since it last changed. */
   private readonly keysUnsettled = new Set<string>();
 
+  /** Each log's verification status, told of every length the chains see a log reach (verification.ts). */
+  readonly verification: ChainVerification;
+
   constructor(private readonly opts: ChainOptions) {
     this.now = opts.now ?? Date.now;
+    this.verification = new ChainVerification({
+      backend: opts.backend,
+      keys: opts.trustedKeys ?? (() => Promise.reject(new Error("no trusted keys are configured"))),
+      now: this.now,
+    });
   }
 
   /**
@@ -909,6 +924,7 @@ export class AuditChains {
       state.cursor = cursor;
       this.states.set(identityId, state);
       this.maybeSnapshot(identityId, state);
+      this.verification.appended(identityId, state.seq);
     } catch (err) {
       // Our view may now disagree with the disk: rebuild from scratch next time.
       this.states.delete(identityId);

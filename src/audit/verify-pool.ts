@@ -10,8 +10,8 @@ import { availableParallelism } from "node:os";
 import { fileURLToPath } from "node:url";
 import { Worker } from "node:worker_threads";
 import type { AuditEntry } from "./entry.js";
-import type { PublicKeyInfo } from "./verify.js";
-import type { SliceRequest, SliceResult } from "./verify-worker.js";
+import type { CheckpointState, PublicKeyInfo, VerifyResult } from "./verify.js";
+import type { JobReply, JobRequest, SliceRequest, SliceResult } from "./verify-worker.js";
 
 
 /** Below this many entries a log is verified on this thread alone (starting workers costs more). */
@@ -30,7 +30,9 @@ export interface Precomputed {
 interface PoolWorker {
   worker: Worker;
   dead: boolean;
-  pending: Map<number, { resolve: (r: SliceResult) => void; reject: (err: unknown) => void }>;
+  pending: Map<number, { resolve: (r: any) => void; reject: (err: unknown) => void }>;
+  /** Whole verifications open on this thread. */
+  jobs: number;
 }
 
 let pool: PoolWorker[] | undefined;
@@ -67,7 +69,7 @@ function workers(): PoolWorker[] {
   if (!pool) {
     const script = workerUrl();
     pool = Array.from({ length: workerCount() }, () => {
-      const w: PoolWorker = { worker: new Worker(script), dead: false, pending: new Map() };
+      const w: PoolWorker = { worker: new Worker(script), dead: false, pending: new Map(), jobs: 0 };
       const failAll = (err: unknown): void => {
         w.dead = true;
         const waiting = [...w.pending.values()];
@@ -75,9 +77,10 @@ function workers(): PoolWorker[] {
         w.worker.unref();
         for (const p of waiting) p.reject(err);
       };
-      w.worker.on("message", (res: SliceResult) => {
-        const p = w.pending.get(res.id);
-        w.pending.delete(res.id);
+      w.worker.on("message", (res: SliceResult | JobReply) => {
+        const key = "msg" in res ? res.msg : res.id;
+        const p = w.pending.get(key);
+        w.pending.delete(key);
         if (w.pending.size === 0) w.worker.unref();
         p?.resolve(res);
       });
@@ -95,13 +98,77 @@ export function verifierThreads(): number {
   return (pool ?? []).filter((w) => !w.dead).length;
 }
 
-function run(w: PoolWorker, req: SliceRequest): Promise<SliceResult> {
+function run(w: PoolWorker, req: SliceRequest): Promise<SliceResult>;
+function run(w: PoolWorker, req: JobRequest): Promise<JobReply>;
+function run(w: PoolWorker, req: SliceRequest | JobRequest): Promise<SliceResult | JobReply> {
   return new Promise((resolve, reject) => {
     if (w.dead) return reject(new Error("a verifier thread is not running"));
     if (w.pending.size === 0) w.worker.ref();
-    w.pending.set(req.id, { resolve, reject });
+    w.pending.set("msg" in req ? req.msg : req.id, { resolve, reject });
     w.worker.postMessage(req);
   });
+}
+
+/** A log's lines go to the thread in batches of about this many bytes; at most two batches are in flight. */
+const JOB_BATCH_BYTES = 256 * 1024;
+
+/**
+ * Verifies a whole log on one verifier thread — the per-entry work and the sequential pass
+ * (verify-worker.ts, `JobRequest`) — so that the calling thread only reads lines and passes them
+ * on: a server's event loop does none of the verification. `resume` continues a verification that
+ * stopped at that point (the lines are then the ones after it). Undefined when this process has no
+ * verifier threads (SIGIL_VERIFY_THREADS=0, or they could not start): the caller verifies itself.
+ * Jobs go to the thread with the fewest open; several jobs on one thread interleave by batch.
+ */
+export async function verifyOnThread(
+  identityId: string,
+  lines: AsyncIterable<string> | Iterable<string>,
+  keys: PublicKeyInfo[],
+  resume?: CheckpointState,
+): Promise<{ result: VerifyResult; checkpoint?: CheckpointState } | undefined> {
+  if (workerCount() === 0) return undefined;
+  let w: PoolWorker;
+  try {
+    const live = workers().filter((x) => !x.dead);
+    if (live.length === 0) return undefined;
+    w = live.reduce((a, b) => (b.jobs < a.jobs ? b : a));
+  } catch {
+    return undefined;
+  }
+  const id = nextSliceId++;
+  const msg = (): number => nextSliceId++;
+  w.jobs++;
+  try {
+    const opened = await run(w, { kind: "open", id, msg: msg(), identityId, keys, ...(resume ? { resume } : {}) });
+    let failed: VerifyResult | undefined = opened.failed;
+    const inFlight: Array<Promise<JobReply>> = [];
+    const settle = async (): Promise<void> => {
+      const r = await inFlight.shift()!;
+      failed ??= r.failed;
+    };
+    let batch: string[] = [];
+    let bytes = 0;
+    for await (const line of lines as AsyncIterable<string>) {
+      if (failed) break;
+      batch.push(line);
+      bytes += line.length;
+      if (bytes >= JOB_BATCH_BYTES) {
+        inFlight.push(run(w, { kind: "lines", id, msg: msg(), lines: batch }));
+        batch = [];
+        bytes = 0;
+        if (inFlight.length >= 2) await settle();
+      }
+    }
+    if (!failed && batch.length > 0) inFlight.push(run(w, { kind: "lines", id, msg: msg(), lines: batch }));
+    while (inFlight.length > 0) await settle();
+    const end = await run(w, { kind: "end", id, msg: msg() });
+    return { result: end.result ?? failed ?? end.failed!, ...(end.checkpoint && !failed ? { checkpoint: end.checkpoint } : {}) };
+  } catch (err) {
+    if (w.dead) breakPool(); // the thread is gone: verify on the calling thread from now on
+    throw err;
+  } finally {
+    w.jobs--;
+  }
 }
 
 export async function precompute(items: Array<string | AuditEntry>, keys: PublicKeyInfo[]): Promise<Precomputed> {
@@ -129,11 +196,15 @@ export async function precompute(items: Array<string | AuditEntry>, keys: Public
     );
   } catch (err) {
     // No threads here (or they failed to start): verify on this thread from now on.
-    poolBroken = true;
-    const old = pool ?? [];
-    pool = undefined;
-    for (const w of old) void w.worker.terminate();
+    breakPool();
     throw err;
   }
   return out;
+}
+
+function breakPool(): void {
+  poolBroken = true;
+  const old = pool ?? [];
+  pool = undefined;
+  for (const w of old) void w.worker.terminate();
 }

@@ -1,17 +1,23 @@
 /**
- * A worker thread of the parallel audit verifier (see verify.ts): for a slice of a log it does the
- * per-entry work that does not depend on the rest of the chain (verify-entry.ts: parse, canonical
- * form, hash, the Ed25519 signature(s) under the trusted key the entry names) and sends the results
- * back. Whether each entry is in its place, and whether the key it names was the
- * active one at that point, is decided by the sequential pass in verify.ts, which treats these
- * results exactly as if it had computed them itself.
+ * A worker thread of the audit verifier (see verify.ts). Two kinds of work:
+ *
+ * - a slice of a log (`SliceRequest`): the per-entry work that does not depend on the rest of the
+ *   chain (verify-entry.ts: parse, canonical form, hash, the Ed25519 signature(s) under the trusted
+ *   key the entry names), sent back for the sequential pass in verify.ts, which treats these
+ *   results exactly as if it had computed them itself (`sigil audit verify`, many threads at once);
+ * - a whole verification (`JobRequest`: open, batches of lines, end): the per-entry work AND the
+ *   sequential pass (verify.ts `ChainChecker`), here, so that a server verifies a log without its
+ *   event loop doing any of it (the chains' verification status, src/audit/verification.ts).
+ *   Several jobs may be open at once; their batches interleave.
  */
 import { parentPort } from "node:worker_threads";
 import { fromB64 } from "../crypto/encoding.js";
 import type { AuditEntry } from "./entry.js";
 import { examineEntry } from "./verify-entry.js";
+import { type CheckpointState, ChainChecker, type PublicKeyInfo, type VerifyResult } from "./verify.js";
 
 export interface SliceRequest {
+  kind?: "slice";
   id: number;
   /** The slice's entries: log lines, or entries already parsed (a bundle). */
   items: Array<string | AuditEntry>;
@@ -44,7 +50,64 @@ export function checkSlice(req: SliceRequest): SliceResult {
   return out;
 }
 
-parentPort?.on("message", (req: SliceRequest) => {
-  const res = checkSlice(req);
-  parentPort!.postMessage(res, [res.sig.buffer as ArrayBuffer, res.sigNew.buffer as ArrayBuffer]);
+/** A verification run here: opened with the trusted keys (and where to resume), fed batches of lines in order, ended. */
+export type JobRequest =
+  | { kind: "open"; id: number; msg: number; identityId: string; keys: PublicKeyInfo[]; resume?: CheckpointState }
+  | { kind: "lines"; id: number; msg: number; lines: string[] }
+  | { kind: "end"; id: number; msg: number };
+
+/**
+ * For `lines`: how many entries have passed so far, or the failure (the job is then closed and
+ * later batches are ignored). For `end`: the verdict and where a later verification may resume.
+ */
+export interface JobReply {
+  kind: "job";
+  id: number;
+  /** The request's `msg`. */
+  msg: number;
+  entries: number;
+  failed?: VerifyResult;
+  result?: VerifyResult;
+  checkpoint?: CheckpointState;
+}
+
+const jobs = new Map<number, ChainChecker | VerifyResult>();
+
+export function runJob(req: JobRequest): JobReply {
+  return { ...jobStep(req), msg: req.msg };
+}
+
+function jobStep(req: JobRequest): Omit<JobReply, "msg"> {
+  if (req.kind === "open") {
+    const c = ChainChecker.open(req.identityId, req.keys, req.resume);
+    jobs.set(req.id, c);
+    return c instanceof ChainChecker ? { kind: "job", id: req.id, entries: c.entries } : { kind: "job", id: req.id, entries: c.entries, failed: c };
+  }
+  const c = jobs.get(req.id);
+  if (c === undefined) return { kind: "job", id: req.id, entries: 0, failed: { id: "", entries: 0, ok: false, error: "the verification was not opened" } };
+  if (!(c instanceof ChainChecker)) {
+    if (req.kind === "end") jobs.delete(req.id);
+    return { kind: "job", id: req.id, entries: c.entries, failed: c, ...(req.kind === "end" ? { result: c } : {}) };
+  }
+  if (req.kind === "end") {
+    jobs.delete(req.id);
+    return { kind: "job", id: req.id, entries: c.entries, result: c.result(), checkpoint: c.checkpoint() };
+  }
+  for (const line of req.lines) {
+    const failed = c.check(c.examine(line));
+    if (failed) {
+      jobs.set(req.id, failed);
+      return { kind: "job", id: req.id, entries: failed.entries, failed };
+    }
+  }
+  return { kind: "job", id: req.id, entries: c.entries };
+}
+
+parentPort?.on("message", (req: SliceRequest | JobRequest) => {
+  if (req.kind === undefined || req.kind === "slice") {
+    const res = checkSlice(req);
+    parentPort!.postMessage(res, [res.sig.buffer as ArrayBuffer, res.sigNew.buffer as ArrayBuffer]);
+  } else {
+    parentPort!.postMessage(runJob(req as JobRequest));
+  }
 });

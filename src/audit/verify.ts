@@ -88,9 +88,8 @@ export async function verifyChain(
   lines: AsyncIterable<string> | Iterable<string | AuditEntry>,
   keys: PublicKeyInfo[],
 ): Promise<VerifyResult> {
-  const trust = trustedKeys(keys);
-  if (typeof trust === "string") return { id: identityId, entries: 0, ok: false, firstBadSeq: 1, error: trust };
-  const keyFor = (keyId: string): Uint8Array | undefined => trust.get(keyId)?.publicKey;
+  const checker = ChainChecker.open(identityId, keys);
+  if (!(checker instanceof ChainChecker)) return checker;
   let items: AsyncIterable<string | AuditEntry> | Iterable<string | AuditEntry> = lines;
   let pre: Precomputed | undefined;
   if (workerCount() > 1) {
@@ -100,12 +99,6 @@ export async function verifyChain(
     if (all.length >= PARALLEL_MIN_ENTRIES) pre = await precompute(all, keys).catch(() => undefined);
   }
   let index = -1;
-  let expected = 1;
-  let prev = ZERO_HASH;
-  let active: string | undefined;
-  const open = new Set<number>();
-  const bad = (error: string): VerifyResult => ({ id: identityId, entries: expected - 1, ok: false, firstBadSeq: expected, error });
-
   for await (const raw of items as AsyncIterable<string | AuditEntry>) {
     index++;
     let x: Examined;
@@ -115,18 +108,95 @@ export async function verifyChain(
       if (defect !== "json") entry = (typeof raw === "string" ? JSON.parse(raw) : raw) as AuditEntry;
       x = { entry, ...(defect ? { defect } : {}), hash: pre.hashes[index] ?? undefined, sig: pre.sig[index] as Examined["sig"], sigNew: pre.sigNew[index] as Examined["sigNew"] };
     } else {
-      x = examineEntry(raw, keyFor);
+      x = checker.examine(raw);
       if (x.sig !== -1) inlineSignatureChecks++;
       if (x.sigNew !== -1) inlineSignatureChecks++;
     }
+    const failed = checker.check(x);
+    if (failed) return failed;
+  }
+  return checker.result();
+}
+
+/**
+ * Where a verification stopped, so that it can go on with the entries appended after it (the
+ * console's verification status, src/audit/verification.ts): the next seq expected, the hash it
+ * must link to, the key active there, and the intents still without a result.
+ */
+export interface CheckpointState {
+  expected: number;
+  prev: string;
+  active?: string;
+  open: number[];
+}
+
+/**
+ * The sequential pass of the verifier, one entry at a time: its place (seq, prev), identity,
+ * format version, hash, time, the key active at that point (anchored by the creation entry and
+ * handed over only by rotation entries) and its window, and the signature(s) `examine` checked.
+ * `verifyChain` drives it over a whole log; a verifier thread (verify-worker.ts) drives it over a
+ * log sent in batches, from the start or from a `CheckpointState`.
+ */
+export class ChainChecker {
+  private expected = 1;
+  private prev = ZERO_HASH;
+  private active: string | undefined;
+  private readonly open = new Set<number>();
+
+  private constructor(
+    readonly identityId: string,
+    private readonly trust: Map<string, TrustedKey>,
+  ) {}
+
+  /** A checker for these trusted keys (from `resume`: after the entries it describes), or the failure the keys themselves are. */
+  static open(identityId: string, keys: PublicKeyInfo[], resume?: CheckpointState): ChainChecker | VerifyResult {
+    const trust = trustedKeys(keys);
+    if (typeof trust === "string") return { id: identityId, entries: resume ? resume.expected - 1 : 0, ok: false, firstBadSeq: resume ? resume.expected : 1, error: trust };
+    const c = new ChainChecker(identityId, trust);
+    if (resume) {
+      c.expected = resume.expected;
+      c.prev = resume.prev;
+      c.active = resume.active;
+      for (const s of resume.open) c.open.add(s);
+    }
+    return c;
+  }
+
+  /** The per-entry work (parse, canonical form, hash, signatures under the trusted keys). */
+  examine(raw: unknown): Examined {
+    return examineEntry(raw, (keyId) => this.trust.get(keyId)?.publicKey);
+  }
+
+  /** How many entries have passed. */
+  get entries(): number {
+    return this.expected - 1;
+  }
+
+  checkpoint(): CheckpointState {
+    return { expected: this.expected, prev: this.prev, ...(this.active !== undefined ? { active: this.active } : {}), open: [...this.open] };
+  }
+
+  /** The verdict so far, for a log that ends here. */
+  result(): VerifyResult {
+    const result: VerifyResult = { id: this.identityId, entries: this.expected - 1, ok: true, head: this.prev };
+    if (this.open.size) result.unresolvedIntents = [...this.open];
+    return result;
+  }
+
+  /** Checks the next entry: undefined when it is in order, else the failure (and nothing after it counts). */
+  check(x: Examined): VerifyResult | undefined {
+    const expected = this.expected;
+    const trust = this.trust;
+    let active = this.active;
+    const bad = (error: string): VerifyResult => ({ id: this.identityId, entries: expected - 1, ok: false, firstBadSeq: expected, error });
     if (x.defect) return bad(`entry ${expected} ${DEFECT_MESSAGE[x.defect]}`);
     const e = x.entry!;
     if (e.seq !== expected) {
       if (typeof e.seq === "number" && e.seq < expected) return bad(`found seq ${e.seq} where ${expected} was expected (a duplicated or reordered entry)`);
       return bad(`found seq ${String(e.seq)} where ${expected} was expected (entries missing, inserted or reordered)`);
     }
-    if (e.identity !== identityId) return bad(`entry ${expected} belongs to another identity`);
-    if (e.prev !== prev) return bad(`entry ${expected} does not link to the previous entry (inserted, deleted, reordered or from another copy of the log)`);
+    if (e.identity !== this.identityId) return bad(`entry ${expected} belongs to another identity`);
+    if (e.prev !== this.prev) return bad(`entry ${expected} does not link to the previous entry (inserted, deleted, reordered or from another copy of the log)`);
     if (e.v !== ENTRY_VERSION) return bad(`entry ${expected} has format version ${String(e.v)}, which this verifier does not know`);
     if (x.hash !== e.hash) return bad(`entry ${expected} does not match its hash (its content was changed)`);
     const at = typeof e.ts === "string" ? Date.parse(e.ts) : Number.NaN;
@@ -164,14 +234,13 @@ export async function verifyChain(
       if (!trust.has(e.newKeyId as string)) return bad(`key rotation entry ${expected} hands signing to key ${String(e.newKeyId)}, which is not among the trusted keys`);
       active = e.newKeyId as string;
     }
-    if (e.phase === "intent" && e.decision === "allow") open.add(e.seq);
-    if (e.phase === "result" && typeof e.intent === "number") open.delete(e.intent);
-    prev = e.hash;
-    expected++;
+    if (e.phase === "intent" && e.decision === "allow") this.open.add(e.seq);
+    if (e.phase === "result" && typeof e.intent === "number") this.open.delete(e.intent);
+    this.active = active;
+    this.prev = e.hash;
+    this.expected++;
+    return undefined;
   }
-  const result: VerifyResult = { id: identityId, entries: expected - 1, ok: true, head: prev };
-  if (open.size) result.unresolvedIntents = [...open];
-  return result;
 }
 
 function keyIdOf(publicKey: Uint8Array): string {

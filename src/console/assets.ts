@@ -71,9 +71,9 @@ for (const el of document.querySelectorAll("[data-copy]")) {
   el.after(b);
 }
 for (const sel of document.querySelectorAll("select[data-autosubmit]")) sel.addEventListener("change", () => sel.form.submit());
-// Chain verification statuses still running are asked for again every two seconds.
+// Chain verification statuses not settled (verifying, pending) are asked for again every two seconds.
 function refreshStatuses() {
-  const pending = [...document.querySelectorAll("[data-chain-status][data-state=verifying]")];
+  const pending = [...document.querySelectorAll("[data-chain-status][data-state=verifying], [data-chain-status][data-state=pending]")];
   if (pending.length === 0) return;
   const ids = pending.map((el) => el.getAttribute("data-chain-status")).join(",");
   fetch("/console/audit/status?ids=" + encodeURIComponent(ids), { credentials: "same-origin" })

@@ -36,6 +36,11 @@ export class AuditLog {
     return this.chains.state(id);
   }
 
+  /** The keys the identity's log verifies under (every key it has had, with its window). */
+  async trustedKeys(id: string): Promise<PublicKeyInfo[]> {
+    return publicKeys(await requireIdentity(this.store, id));
+  }
+
   async verify(id?: string): Promise<{ ok: boolean; identities: VerifyResult[] }> {
     const recs = id ? [await requireIdentity(this.store, id)] : await this.store.listIdentities();
     const identities: VerifyResult[] = [];

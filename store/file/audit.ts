@@ -9,9 +9,12 @@
 import path from "node:path";
 import { type FileHandleLike, type FileLayer, fsyncDir, writeAll, writeFileDurable } from "../../src/util/fsx.js";
 import type { Locks } from "../../src/util/lock.js";
+import { nextTurn } from "../../src/util/yield.js";
 import { type AuditBackend, type ChainCursor, type ChainView, StoreError } from "../types.js";
 
 const MAX_OPEN = 128;
+const READ_CHUNK = 1024 * 1024;
+const BACK_BLOCK = 64 * 1024;
 
 export class FileAuditBackend implements AuditBackend {
   private readonly handles = new Map<string, FileHandleLike>();
@@ -101,18 +104,114 @@ export class FileAuditBackend implements AuditBackend {
     });
   }
 
+  /**
+   * Read in chunks of 1 MiB up to the size the file had when reading began (a 1,000,000-entry log
+   * is ~350 MB: never held whole), yielding to the event loop between chunks.
+   */
   async *readLines(identityId: string): AsyncIterable<string> {
-    let buf: Buffer;
+    let fh: FileHandleLike;
     try {
-      buf = await this.files.readFile(this.file(identityId));
+      fh = await this.files.open(this.file(identityId), "r");
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === "ENOENT") return;
       throw new StoreError("the audit log cannot be read", "unreadable", { cause: err });
     }
-    const text = buf.toString("utf8");
-    const parts = text.split("\n");
-    if (parts[parts.length - 1] === "") parts.pop();
-    for (const p of parts) yield p;
+    try {
+      const size = (await fh.stat()).size;
+      let carry = Buffer.alloc(0);
+      for (let pos = 0; pos < size; ) {
+        const chunk = Buffer.alloc(Math.min(READ_CHUNK, size - pos));
+        let got = 0;
+        while (got < chunk.length) {
+          const { bytesRead } = await fh.read(chunk, got, chunk.length - got, pos + got);
+          if (bytesRead === 0) break;
+          got += bytesRead;
+        }
+        if (got === 0) break;
+        pos += got;
+        const buf = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, got)]) : chunk.subarray(0, got);
+        const lastNl = buf.lastIndexOf(0x0a);
+        if (lastNl < 0) {
+          carry = buf;
+          continue;
+        }
+        carry = Buffer.from(buf.subarray(lastNl + 1));
+        for (const line of buf.subarray(0, lastNl).toString("utf8").split("\n")) yield line;
+        await nextTurn();
+      }
+      if (carry.length > 0) yield carry.toString("utf8"); // a torn last line, as it is
+    } catch (err) {
+      throw err instanceof StoreError ? err : new StoreError("the audit log cannot be read", "unreadable", { cause: err });
+    } finally {
+      await fh.close().catch(() => {});
+    }
+  }
+
+  /**
+   * One open, reading backwards in blocks from `before` (or from the end of the last complete
+   * line: a torn final line is not a line yet) until `max` lines or the file's start.
+   */
+  async linesBefore(identityId: string, before: ChainCursor | undefined, max: number): Promise<Array<{ line: string; before: ChainCursor }>> {
+    const none: Array<{ line: string; before: ChainCursor }> = [];
+    let fh: FileHandleLike;
+    try {
+      fh = await this.files.open(this.file(identityId), "r");
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === "ENOENT") return none;
+      throw err;
+    }
+    try {
+      const size = (await fh.stat()).size;
+      let end = before === undefined ? size : before.position;
+      if (!Number.isSafeInteger(end) || end <= 0 || end > size) return none;
+      // buf holds the bytes from `start` up to the cursor the call began at.
+      let start = end;
+      let buf = Buffer.alloc(0);
+      const more = async (): Promise<boolean> => {
+        if (start === 0) return false;
+        const n = Math.min(start, Math.max(BACK_BLOCK, buf.length));
+        const block = Buffer.alloc(n);
+        let got = 0;
+        while (got < n) {
+          const { bytesRead } = await fh.read(block, got, n - got, start - n + got);
+          if (bytesRead === 0) throw new StoreError("the audit log changed while it was read", "conflict");
+          got += bytesRead;
+        }
+        buf = Buffer.concat([block, buf]);
+        start -= n;
+        return true;
+      };
+      await more();
+      if (before === undefined) {
+        // The end of the last complete line.
+        for (;;) {
+          const nl = buf.lastIndexOf(0x0a, end - start - 1);
+          if (nl >= 0) {
+            end = start + nl + 1;
+            break;
+          }
+          if (!(await more())) return none;
+        }
+      } else if (buf[end - start - 1] !== 0x0a) {
+        return none; // the cursor is not at the end of a line
+      }
+      const lines: Array<{ line: string; before: ChainCursor }> = [];
+      while (lines.length < max && end > 0) {
+        const nl = end - start >= 2 ? buf.lastIndexOf(0x0a, end - start - 2) : -1;
+        if (nl >= 0) {
+          lines.push({ line: buf.subarray(nl + 1, end - start - 1).toString("utf8"), before: { position: start + nl + 1 } });
+          end = start + nl + 1;
+        } else if (start === 0) {
+          lines.push({ line: buf.subarray(0, end - 1).toString("utf8"), before: { position: 0 } });
+          end = 0;
+        } else {
+          await more();
+        }
+      }
+      return lines;
+    } finally {
+      await fh.close().catch(() => {});
+    }
   }
 
   snapshotFile(identityId: string): string {

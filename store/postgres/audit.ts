@@ -221,6 +221,18 @@ export class PgAuditBackend implements AuditBackend {
     return r.rows[0]?.line;
   }
 
+  /** One query: the entries with seq at or below the cursor (the last seq seen), newest first. */
+  async linesBefore(identityId: string, before: ChainCursor | undefined, max: number): Promise<Array<{ line: string; before: ChainCursor }>> {
+    await this.ready();
+    if (before !== undefined && (!Number.isSafeInteger(before.position) || before.position <= 0)) return [];
+    const limit = Math.max(1, Math.min(Math.floor(max), 10_000));
+    const r = await this.db.query<{ seq: number; line: string }>(
+      "SELECT seq::int AS seq, line FROM sigil_audit_entries WHERE identity_id = $1 AND ($2::bigint IS NULL OR seq <= $2) ORDER BY seq DESC LIMIT $3",
+      [identityId, before?.position ?? null, limit],
+    );
+    return r.rows.map((row) => ({ line: row.line, before: { position: row.seq - 1 } }));
+  }
+
   async *readLines(identityId: string): AsyncIterable<string> {
     await this.ready();
     let after = 0;
