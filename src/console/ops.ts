@@ -53,36 +53,55 @@ export function adminOps(ctx: Ctx): AdminContext {
 /**
  * The list pages read: every identity's public view, read through the admin operations (records
  * MAC-checked) and kept for the console's pages. Reading 10,000 records costs far more than a page
- * may, so a page is served from the last read and a read older than a second is refreshed in the
- * background (a list is at most about a second behind; one older than 30 s, or none, is waited
- * for). Each identity's own page, and every change, reads the store afresh.
+ * may, so a page is served from the last read and never waits for a newer one: once the list is
+ * older than a second — or ten times what the last read took, so refreshing costs at most about a
+ * tenth of the server's time — a read starts in the background (the store and the MAC checks
+ * yield to the event loop every few hundred records, so requests go on meanwhile). Only the first
+ * read, and the read a change made here starts (so the change shows), are waited for. Each
+ * identity's own page, and every change, reads the store afresh.
  */
-const lists = new WeakMap<object, { at: number; list: Promise<IdentityView[]>; refreshing?: boolean }>();
-async function identityList(ctx: Ctx): Promise<IdentityView[]> {
-  const now = Date.now();
-  const read = (): Promise<IdentityView[]> => ctx.app.admin.ops.identities.list();
+interface KeptList {
+  /** When the read began (ms, this process's clock). */
+  at: number;
+  /** How long the last completed read took (ms). */
+  took: number;
+  list: Promise<IdentityView[]>;
+  refreshing?: boolean;
+}
+const lists = new WeakMap<object, KeptList>();
+
+function readList(ctx: Ctx, took: number): KeptList {
+  const at = Date.now();
+  const kept: KeptList = { at, took, list: ctx.app.admin.ops.identities.list() };
+  kept.list.then(
+    () => (kept.took = Date.now() - at),
+    () => {
+      if (lists.get(ctx.app) === kept) lists.delete(ctx.app);
+    },
+  );
+  return kept;
+}
+
+async function identityList(ctx: Ctx): Promise<{ list: IdentityView[]; at: number }> {
   let c = lists.get(ctx.app);
-  if (!c || now - c.at > 30_000) {
-    c = { at: now, list: read() };
+  if (!c) {
+    c = readList(ctx, 0);
     lists.set(ctx.app, c);
-    c.list.catch(() => lists.delete(ctx.app));
-    return c.list;
-  }
-  if (now - c.at > 1000 && !c.refreshing) {
+  } else if (!c.refreshing && Date.now() - c.at > Math.max(1000, 10 * c.took)) {
     const cur = c;
     cur.refreshing = true;
-    const next = read();
-    next.then(
-      () => lists.set(ctx.app, { at: Date.now(), list: next }),
+    const next = readList(ctx, cur.took);
+    next.list.then(
+      () => lists.get(ctx.app) === cur && lists.set(ctx.app, next),
       () => (cur.refreshing = false),
     );
   }
-  return c.list;
+  return { list: await c.list, at: c.at };
 }
 
-/** Forgets the kept list (after a change made here: the next page reads afresh). */
+/** After a change made here: the list is read again now, and the next page waits for that read (the change shows). */
 export function listChanged(ctx: Ctx): void {
-  lists.delete(ctx.app);
+  lists.set(ctx.app, readList(ctx, lists.get(ctx.app)?.took ?? 0));
 }
 
 /**
@@ -92,10 +111,11 @@ export function listChanged(ctx: Ctx): void {
  * `list_identities` makes for every identity, made only for the rows on the page, so a page costs
  * the same at 10 identities and at 10,000.
  */
-export async function identityPage(ctx: Ctx, pageNo: number, pageSize: number, match: (v: IdentityView) => boolean = () => true): Promise<{ rows: IdentityView[]; total: number; hasNext: boolean }> {
+export async function identityPage(ctx: Ctx, pageNo: number, pageSize: number, match: (v: IdentityView) => boolean = () => true): Promise<{ rows: IdentityView[]; total: number; hasNext: boolean; readAt: number }> {
   const p = ctx.principal;
-  if (p.kind !== "admin") return { rows: [], total: 0, hasNext: false };
-  const all = (await identityList(ctx)).filter((v) => (p.tenantId === undefined || v.tenantId === p.tenantId) && match(v));
+  if (p.kind !== "admin") return { rows: [], total: 0, hasNext: false, readAt: Date.now() };
+  const { list, at } = await identityList(ctx);
+  const all = list.filter((v) => (p.tenantId === undefined || v.tenantId === p.tenantId) && match(v));
   const start = Math.max(0, all.length - pageNo * pageSize);
   const end = all.length - (pageNo - 1) * pageSize;
   let rows = end > 0 ? all.slice(start, end).reverse() : [];
@@ -105,7 +125,7 @@ export async function identityPage(ctx: Ctx, pageNo: number, pageSize: number, m
     for (const v of rows) if (await ops.identities.show(v.id).then(() => true, () => false)) shown.push(v);
     rows = shown;
   }
-  return { rows, total: all.length, hasNext: start > 0 };
+  return { rows, total: all.length, hasNext: start > 0, readAt: at };
 }
 
 /** The sentence of a refusal without its `denied: code:` prefix. */

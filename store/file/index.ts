@@ -28,6 +28,7 @@ import path from "node:path";
 import { Low } from "lowdb";
 import { type FileLayer, createFileDurable, writeFileDurable } from "../../src/util/fsx.js";
 import { type Locks } from "../../src/util/lock.js";
+import { byCreation, nextTurn } from "../../src/util/yield.js";
 import {
   type ApprovalRecord,
   type PasskeyRecord,
@@ -168,12 +169,14 @@ export class FileStore implements Store {
     await this.meta();
     const names = await this.files.readdir(path.join(this.home, "identities"));
     const out: IdentityRecord[] = [];
+    let i = 0;
     for (const n of names.sort()) {
       if (!n.endsWith(".json") || n.startsWith(".")) continue;
       const rec = await this.getIdentity(n.slice(0, -5));
       if (rec) out.push(rec);
+      if (++i % 256 === 0) await nextTurn(); // stat() is synchronous: 10,000 of them in one go would hold up every request
     }
-    return out.sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return out.sort(byCreation);
   }
 
   withIdentityLock<T>(id: string, fn: () => Promise<T>): Promise<T> {

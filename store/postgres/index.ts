@@ -42,6 +42,7 @@ import type pg from "pg";
 import { PgAuditBackend } from "./audit.js";
 import { type Conn, Database, isUniqueViolation, pgLib, redactUrl, sleep } from "./db.js";
 import { migrate } from "./migrations.js";
+import { byCreation } from "../../src/util/yield.js";
 
 
 export class PostgresStore implements Store {
@@ -140,7 +141,7 @@ export class PostgresStore implements Store {
   async listIdentities(): Promise<IdentityRecord[]> {
     await this.meta();
     const r = await this.db.query<{ record: IdentityRecord }>("SELECT record FROM sigil_identities ORDER BY created_at, id");
-    return r.rows.map((row) => row.record).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+    return r.rows.map((row) => row.record).sort(byCreation);
   }
 
   async updateIdentity(

@@ -41,8 +41,9 @@ async function listPage(ctx: Ctx, draft?: CreateDraft, errors: Record<string, st
   const pageNo = pageNumber(ctx.url);
   const t0 = performance.now();
   const needle = q.toLowerCase();
-  const { rows, total, hasNext } = await pageOfIdentities(ctx, pageNo, PAGE_SIZE, needle ? (v) => v.id.includes(needle) || v.name.toLowerCase().includes(needle) || v.email.toLowerCase().includes(needle) : undefined);
+  const { rows, total, hasNext, readAt } = await pageOfIdentities(ctx, pageNo, PAGE_SIZE, needle ? (v) => v.id.includes(needle) || v.name.toLowerCase().includes(needle) || v.email.toLowerCase().includes(needle) : undefined);
   const tenants = isRoot(ctx.principal) ? ((await adminOps(ctx).tenants.list()) as Array<{ id: string; name: string }>) : [];
+  const age = Math.round((Date.now() - readAt) / 1000);
   const d = draft ?? { name: "", channels: [], email: "", phone: "", policy: "{}", tenant: "default" };
   ctx.res.setHeader("server-timing", `list;dur=${(performance.now() - t0).toFixed(1)}`);
   render(
@@ -55,6 +56,7 @@ async function listPage(ctx: Ctx, draft?: CreateDraft, errors: Record<string, st
 <div><label for="q">Search by name, id or address</label><input type="search" id="q" name="q" value="${q}"></div>
 <button type="submit">Search</button>
 </form>
+${age >= 10 ? frag(html`<p class="muted">This list was read ${age} s ago; a newer read has started (reload to see it).</p>`) : ""}
 ${pager(ctx.url, pageNo, hasNext, total)}
 <table>
 <thead><tr><th>Name</th><th>Id</th><th>Tenant</th><th>Channels</th><th>Status</th><th>Created</th></tr></thead>
