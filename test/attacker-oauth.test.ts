@@ -4,6 +4,7 @@
  * worked (or would, without the code it pins).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { startAuthorization } from "@modelcontextprotocol/sdk/client/auth.js";
 import { REDIRECT, startOAuthServer, type OAuthServer } from "./support/oauth.js";
 import { cleanupHomes, type Home, type Identity } from "./support/home.js";
 
@@ -45,5 +46,27 @@ describe("attacker: OAuth code-reuse detection", () => {
     // The victim's grant stands.
     expect((await o.initialize(access)).status).toBe(200);
     expect(home.auditLog(agent.id).some((e) => e.tool === "oauth_revoked" && e.grant === grantId)).toBe(false);
+  }, 60_000);
+});
+
+describe("attacker: an approver's console session at /authorize", () => {
+  it("is told that only an administrator can allow a client (once), not bounced between /authorize and the sign-in page forever", async () => {
+    const approver = home.addApprover({ name: "Approver at authorize" });
+    const page = await fetch(`${base}/console/sign-in`);
+    const pre = page.headers.getSetCookie().map((c) => c.split(";")[0]!).join("; ");
+    const csrf = /name="csrf" value="([^"]+)"/.exec(await page.text())![1]!;
+    const signIn = await fetch(`${base}/console/sign-in`, {
+      method: "POST",
+      redirect: "manual",
+      headers: { "content-type": "application/x-www-form-urlencoded", cookie: pre },
+      body: new URLSearchParams({ csrf, token: approver.token, next: "" }).toString(),
+    });
+    const cookie = signIn.headers.getSetCookie().find((c) => /^sigil_console=/.test(c))!.split(";")[0]!;
+    const client = await o.newClient("Some client");
+    const { authorizationUrl } = await startAuthorization(base, { metadata: o.metadata, clientInformation: client, redirectUrl: REDIRECT, resource: new URL(o.server.url) });
+    const r = await fetch(authorizationUrl, { redirect: "manual", headers: { cookie } });
+    expect(r.status).toBe(403);
+    expect(r.headers.get("x-frame-options")).toBe("DENY");
+    expect(await r.text()).toMatch(/administrator/);
   }, 60_000);
 });

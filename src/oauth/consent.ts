@@ -32,6 +32,8 @@ export interface ConsentHuman {
 /** How /authorize reaches the console: who is signed in, and where to sign in. */
 export interface ConsoleGate {
   human(req: http.IncomingMessage): Promise<ConsentHuman | undefined>;
+  /** Whether someone is signed in to the console at all (an approver is, but cannot consent). */
+  signedIn(req: http.IncomingMessage): Promise<boolean>;
   signInPath(next: string): string;
 }
 

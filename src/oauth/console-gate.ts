@@ -24,6 +24,7 @@ export function consoleGate(app: App): ConsoleGate {
         checkCsrf: (token) => sessions.checkCsrf(session, token),
       };
     },
+    signedIn: async (req) => (await readConsoleSession(app, req)) !== undefined,
     signInPath: (next) => signInPath(next),
   };
 }

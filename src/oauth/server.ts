@@ -201,6 +201,13 @@ export class OAuthServer {
   async beginConsent(origin: string, client: OAuthClientInformationFull, params: AuthorizationParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const resource = this.resourceFor(origin, params.resource);
     const h = await this.human(req);
+    if (!h && (await this.deps.gate.signedIn(req))) {
+      // Signed in, but not as an administrator: the sign-in page would send a current session straight
+      // back here, and this page back there, forever.
+      res.writeHead(403, PAGE_HEADERS);
+      res.end(messagePage("Administrators only", "Only an administrator (the root admin or a tenant's) can allow a client to act as an identity. Sign out of the console, sign in with an admin token, and start again from your client."));
+      return;
+    }
     if (!h) {
       const q = new URLSearchParams({ response_type: "code", client_id: client.client_id, redirect_uri: params.redirectUri, code_challenge: params.codeChallenge, code_challenge_method: "S256", resource });
       if (params.state !== undefined) q.set("state", params.state);
