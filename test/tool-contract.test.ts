@@ -44,7 +44,7 @@ describe("what each surface lists", () => {
     await expect(JSON.stringify({ agent: agentTools, admin: adminTools, approver: approverTools }, null, 2) + "\n").toMatchFileSnapshot("__snapshots__/tools.json");
   });
 
-  it("what the model's context holds is small: the agent's tools/list (all channels, 11 tools) ≤ 14 KB, the admin list ≤ 16 KB (17 tools: about 950 bytes each, as when it had 13 in 12 KB), without losing argument descriptions, the denied: convention or structured output", async () => {
+  it("what the model's context holds is small: the agent's tools/list (all channels, 11 tools) ≤ 14.5 KB, the admin list ≤ 16 KB (17 tools: about 950 bytes each, as when it had 13 in 12 KB), without losing argument descriptions, the denied: convention or structured output", async () => {
     const home = makeHome();
     const a = home.createIdentity({ channels: "email,sms,voice,vault,card,sign", phone: "+14155550100" });
     const agent = await stdioClient(home, a.token);
@@ -53,7 +53,8 @@ describe("what each surface lists", () => {
     const adminList = await admin.client.listTools();
     const bytes = (x: unknown) => Buffer.byteLength(JSON.stringify(x));
     expect(agentList.tools).toHaveLength(11);
-    expect(bytes(agentList)).toBeLessThanOrEqual(14 * 1024);
+    // 14 KB until present_payment_mandate took a Verifiable Intent L2 (+ about 350 bytes).
+    expect(bytes(agentList)).toBeLessThanOrEqual(14.5 * 1024);
     expect(bytes(adminList)).toBeLessThanOrEqual(16 * 1024);
     for (const t of [...agentList.tools, ...adminList.tools]) {
       for (const [arg, schema] of Object.entries<any>(t.inputSchema.properties ?? {})) expect(schema.description ?? "", `${t.name}.${arg}`).toMatch(/\w{2,}/);

@@ -15,6 +15,7 @@ import type { MandateRecord, Store } from "../../store/types.js";
 import type { AuditChains } from "../audit/chain.js";
 import { b64urlSha256, closeMandates, issueOpenMandates, type LineItem, type Payee } from "./ap2.js";
 import type { PaymentKeys } from "./keys.js";
+import { checkPurchase, issueL3, readL2, type L3Pair, type Party } from "./vi.js";
 
 export interface IssueRequest {
   identityId: string;
@@ -55,6 +56,28 @@ export interface Presented {
   /** SHA-256 (base64url) of each chain: what the audit entry records. */
   paymentChainHash: string;
   checkoutChainHash?: string;
+}
+
+/** A Verifiable Intent presentation: the user's L2 and the purchase (src/mandates/vi.ts). */
+export interface IntentRequest {
+  identityId: string;
+  l2: string;
+  network: { aud: string; nonce: string };
+  merchant: { aud: string; nonce: string };
+  amountCents: number;
+  currency: string;
+  payee: Party;
+  checkoutJwt: string;
+  lineItems?: Array<{ id: string; quantity: number }>;
+}
+
+export interface IntentPresented extends L3Pair {
+  /** The payments key that signed both (the L2's cnf kid). */
+  paymentKeyId: string;
+  /** SHA-256 (base64url) of the L2 as given, and of each L3: what the audit entry records. */
+  l2Hash: string;
+  l3aHash: string;
+  l3bHash: string;
 }
 
 /** The open mandate's disclosed payload (the first array-element disclosure carrying a `vct`). */
@@ -100,6 +123,34 @@ export class MandateDesk {
     };
     await this.store.createMandate(record);
     return { mandateId: record.id, ...pair, providerKeyId: provider.keyId, paymentKeyId: agent.keyId };
+  }
+
+  /**
+   * Verifiable Intent's L3a/L3b for a user's L2 whose cnf names this identity's active payments
+   * key — the same key (thumbprint and public JWK), never another — and whose constraints the
+   * purchase stays inside (checked again here: the tool's checkState already refused otherwise).
+   */
+  async presentIntent(r: IntentRequest): Promise<IntentPresented> {
+    const read = readL2(r.l2, this.now());
+    if (!read.ok) throw new Denied(read.refusal.reason, read.refusal.message);
+    const v = read.view;
+    const checked = checkPurchase(v, r);
+    if (!checked.ok) throw new Denied(checked.refusal.reason, checked.refusal.message);
+    const agent = await this.keys.identitySignerByKid(r.identityId, v.keyId);
+    if (!agent || agent.jwk.x !== v.jwk.x || agent.jwk.y !== v.jwk.y) {
+      throw new Denied("mandate_key", `the L2's cnf names key ${v.keyId.slice(0, 60)}, which is not this identity's active payments key (its JWKS lists it); nothing was signed.`);
+    }
+    const pair = await issueL3(agent, v, checked.views, {
+      network: r.network,
+      merchant: r.merchant,
+      iat: Math.floor(this.now() / 1000),
+      amountCents: r.amountCents,
+      currency: r.currency,
+      payee: r.payee,
+      checkoutJwt: r.checkoutJwt,
+      ...(r.lineItems ? { lineItems: r.lineItems } : {}),
+    });
+    return { ...pair, paymentKeyId: agent.keyId, l2Hash: b64urlSha256(r.l2), l3aHash: b64urlSha256(pair.l3a), l3bHash: b64urlSha256(pair.l3b) };
   }
 
   /**

@@ -3,7 +3,7 @@
  *
  * - **Payments keys.** Each identity with the `card` channel has one beside its Ed25519 key, in
  *   `paymentKeys` of its registry record (so the record MAC covers it). It signs the closed
- *   mandate leaves (`mandate.payment.1`, `mandate.checkout.1`) (and, once built, Verifiable Intent L3 credentials);
+ *   mandate leaves (`mandate.payment.1`, `mandate.checkout.1`) and Verifiable Intent's L3a/L3b;
  *   the open mandates name it as `cnf.jwk`. Made with the identity, or — for an identity issued
  *   before mandates existed — the first time anything needs or publishes it; rotated with the
  *   identity's key (`sigil identity rotate-key`), the old one kept, retired, with its window.

@@ -9,6 +9,7 @@ import { categoryDecision, categoryRulesOf, type CardProcessor } from "../provid
 import type { ToolContext } from "../pipeline/tool.js";
 import type { MandateState } from "../audit/chain.js";
 import type { Policy } from "../policy/schema.js";
+import { checkPurchase, readL2, type ViPurchase } from "./vi.js";
 
 /** Printable text without control or format characters. */
 const PRINTABLE = /^[^\p{Cc}\p{Cf}\p{Zl}\p{Zp}]*$/u;
@@ -72,4 +73,21 @@ export function presentationRefusal(
   }
   if (!m.approved && p.amountCents > p.threshold) return { reason: "approval_required", message: `mandate ${m.id} was issued without approval and this amount now needs one; ask for a new mandate.` };
   return undefined;
+}
+
+/**
+ * Whether a Verifiable Intent presentation may be signed, as far as the L2 and the policy's payees
+ * say (decided before the intent: a refusal here is a `deny` entry and reserves nothing): the L2
+ * well formed and not expired, the purchase inside every constraint it states, the payee one the
+ * policy's `allowedPayees` lists (when it lists any). Whether the L2 names this identity's key is
+ * decided when signing (src/mandates/desk.ts `presentIntent`), where the key is read.
+ */
+export function intentRefusal(policy: Policy, l2: string, p: ViPurchase & { payee: { id: string } }, nowMs: number): { reason: string; message: string } | undefined {
+  if (policy.allowedPayees !== undefined && !policy.allowedPayees.includes(p.payee.id)) {
+    return { reason: "payee_not_allowed", message: `payee ${p.payee.id.slice(0, 60)} is not in this identity's allowedPayees; nothing was signed.` };
+  }
+  const read = readL2(l2, nowMs);
+  if (!read.ok) return read.refusal;
+  const checked = checkPurchase(read.view, p);
+  return checked.ok ? undefined : checked.refusal;
 }

@@ -61,8 +61,8 @@ export interface ToolContext {
   hash(value: string): string;
   /** The identity's inbound messages (src/inbound/messages.ts), opened for it alone. */
   inbox: InboxReader;
-  /** Payment mandates: issue an open pair on policy's terms, close an issued one (src/mandates/desk.ts). */
-  mandates?: Pick<MandateDesk, "issue" | "present">;
+  /** Payment mandates: issue an open pair on policy's terms, close an issued one, answer a Verifiable Intent L2 (src/mandates/desk.ts). */
+  mandates?: Pick<MandateDesk, "issue" | "present" | "presentIntent">;
 }
 
 export interface ToolOutcome {

@@ -62,7 +62,7 @@ export type Action =
   | { kind: "card"; tool: string; amountCents: number; currency: string; merchantCategory?: string }
   | { kind: "sign"; tool: string; url: string }
   | { kind: "mandate"; tool: string; payeeId: string; currency: string; maxAmountCents?: number; budgetCents?: number; expiresAtMs?: number }
-  | { kind: "mandate_use"; tool: string; amountCents: number };
+  | { kind: "mandate_use"; tool: string; amountCents: number; approvedAtIssue?: false };
 
 export interface Usage {
   /** allowed attempts of `tool` with time >= sinceMs (epoch ms) */
@@ -413,9 +413,11 @@ function evaluateRules(policy: Policy, action: Action, usage: Usage, nowMs: numb
     case "mandate":
       return evalMandate(policy, action, usage, nowMs);
     case "mandate_use": {
-      // A presentation is a charge of its amount in the policy's currency; its approval was asked at issuance.
+      // A presentation is a charge of its amount in the policy's currency; its approval was asked at
+      // issuance — unless nothing of sigil's was issued (`approvedAtIssue: false`, a Verifiable
+      // Intent L2 from outside): then above the threshold it is asked now, as for a charge.
       const d = evalCard(policy, { amountCents: action.amountCents, currency: policy.cardCurrency ?? "USD" }, usage, nowMs);
-      return d.allow ? { ...d, needsApproval: false } : d;
+      return d.allow && action.approvedAtIssue !== false ? { ...d, needsApproval: false } : d;
     }
     default:
       return deny("invalid_arguments", "The action kind is unknown.");
