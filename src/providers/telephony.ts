@@ -31,7 +31,6 @@
  * - a 2xx whose body is not JSON or carries no usable `sid`, a 3xx, anything else → "unknown".
  */
 import { randomBytes } from "node:crypto";
-import { createRequire } from "node:module";
 import type TwilioLib from "twilio";
 import { outboxFileName, prepareOutboxFile, writeOutboxFile } from "./outbox.js";
 import type { Config } from "../config.js";
@@ -196,14 +195,14 @@ function sidOf(answer: unknown): string {
 
 type RequestOptions = Parameters<InstanceType<typeof TwilioLib.RequestClient>["request"]>[0];
 
-let twilioLib: typeof TwilioLib | undefined;
+let twilioLib: Promise<typeof TwilioLib> | undefined;
 /**
- * The twilio library (CommonJS, ~7 MB of source), loaded by the first Twilio provider made: a
- * process that delivers to the outbox never loads it (it was most of `sigil serve`'s heap growth
- * on the first send_sms: its source and objects stayed resident).
+ * The twilio library (~7 MB of source, its own chunk of the bundle), imported by the first Twilio
+ * provider made: a process that delivers to the outbox never loads it (it was most of `sigil
+ * serve`'s heap growth on the first send_sms: its source and objects stayed resident).
  */
-function twilio(): typeof TwilioLib {
-  return (twilioLib ??= createRequire(import.meta.url)("twilio") as typeof TwilioLib);
+function loadTwilio(): Promise<typeof TwilioLib> {
+  return (twilioLib ??= import("twilio").then((m) => ((m as unknown as { default?: typeof TwilioLib }).default ?? (m as unknown as typeof TwilioLib))));
 }
 
 /** Rewrites `scheme://host[:port]` of every request to `apiUrl` (plus its path prefix), keeping the path. */
@@ -227,10 +226,10 @@ function checkApiUrl(apiUrl: string): void {
   }
 }
 
-function makeHttpClient(timeoutMs: number, apiUrl: string | undefined): InstanceType<typeof TwilioLib.RequestClient> {
+function makeHttpClient(twilio: typeof TwilioLib, timeoutMs: number, apiUrl: string | undefined): InstanceType<typeof TwilioLib.RequestClient> {
   const clientOpts = { timeout: timeoutMs, keepAlive: false, autoRetry: false };
-  if (apiUrl === undefined) return new (twilio().RequestClient)(clientOpts);
-  class OriginRewritingClient extends twilio().RequestClient {
+  if (apiUrl === undefined) return new twilio.RequestClient(clientOpts);
+  class OriginRewritingClient extends twilio.RequestClient {
     override request<TData>(opts: RequestOptions & { data?: TData }) {
       return super.request<TData>({ ...opts, uri: rewriteOrigin(opts.uri, apiUrl as string) });
     }
@@ -302,12 +301,25 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
   }
   if (typeof authToken !== "string" || authToken.length === 0) throw new Error("the Twilio auth token is empty");
   if (apiUrl !== undefined) checkApiUrl(apiUrl);
-  const client = twilio()(accountSid, authToken, {
-    httpClient: makeHttpClient(timeoutMs, apiUrl),
-    autoRetry: false,
-    logLevel: "warn", // never "debug": that prints requests to stdout, which stdio MCP owns
-    env: {},
-  });
+  // Imported now (in the background), used by the first message or call.
+  const lib = loadTwilio();
+  lib.catch(() => undefined); // a failed import is reported by the call that needs it
+  let client: ReturnType<typeof TwilioLib> | undefined;
+  const twilioClient = async (): Promise<ReturnType<typeof TwilioLib>> => {
+    if (client) return client;
+    let twilio: typeof TwilioLib;
+    try {
+      twilio = await lib;
+    } catch (err) {
+      throw new ProviderError("unavailable", "the telephony provider's library cannot be loaded; nothing was sent", { cause: err });
+    }
+    return (client ??= twilio(accountSid, authToken, {
+      httpClient: makeHttpClient(twilio, timeoutMs, apiUrl),
+      autoRetry: false,
+      logLevel: "warn", // never "debug": that prints requests to stdout, which stdio MCP owns
+      env: {},
+    }));
+  };
 
   // The request timeout is an idle timeout; this bounds a whole request (e.g. a server
   // that trickles bytes). The request cannot be cancelled, so its outcome is unknown.
@@ -329,6 +341,7 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
     name: "twilio",
     async sendSms(r) {
       checkSms(r);
+      const client = await twilioClient();
       try {
         const answer: unknown = await withDeadline(client.messages.create({ from: r.from, to: r.to, body: r.body }));
         return { providerId: sidOf(answer) };
@@ -338,6 +351,7 @@ export function createTelephonyProvider(opts: TelephonyProviderOptions): Telepho
     },
     async placeCall(r) {
       const twiml = callTwiml(r);
+      const client = await twilioClient();
       try {
         const answer: unknown = await withDeadline(client.calls.create({ from: r.from, to: r.to, twiml }));
         return { providerId: sidOf(answer) };
