@@ -70,3 +70,32 @@ describe("attacker: an approver's console session at /authorize", () => {
     expect(await r.text()).toMatch(/administrator/);
   }, 60_000);
 });
+
+describe("attacker: redirect URIs that parse to the registered one but are not it", () => {
+  it("a fragment, userinfo, dot segments, another spelling of 127.0.0.1 or an empty query are refused with 400 (never a redirect); only the port of a loopback URI may differ", async () => {
+    const client = await o.newClient("Spelling client");
+    const authorize = (redirect: string) =>
+      fetch(`${base}/authorize?${new URLSearchParams({ response_type: "code", client_id: client.client_id, redirect_uri: redirect, code_challenge: "x".repeat(43), code_challenge_method: "S256" })}`, { redirect: "manual" });
+    const port = new URL(REDIRECT).port;
+    for (const bad of [
+      `${REDIRECT}#x`,
+      `http://evil@127.0.0.1:${port}/callback`,
+      `http://127.0.0.1:${port}/./callback`,
+      `http://127.0.0.1:${port}/x/../callback`,
+      `http://0x7f.0.0.1:${port}/callback`,
+      `http://127.1:${port}/callback`,
+      `${REDIRECT}?`,
+      `HTTP://127.0.0.1:${port}/callback`,
+    ]) {
+      const r = await authorize(bad);
+      expect(r.status, bad).toBe(400);
+      expect(r.headers.get("location"), bad).toBeNull();
+    }
+    // The registered URI itself, and on another port (RFC 8252 §7.3), go on to sign in.
+    for (const good of [REDIRECT, "http://127.0.0.1:1/callback", "http://127.0.0.1/callback"]) {
+      const r = await authorize(good);
+      expect(r.status, good).toBe(302);
+      expect(r.headers.get("location"), good).toMatch(/^\/console\/sign-in\?/);
+    }
+  }, 60_000);
+});

@@ -50,6 +50,21 @@ export function redirectUriProblem(uri: string): string | undefined {
   return undefined;
 }
 
+const LOOPBACK_REDIRECT = /^(http:\/\/(?:localhost|127\.0\.0\.1|\[::1\]))(?::\d{1,5})?(\/[^#]*)?$/;
+
+/**
+ * Whether a requested redirect URI is the registered one, exactly as written, or differs from a
+ * loopback one only in its port (RFC 8252 §7.3). The SDK's matcher compares parsed parts, so it
+ * also lets through a fragment, userinfo, dot segments or another spelling of 127.0.0.1 — all of
+ * which land on the same page, but "exact" should mean exact.
+ */
+export function sameRedirectUri(requested: string, registered: string): boolean {
+  if (requested === registered) return true;
+  const a = LOOPBACK_REDIRECT.exec(requested);
+  const b = LOOPBACK_REDIRECT.exec(registered);
+  return a !== null && b !== null && a[1] === b[1] && (a[2] ?? "") === (b[2] ?? "");
+}
+
 /** A client's name as shown to the person asked to consent: printable, bounded. */
 export function displayName(name: unknown): string | undefined {
   if (typeof name !== "string") return undefined;

@@ -27,7 +27,7 @@ import type { OAuthClientInformationFull, OAuthTokens, OAuthTokenRevocationReque
 import type { AuthInfo } from "@modelcontextprotocol/sdk/server/auth/types.js";
 import { createMcpExpressApp } from "@modelcontextprotocol/sdk/server/express.js";
 import { createOAuthMetadata, mcpAuthMetadataRouter } from "@modelcontextprotocol/sdk/server/auth/router.js";
-import { authorizationHandler, redirectUriMatches } from "@modelcontextprotocol/sdk/server/auth/handlers/authorize.js";
+import { authorizationHandler } from "@modelcontextprotocol/sdk/server/auth/handlers/authorize.js";
 import { tokenHandler } from "@modelcontextprotocol/sdk/server/auth/handlers/token.js";
 import { clientRegistrationHandler } from "@modelcontextprotocol/sdk/server/auth/handlers/register.js";
 import { revocationHandler } from "@modelcontextprotocol/sdk/server/auth/handlers/revoke.js";
@@ -40,7 +40,7 @@ import { scopedAdmin } from "../tenant/scope.js";
 import type { Store } from "../../store/types.js";
 import type { App } from "../app.js";
 import type { Membership } from "../tenant/scope.js";
-import { type OAuthClients, isDocumentClientId } from "./clients.js";
+import { type OAuthClients, isDocumentClientId, sameRedirectUri } from "./clients.js";
 import { GrantError, type Grants, isOAuthAccessToken } from "./grants.js";
 import { CONSENT_PATH, type ConsentSigner, type ConsoleGate, type ConsentHuman, PAGE_HEADERS, consentPage, messagePage } from "./consent.js";
 import { readForm } from "../console/http-util.js";
@@ -199,6 +199,12 @@ export class OAuthServer {
 
   /** GET /authorize, after the SDK validated client, redirect URI and PKCE parameters: sign in, then consent. */
   async beginConsent(origin: string, client: OAuthClientInformationFull, params: AuthorizationParams, req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    // The SDK matched the redirect URI by its parsed parts; sigil's rule is the text itself (clients.ts).
+    if (!client.redirect_uris.some((r) => sameRedirectUri(params.redirectUri, r))) {
+      res.writeHead(400, { "content-type": "application/json", "cache-control": "no-store" });
+      res.end(JSON.stringify({ error: "invalid_request", error_description: "Unregistered redirect_uri" }));
+      return;
+    }
     const resource = this.resourceFor(origin, params.resource);
     const h = await this.human(req);
     if (!h && (await this.deps.gate.signedIn(req))) {
@@ -256,7 +262,7 @@ export class OAuthServer {
     const p = this.deps.signer.open(form.get("request"), form.get("sig"), h.sessionId);
     if (!h.checkCsrf(form.get("csrf")) || !p || p.origin !== origin) return page(403, "Form expired", "This consent form is not valid (expired, or not from this session); start again from your client.");
     const client = await this.clients.get(p.clientId).catch(() => undefined);
-    if (!client || !client.redirect_uris.some((r) => redirectUriMatches(p.redirectUri, r))) return page(400, "Unknown client", "The client is no longer registered with this redirect URI.");
+    if (!client || !client.redirect_uris.some((r) => sameRedirectUri(p.redirectUri, r))) return page(400, "Unknown client", "The client is no longer registered with this redirect URI.");
     const back = new URL(p.redirectUri);
     const answer = (params: Record<string, string>): void => {
       for (const [k, v] of Object.entries(params)) back.searchParams.set(k, v);
