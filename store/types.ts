@@ -370,6 +370,8 @@ export interface Store {
   /** Issued payment mandates (written once; conflict when the id is taken). */
   createMandate(record: MandateRecord): Promise<void>;
   getMandate(id: string): Promise<MandateRecord | undefined>;
+  /** Every issued mandate, by id (for `sigil store migrate`). */
+  listMandates(): Promise<MandateRecord[]>;
   /** OAuth clients registered dynamically, and grants (src/oauth/). */
   createOAuthClient(record: OAuthClientRecord): Promise<void>;
   getOAuthClient(id: string): Promise<OAuthClientRecord | undefined>;

@@ -1,17 +1,21 @@
 /**
  * `sigil store migrate --to postgres://…`: an embedded home copied into PostgreSQL keeps every
- * audit chain intact (verified there), its tokens, keys and sealed secrets; the chains continue
+ * audit chain intact (verified there), its tokens, keys, sealed secrets and payment mandates; the chains continue
  * where they left off; a damaged home or a non-empty target is refused with nothing copied.
  */
 import { afterAll, describe, expect, it, vi } from "vitest";
 import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { cleanupHomes, makeHome, stdioClient, withApp } from "./support/home.js";
+import { createHash } from "node:crypto";
+import { cleanupHomes, makeHome, stdioClient, text, withApp } from "./support/home.js";
+import { verifyChain } from "./support/ap2.js";
 import { freshDatabaseUrl, pgQuery, pgSkipNote, pgUrl } from "./support/backends.js";
 // Each case runs a dozen CLI processes against two stores; alone it takes ~50 s on a loaded machine.
 vi.setConfig({ testTimeout: 240_000 });
 
 afterAll(cleanupHomes);
+
+const PAYEE = { id: "merchant_1", name: "Demo Merchant", website: "https://demo-merchant.example" };
 
 describe.skipIf(!pgUrl)(`sigil store migrate${pgSkipNote}`, () => {
   it("copies a home into PostgreSQL: audit verify passes there with the same entries; tokens, rotated keys and secrets work; chains continue", async () => {
@@ -99,6 +103,35 @@ describe.skipIf(!pgUrl)(`sigil store migrate${pgSkipNote}`, () => {
       await pg.close();
     }
     expect(home.json(["audit", "verify"], { env: { SIGIL_STORE_URL: url } }).ok).toBe(true);
+  });
+
+  it("carries payment mandates: the payments key, the tenant's provider key and the issued mandates; a mandate issued in the file home is presented from PostgreSQL", async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ name: "buyer", channels: "card", policy: { cardSpendingLimitCents: 50_000, cardPerChargeLimitCents: 20_000 } });
+    const s = await stdioClient(home, a.token);
+    const issued = await s.client.callTool({ name: "create_payment_mandate", arguments: { payee: PAYEE, currency: "USD", maxAmountCents: 5000 } });
+    await s.client.close();
+    expect(issued.isError, text(issued)).toBeFalsy();
+    const m = issued.structuredContent as any;
+    const providerKeys = (h: { env?: NodeJS.ProcessEnv }) => home.json<any>(["keys", "directory"], h).tenants.find((t: any) => t.tenant === "default").providerKeys;
+    const paymentsKeys = (h: { env?: NodeJS.ProcessEnv }) => home.json<{ keys: any[] }>(["keys", "export", a.id], h).keys.filter((k) => k.kty === "EC");
+
+    const url = await freshDatabaseUrl();
+    expect(home.cli(["store", "migrate", "--to", url]).code).toBe(0);
+    const pg = { env: { SIGIL_STORE_URL: url } };
+    expect(await pgQuery(url, "SELECT id FROM sigil_payment_mandates")).toEqual([{ id: m.mandateId }]);
+    expect(providerKeys(pg)).toEqual(providerKeys({}));
+    expect(paymentsKeys(pg)).toEqual(paymentsKeys({}));
+
+    // Served from PostgreSQL: the mandate the file home issued is presented, signed by the same payments key.
+    const p = await stdioClient(home, a.token, pg);
+    const presented = await p.client.callTool({ name: "present_payment_mandate", arguments: { mandateId: m.mandateId, aud: "cp", nonce: "n-1", amountCents: 4000, payee: PAYEE } });
+    await p.client.close();
+    expect(presented.isError, text(presented)).toBeFalsy();
+    const v = await verifyChain((presented.structuredContent as any).closed.payment, { rootKey: providerKeys(pg)[0], aud: "cp", nonce: "n-1", nowSeconds: Math.floor(Date.now() / 1000) });
+    expect(v.hashes[0]).toBe(createHash("sha256").update(m.mandate.payment, "ascii").digest("base64url"));
+    expect((v.hops[0]!.mandate.cnf as any).jwk).toMatchObject({ x: paymentsKeys(pg)[0].x, y: paymentsKeys(pg)[0].y });
+    expect(home.json(["audit", "verify"], pg).ok).toBe(true);
   });
 
   it("refuses a home whose audit log does not verify, and copies nothing", async () => {

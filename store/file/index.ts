@@ -455,6 +455,15 @@ export class FileStore implements Store {
     return this.readDoc<MandateRecord>(this.mandateFile(id));
   }
 
+  async listMandates(): Promise<MandateRecord[]> {
+    const out: MandateRecord[] = [];
+    for (const n of await this.dirNames("mandates")) {
+      const rec = await this.getMandate(n.slice(0, -5));
+      if (rec) out.push(rec);
+    }
+    return out.sort((a, b) => a.id.localeCompare(b.id));
+  }
+
   private oauthClientFile = (id: string): string => path.join(this.home, "oauth-clients", `${id}.json`);
   private oauthGrantFile = (id: string): string => path.join(this.home, "oauth-grants", `${id}.json`);
 

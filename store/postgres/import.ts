@@ -1,7 +1,7 @@
 /**
  * Copies a whole store (the embedded home) into an empty PostgreSQL store, in ONE transaction:
  * either everything arrives — registry, tenants, identities, secrets and inbound messages (still sealed: the master key stays
- * where it was), OAuth clients and grants (records as they are, MACs included: the grants' token
+ * where it was), mandate provider keys and issued payment mandates, OAuth clients and grants (records as they are, MACs included: the grants' token
  * hashes keep every issued token working), every audit line byte for byte with its chain head —
  * or nothing does.
  * The caller verifies the source chains first and the copies afterwards (see commands/store.ts).
@@ -113,6 +113,10 @@ export async function importStore(source: Store, target: PostgresStore): Promise
     for (const a of await source.listApprovers()) {
       const keys = await source.listPasskeys(a.id);
       if (keys.length > 0) await c.query("INSERT INTO sigil_passkeys (approver_id, records) VALUES ($1, $2)", [a.id, JSON.stringify(keys)]);
+    }
+    // Issued payment mandates (their use lives in the chains copied above; payments keys are in the identity records).
+    for (const m of await source.listMandates()) {
+      await c.query("INSERT INTO sigil_payment_mandates (id, identity_id, created_at, record) VALUES ($1, $2, $3, $4)", [m.id, m.identityId, m.createdAt, JSON.stringify(m)]);
     }
     for (const r of await source.listApprovals()) {
       await c.query("INSERT INTO sigil_approvals (id, identity_id, tenant_id, requested_at, record) VALUES ($1, $2, $3, $4, $5)", [r.id, r.identityId, r.tenantId, r.requestedAt, JSON.stringify(r)]);

@@ -488,6 +488,12 @@ export class PostgresStore implements Store {
     return r.rows[0]?.record;
   }
 
+  async listMandates(): Promise<MandateRecord[]> {
+    await this.schema();
+    const r = await this.db.query<{ record: MandateRecord }>("SELECT record FROM sigil_payment_mandates ORDER BY id");
+    return r.rows.map((x) => x.record);
+  }
+
   async putInbound(record: InboundRecord): Promise<void> {
     if (!INBOUND_ID_RE.test(record.id) || !ID_RE.test(record.identityId)) throw new StoreError("bad inbound message id", "conflict");
     await this.schema();
