@@ -144,7 +144,10 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined);
   const approvals = new Approvals(store, chains, approvers, now);
   const auth = new Authenticator(store, tokens, RecordMac.from(master), approvers);
-  const secrets = new Secrets(store, chains, new Vault(store, master, now), instanceId);
+  const vault = new Vault(store, master, now);
+  // The exfiltration guard's journal: agent calls check and extend it, `resetGuard` acknowledges what it lost.
+  const guard = new ExfiltrationJournal(store, master, now, (id, name) => vault.get(id, name));
+  const secrets = new Secrets(store, chains, vault, instanceId, guard, now);
   const audit = new AuditLog(store, chains, now, delegations);
   const throttle = new RefusalThrottle(chains, config.refusalsPerMinute);
   const providers = providersFrom(config, outboxDir);
@@ -181,7 +184,7 @@ export async function openApp(opts: AppOptions): Promise<App> {
     providers,
     inbox,
     admin: { auth, store, member: delegations.member, ops: { identities, secrets, audit, tenants, approvers, approvals } },
-    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, mandates: new MandateDesk(store, payments, chains, now), exfiltration: new ExfiltrationJournal(store, master, now, (id, name) => secrets.readerFor(id).get(name)), throttle, providers, inbox, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
+    agent: { store, chains, instanceId, now, hash: auditHash, tokens, signers, secrets, approvals, mandates: new MandateDesk(store, payments, chains, now), exfiltration: guard, throttle, providers, inbox, oauthGrants: grants, ...(publicUrl !== undefined ? { publicUrl } : {}) },
     oauth,
     auditHash,
     close: async () => {

@@ -27,6 +27,7 @@ const ID_TOOLS: Array<[string, (id: string) => Record<string, unknown>]> = [
   ["revoke_identity", (id) => ({ identityId: id })],
   ["put_secret", (id) => ({ identityId: id, name: "k", value: "v" })],
   ["delete_secret", (id) => ({ identityId: id, name: "k" })],
+  ["reset_exfiltration_guard", (id) => ({ identityId: id })],
   ["query_audit", (id) => ({ identityId: id })],
   ["verify_audit", (id) => ({ identityId: id })],
 ];

@@ -23,6 +23,7 @@ import { createPaymentMandate } from "./create-payment-mandate.js";
 import { presentPaymentMandate } from "./present-payment-mandate.js";
 import { putSecret } from "./admin/put-secret.js";
 import { deleteSecret } from "./admin/delete-secret.js";
+import { resetGuard } from "./admin/reset-guard.js";
 import { createTenant } from "./admin/create-tenant.js";
 import { listTenants } from "./admin/list-tenants.js";
 import { listApprovals } from "./list-approvals.js";
@@ -45,6 +46,7 @@ export const ADMIN_TOOLS: AdminTool[] = [
   verifyAudit,
   putSecret,
   deleteSecret,
+  resetGuard,
   createTenant,
   listTenants,
   addApprover,

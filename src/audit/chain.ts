@@ -184,6 +184,9 @@ export interface VaultRead {
   version: number;
 }
 
+/** The admin change that acknowledges vault reads the exfiltration guard's journal lost (its `ok` result removes them). */
+export const GUARD_RESET_TOOL = "guard_reset";
+
 /** The tools whose recipients count as contacted once they succeed (policy `approval.newRecipients`). */
 const RECIPIENT_TOOLS = new Set(["send_email", "send_sms", "place_call"]);
 
@@ -580,6 +583,12 @@ export class ChainState {
         else if (typeof intent.detail.generation === "number") g.generation = Math.max(g.generation, intent.detail.generation);
         g.t = t;
         this.grants.set(intent.detail.grant, g);
+      }
+      if (e.decision === "ok" && intent?.tool === GUARD_RESET_TOOL && Array.isArray(intent.detail?.reads)) {
+        // An administrator acknowledged these reads as lost to the guard (src/identity/secrets.ts
+        // `resetGuard`): the journal is no longer required to hold them.
+        const gone = new Set((intent.detail.reads as VaultRead[]).map((r) => `${r.t}\n${r.version}\n${r.name}`));
+        this.vaultReads = this.vaultReads.filter((r) => !gone.has(`${r.t}\n${r.version}\n${r.name}`));
       }
       if (e.decision === "ok" && intent?.tool === "vault_get") {
         const r = e.result as { name?: unknown; version?: unknown } | undefined;

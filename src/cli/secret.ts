@@ -37,6 +37,17 @@ export const registerSecretCommands: RegisterCommands = (program, kit) => {
       kit.out(!!o.json, r, () => (r.deleted ? `Deleted ${r.name} (was version ${r.version})` : `No secret ${r.name}; nothing changed`));
     });
   secret
+    .command("reset-guard")
+    .description(
+      "after investigating guard_tampered: acknowledge the secrets the exfiltration guard's record lost (recorded in the identity's audit log), so its outbound calls are decided again; those values are no longer guarded, so replace them. Refused while the record exists but cannot be opened, or when it lacks nothing",
+    )
+    .argument("<id>")
+    .addOption(kit.jsonOpt())
+    .action(async (id: string, o: { json?: boolean }) => {
+      const r = await kit.withApp((app) => app.secrets.resetGuard(id));
+      kit.out(!!o.json, r, () => `Acknowledged ${r.acknowledged.length} lost read${r.acknowledged.length === 1 ? "" : "s"} of ${r.identityId}: ${r.acknowledged.map((x) => `${x.name} v${x.version} (read ${x.readAt})`).join(", ")}. Replace ${r.acknowledged.length === 1 ? "that secret" : "those secrets"} where ${r.acknowledged.length === 1 ? "it is" : "they are"} used.`);
+    });
+  secret
     .command("list")
     .description("list the names and versions of the identity's secrets (never values)")
     .argument("<id>")

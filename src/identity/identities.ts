@@ -124,6 +124,7 @@ export async function adminChange<V, T>(
  * - `token_rotated`: `ok` if the registry's token hash is the one the intent names, `failed` if not;
  * - `key_rotated`: always `failed` — its result entry is the handover itself, so an intent
  *   without one means signing never moved (the registry's pending key is never published);
+ * - `guard_reset`: always `failed` — its result entry is the acknowledgement itself;
  * - `secret_put` / `secret_deleted`: `ok` if the vault holds (no longer holds) that version;
  * - `oauth_granted` / `oauth_tokens_issued` / `oauth_revoked`: `ok` if the grant exists / reached
  *   that token generation / is revoked, `failed` if not;
@@ -134,7 +135,8 @@ export async function adminOutcome(store: Pick<Store, "getIdentity" | "getSecret
   const ok: AdminOutcome = { decision: "ok", reason: "recovered" };
   const failed: AdminOutcome = { decision: "failed", reason: "interrupted" };
   const unknown: AdminOutcome = { decision: "unknown", reason: "orphaned_intent" };
-  if (intent.tool === "key_rotated") return failed;
+  // Their result entry is the change itself (the handover; the acknowledgement of lost reads).
+  if (intent.tool === "key_rotated" || intent.tool === "guard_reset") return failed;
   const rec = await store.getIdentity(identityId);
   if (!rec) return unknown;
   switch (intent.tool) {

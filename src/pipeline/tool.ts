@@ -136,7 +136,7 @@ export function defineTool<S extends z.ZodObject>(tool: AgentTool<S>): AgentTool
  */
 export interface AdminContext {
   identities: Pick<Identities, "create" | "list" | "show" | "updatePolicy" | "rotateKey" | "rotateToken" | "revoke">;
-  secrets: Pick<Secrets, "put" | "delete">;
+  secrets: Pick<Secrets, "put" | "delete" | "resetGuard">;
   audit: Pick<AuditLog, "query" | "verify">;
   tenants: Pick<Tenants, "create" | "list">;
   /**

@@ -67,7 +67,7 @@ export interface LoggedRead {
 export const GUARD_TAMPERED = {
   reason: "guard_tampered",
   message: (n: number): string =>
-    `the exfiltration guard's record for this identity lacks ${n} secret${n === 1 ? "" : "s"} the audit log says vault_get handed out in the last 24 hours, and ${n === 1 ? "it" : "they"} can no longer be read from the vault (the record was deleted or put back from an older copy); outbound calls are refused until those reads are 24 hours old, and nothing was sent.`,
+    `the exfiltration guard's record lacks ${n} secret${n === 1 ? "" : "s"} the audit log says vault_get handed out in 24 h (deleted or rolled back); nothing is sent until ${n === 1 ? "it is" : "they are"} 24 h old or an admin resets the guard.`,
 };
 
 /**
@@ -198,6 +198,19 @@ export class ExfiltrationJournal {
     logged: readonly LoggedRead[],
     fields: ReadonlyArray<readonly [string, string]>,
   ): Promise<{ reason: string; message: string } | undefined> {
+    const missing = await this.missing(identityId, logged);
+    if (missing === undefined) return undefined;
+    if (missing.length > 0) return { reason: GUARD_TAMPERED.reason, message: GUARD_TAMPERED.message(missing.length) };
+    if (await this.carries(identityId, fields, false)) return { reason: EXFILTRATION.reason, message: EXFILTRATION.message };
+    return undefined;
+  }
+
+  /**
+   * The logged reads (inside the window) the journal lacks after rebuilding what the vault still
+   * holds: empty when it holds them all after a rebuild, undefined when nothing needed rebuilding.
+   * Throws `guard_unavailable` when the journal cannot be opened.
+   */
+  async missing(identityId: string, logged: readonly LoggedRead[]): Promise<LoggedRead[] | undefined> {
     const now = this.now();
     const required = logged.filter((r) => now - r.t < READ_WINDOW_MS - CLOCK_MARGIN_MS);
     if (required.length === 0) return undefined;
@@ -212,9 +225,7 @@ export class ExfiltrationJournal {
       if (secret && secret.version === r.version) await this.recordRead(identityId, secret, r.t);
     }
     missing = required.filter(held(this.live((await this.load(identityId)).journal, this.now())));
-    if (missing.length > 0) return { reason: GUARD_TAMPERED.reason, message: GUARD_TAMPERED.message(missing.length) };
-    if (await this.carries(identityId, fields, false)) return { reason: EXFILTRATION.reason, message: EXFILTRATION.message };
-    return undefined;
+    return missing;
   }
 }
 

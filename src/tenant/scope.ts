@@ -56,6 +56,7 @@ export function scopedAdmin(ops: AdminContext, store: Pick<Store, "getIdentity">
     secrets: {
       put: async (id, name, value) => (await own(id), secrets.put(id, name, value)),
       delete: async (id, name) => (await own(id), secrets.delete(id, name)),
+      resetGuard: async (id) => (await own(id), secrets.resetGuard(id)),
     },
     audit: {
       query: async (id, opts) => (await own(id), audit.query(id, opts)),
