@@ -287,3 +287,24 @@ describe("attacker: a genuinely signed message with a header the signature does 
     180_000,
   );
 });
+
+describe("attacker: who wrote to an identity, read off the server's stderr", () => {
+  it(
+    "the sender of a received message does not appear on stderr (the log keeps it only as a keyed hash)",
+    async () => {
+      const home = makeHome();
+      home.createIdentity({ channels: "email", email: "agent@inbox.test", policy: {} });
+      const server = await startInboundServer(home);
+      const sender = `whistleblower-${Date.now().toString(36)}@source.example`;
+      try {
+        await sendMail(server.smtpPort, { from: `Source <${sender}>`, to: "agent@inbox.test", subject: "tip", text: "meet at noon" });
+        await sendMail(server.smtpPort, { from: "x@y.example", to: "agent@inbox.test", envelope: { from: sender, to: ["agent@inbox.test"] }, raw: rawMail(["To: agent@inbox.test", "Subject: no From header"], "hi") });
+      } finally {
+        await server.stop();
+      }
+      expect(server.output()).not.toContain(sender.split("@")[0]);
+      expect(server.output()).toMatch(/inbound mail .*stored for 1 identity/);
+    },
+    120_000,
+  );
+});
