@@ -109,8 +109,8 @@ function run(w: PoolWorker, req: SliceRequest | JobRequest): Promise<SliceResult
   });
 }
 
-/** A log's lines go to the thread in batches of about this many bytes; at most two batches are in flight. */
-const JOB_BATCH_BYTES = 256 * 1024;
+/** A log's lines go to the thread in batches of about this many bytes (short slices of this thread's time); at most two batches are in flight. */
+const JOB_BATCH_BYTES = 64 * 1024;
 
 /**
  * Verifies a whole log on one verifier thread — the per-entry work and the sequential pass

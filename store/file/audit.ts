@@ -13,7 +13,7 @@ import { nextTurn } from "../../src/util/yield.js";
 import { type AuditBackend, type ChainCursor, type ChainView, StoreError } from "../types.js";
 
 const MAX_OPEN = 128;
-const READ_CHUNK = 1024 * 1024;
+const READ_CHUNK = 128 * 1024;
 const BACK_BLOCK = 64 * 1024;
 
 export class FileAuditBackend implements AuditBackend {
@@ -105,7 +105,7 @@ export class FileAuditBackend implements AuditBackend {
   }
 
   /**
-   * Read in chunks of 1 MiB up to the size the file had when reading began (a 1,000,000-entry log
+   * Read in chunks of 128 KiB up to the size the file had when reading began (a 1,000,000-entry log
    * is ~350 MB: never held whole), yielding to the event loop between chunks.
    */
   async *readLines(identityId: string): AsyncIterable<string> {

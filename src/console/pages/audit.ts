@@ -21,7 +21,7 @@ import { PAGE_SIZE, pageNumber, pager, postButton, render, when } from "./common
 
 const ID = "(id_[0-9a-f]{20})";
 /** A filtered page stops reading after this long and links to where it stopped (server time stays bounded). */
-const SCAN_BUDGET_MS = 60;
+const SCAN_BUDGET_MS = 30;
 /** Lines read at a time by a filtered page. */
 const SCAN_PAGE = 200;
 
