@@ -233,7 +233,7 @@ const SPEC = {
   SIGIL_INBOUND_TLS_KEY_FILE: { parse: text, meaning: "the PEM private key for STARTTLS", default: "—" },
   SIGIL_TEST_DNS_FILE: { parse: given, meaning: "test suite only: DNS answers (JSON) for inbound SPF/DKIM/DMARC checks instead of DNS (never set in production)", default: "—" },
   SIGIL_TEST_FAULTS: { parse: given, meaning: "test suite only: inject file-system faults (never set in production)", default: "—" },
-  SIGIL_TEST_CRASH: { parse: given, meaning: "test suite only: kill the process at this named step of an admin operation (never set in production)", default: "—" },
+  SIGIL_TEST_CRASH: { parse: given, meaning: "test suite only: kill the process at this named step of an admin operation or agent call (never set in production)", default: "—" },
   SIGIL_TEST_CLOCK_OFFSET_MS: {
     parse: wholeNumber(0, 10 * 365 * 86_400_000),
     meaning: "test suite only: run sigil's clock this many milliseconds ahead (never set in production)",

@@ -30,6 +30,7 @@ import { type Approvals, approvalSettings } from "../approval/approvals.js";
 import { type ApprovalStep, approvalStep, awaitDecision } from "../approval/flow.js";
 import { RecordTampered, type TokenHashes, behindLog } from "../identity/record-mac.js";
 import { jcs } from "../util/jcs.js";
+import { crashPoint } from "../util/faults.js";
 import type { Inbox } from "../inbound/messages.js";
 import type { Grants } from "../oauth/grants.js";
 import { type AgentTool, type ElicitRequest, type ElicitResponse, type PreparedAct, type SessionMemory, type ToolContext, type ToolOutcome, availableTo } from "./tool.js";
@@ -496,8 +497,11 @@ class AgentCall {
   async act(g: Governed, intent: Intent): Promise<Done> {
     const { tool, args } = g;
     let done: Done;
+    // Test crash points (SIGIL_TEST_CRASH): the intent is durable, nothing acted; the act done, its result not recorded.
+    crashPoint(`${tool.name}:after-intent`);
     try {
       done = { outcome: await tool.run(g.ctx, args as never, intent.normalized, await intent.preparing) };
+      crashPoint(`${tool.name}:after-act`);
     } catch (err) {
       // What the log keeps only as hashes (message bodies…) and the secrets this session read stay out
       // of stderr too, even when a provider's error text echoes them.

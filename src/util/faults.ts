@@ -67,7 +67,8 @@ export function armCrashPoint(point: string | undefined): void {
  * A named point in a multi-step operation where the test suite can kill this process outright
  * (SIGKILL: no cleanup, no further write), to prove that what the next process finds is
  * reconciled. Enabled only by SIGIL_TEST_CRASH=<point>, which production never sets; the points
- * are listed where they are used (e.g. `key_rotated:after-intent` in src/identity/identities.ts).
+ * are listed where they are used (e.g. `key_rotated:after-intent` in src/identity/identities.ts;
+ * `<tool>:after-intent` and `<tool>:after-act` for every agent call in src/pipeline/agent-call.ts).
  */
 export function crashPoint(point: string): void {
   if (armed === point) process.kill(process.pid, "SIGKILL");
