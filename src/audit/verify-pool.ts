@@ -68,34 +68,48 @@ function workerUrl(): URL {
 function workers(): PoolWorker[] {
   if (!pool) {
     const script = workerUrl();
-    pool = Array.from({ length: workerCount() }, () => {
-      const w: PoolWorker = { worker: new Worker(script), dead: false, pending: new Map(), jobs: 0 };
-      const failAll = (err: unknown): void => {
-        w.dead = true;
-        const waiting = [...w.pending.values()];
-        w.pending.clear();
-        w.worker.unref();
-        for (const p of waiting) p.reject(err);
-      };
-      w.worker.on("message", (res: SliceResult | JobReply) => {
-        const key = "msg" in res ? res.msg : res.id;
-        const p = w.pending.get(key);
-        w.pending.delete(key);
-        if (w.pending.size === 0) w.worker.unref();
-        p?.resolve(res);
-      });
-      w.worker.on("error", failAll);
-      w.worker.on("exit", () => failAll(new Error("a verifier thread exited")));
-      w.worker.unref();
-      return w;
-    });
+    pool = Array.from({ length: workerCount() }, () => startWorker(script, false));
   }
   return pool;
 }
 
-/** How many verifier threads this process has running (0 before the first long log). */
+/**
+ * The thread whole verifications run on (`verifyOnThread`): one more thread of the same script,
+ * started on first use, that lowers its own scheduling priority (nice 10; on Linux a thread's
+ * own) — a server's background verification gives way to its event loop and to other work,
+ * while `sigil audit verify`'s slices keep the pool's normal-priority threads.
+ */
+let background: PoolWorker | undefined;
+function backgroundWorker(): PoolWorker {
+  if (!background || background.dead) background = startWorker(workerUrl(), true);
+  return background;
+}
+
+function startWorker(script: URL, lowPriority: boolean): PoolWorker {
+  const w: PoolWorker = { worker: new Worker(script, { workerData: { lowPriority } }), dead: false, pending: new Map(), jobs: 0 };
+  const failAll = (err: unknown): void => {
+    w.dead = true;
+    const waiting = [...w.pending.values()];
+    w.pending.clear();
+    w.worker.unref();
+    for (const p of waiting) p.reject(err);
+  };
+  w.worker.on("message", (res: SliceResult | JobReply) => {
+    const key = "msg" in res ? res.msg : res.id;
+    const p = w.pending.get(key);
+    w.pending.delete(key);
+    if (w.pending.size === 0) w.worker.unref();
+    p?.resolve(res);
+  });
+  w.worker.on("error", failAll);
+  w.worker.on("exit", () => failAll(new Error("a verifier thread exited")));
+  w.worker.unref();
+  return w;
+}
+
+/** How many verifier threads this process has running (0 before the first long log or verification status). */
 export function verifierThreads(): number {
-  return (pool ?? []).filter((w) => !w.dead).length;
+  return [...(pool ?? []), ...(background ? [background] : [])].filter((w) => !w.dead).length;
 }
 
 function run(w: PoolWorker, req: SliceRequest): Promise<SliceResult>;
@@ -118,7 +132,7 @@ const JOB_BATCH_BYTES = 64 * 1024;
  * on: a server's event loop does none of the verification. `resume` continues a verification that
  * stopped at that point (the lines are then the ones after it). Undefined when this process has no
  * verifier threads (SIGIL_VERIFY_THREADS=0, or they could not start): the caller verifies itself.
- * Jobs go to the thread with the fewest open; several jobs on one thread interleave by batch.
+ * Jobs run on the low-priority background thread; several interleave there by batch.
  */
 export async function verifyOnThread(
   identityId: string,
@@ -129,9 +143,7 @@ export async function verifyOnThread(
   if (workerCount() === 0) return undefined;
   let w: PoolWorker;
   try {
-    const live = workers().filter((x) => !x.dead);
-    if (live.length === 0) return undefined;
-    w = live.reduce((a, b) => (b.jobs < a.jobs ? b : a));
+    w = backgroundWorker();
   } catch {
     return undefined;
   }
@@ -204,7 +216,8 @@ export async function precompute(items: Array<string | AuditEntry>, keys: Public
 
 function breakPool(): void {
   poolBroken = true;
-  const old = pool ?? [];
+  const old = [...(pool ?? []), ...(background ? [background] : [])];
   pool = undefined;
+  background = undefined;
   for (const w of old) void w.worker.terminate();
 }

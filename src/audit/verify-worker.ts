@@ -10,7 +10,8 @@
  *   event loop doing any of it (the chains' verification status, src/audit/verification.ts).
  *   Several jobs may be open at once; their batches interleave.
  */
-import { parentPort } from "node:worker_threads";
+import { setPriority } from "node:os";
+import { parentPort, workerData } from "node:worker_threads";
 import { fromB64 } from "../crypto/encoding.js";
 import type { AuditEntry } from "./entry.js";
 import { examineEntry } from "./verify-entry.js";
@@ -101,6 +102,16 @@ function jobStep(req: JobRequest): Omit<JobReply, "msg"> {
     }
   }
   return { kind: "job", id: req.id, entries: c.entries };
+}
+
+// The background thread (verify-pool.ts) gives way to the server's event loop: on Linux a thread's
+// nice value is its own. Where that is not allowed, it runs at normal priority.
+if ((workerData as { lowPriority?: boolean } | undefined)?.lowPriority === true) {
+  try {
+    setPriority(10);
+  } catch {
+    /* not permitted here */
+  }
 }
 
 parentPort?.on("message", (req: SliceRequest | JobRequest) => {
