@@ -308,3 +308,26 @@ describe("attacker: who wrote to an identity, read off the server's stderr", () 
     120_000,
   );
 });
+
+describe("attacker: another tenant's admin claims an identity's address", () => {
+  it(
+    "mail for an address two live identities share goes to the one that had it first, never to a newer claimant in another tenant",
+    async () => {
+      const home = makeHome();
+      const victim = home.createIdentity({ name: "victim", channels: "email", email: "agent@inbox.test", policy: {} });
+      const other = home.createTenant("other");
+      // Nothing stops another tenant's admin from giving its own identity the same address.
+      const thief = home.createIdentity({ name: "thief", channels: "email", email: "agent@inbox.test", tenant: other.id, policy: {} });
+      const server = await startInboundServer(home);
+      try {
+        await sendMail(server.smtpPort, { from: "bank@b.example", to: "agent@inbox.test", subject: "your one-time code", text: "123456" });
+      } finally {
+        await server.stop();
+      }
+      const received = (id: string) => home.auditLog(id).filter((e) => e.tool === "inbound_email" && e.decision === "received");
+      expect(received(thief.id)).toHaveLength(0);
+      expect(received(victim.id)).toHaveLength(1);
+    },
+    180_000,
+  );
+});

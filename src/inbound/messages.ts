@@ -142,10 +142,13 @@ export class Inbox {
     if (!this.directory || now - this.directory.at > 2000) {
       const byEmail = new Map<string, string>();
       const byPhone = new Map<string, string>();
-      for (const rec of await this.deps.store.listIdentities()) {
-        if (rec.revokedAt) continue;
-        if (rec.channels.includes("email")) byEmail.set(rec.email.toLowerCase(), rec.id);
-        if (rec.phone && rec.channels.includes("sms")) byPhone.set(rec.phone, rec.id);
+      // Oldest first, first claim kept: creation does not refuse an address or number another live
+      // identity has (another tenant's, say), and the newer one must never get the older one's messages.
+      const live = (await this.deps.store.listIdentities()).filter((r) => !r.revokedAt).sort((a, b) => a.createdAt.localeCompare(b.createdAt) || a.id.localeCompare(b.id));
+      for (const rec of live) {
+        const email = rec.email.toLowerCase();
+        if (rec.channels.includes("email") && !byEmail.has(email)) byEmail.set(email, rec.id);
+        if (rec.phone && rec.channels.includes("sms") && !byPhone.has(rec.phone)) byPhone.set(rec.phone, rec.id);
       }
       this.directory = { at: now, byEmail, byPhone };
     }
