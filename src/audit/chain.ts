@@ -743,6 +743,14 @@ export class AuditChains {
   private readonly snapshotting = new Map<string, Promise<void>>();
   /** Identities whose registry key windows have not been checked against the log since it last changed. */
   private readonly keysUnsettled = new Set<string>();
+  /**
+   * Per identity: the furthest entry (seq, hash) this process has seen in the log. The log only
+   * grows, so a log that, read again, ends before it or holds another entry there had its tail cut
+   * (or was rewritten) by whoever writes the store: the chain is refused in this process from then
+   * on (fail closed), instead of being rebuilt from what is left. Memory only: a new process
+   * cannot tell (only a checkpoint kept elsewhere can, `sigil audit verify --checkpoint`).
+   */
+  private readonly seen = new Map<string, { seq: number; hash: string }>();
 
   /** Each log's verification status, told of every length the chains see a log reach (verification.ts). */
   readonly verification: ChainVerification;
@@ -886,12 +894,17 @@ export class AuditChains {
     const outcomes: Array<{ ok: true; value: unknown; entry?: AuditEntry } | { ok: false; err: unknown }> = [];
     try {
       if (firstLoad) this.keysUnsettled.add(identityId);
+      const seen = this.seen.get(identityId);
       const { cursor } = await this.opts.backend.withChain(identityId, state.cursor, async (view) => {
         for (const line of view.lines) {
           const e = parseLine(line, identityId);
           state.apply(e);
+          if (seen && e.seq === seen.seq && e.hash !== seen.hash) throw new ChainCorruptError(`the audit log of ${identityId} was rewritten: entry ${seen.seq} is not the one this process saw`);
           // A rotation another process wrote: its registry write may not have happened (a crash).
           if (typeof e.newKeyId === "string") this.keysUnsettled.add(identityId);
+        }
+        if (seen && state.seq < seen.seq) {
+          throw new ChainCorruptError(`the audit log of ${identityId} was cut back: it ends at entry ${state.seq}, but this process saw entry ${seen.seq}; nothing more is recorded for it here`);
         }
         const lines: string[] = [];
         const append = async (draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> => {
@@ -932,6 +945,7 @@ export class AuditChains {
       });
       state.cursor = cursor;
       this.states.set(identityId, state);
+      if (state.seq > (seen?.seq ?? 0)) this.seen.set(identityId, { seq: state.seq, hash: state.head });
       this.maybeSnapshot(identityId, state);
       this.verification.appended(identityId, state.seq);
     } catch (err) {
