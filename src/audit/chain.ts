@@ -14,7 +14,7 @@ import { b64, sha256hex } from "../crypto/encoding.js";
 import { sign as edSign } from "../crypto/ed25519.js";
 import { hashesEqual } from "../crypto/tokens.js";
 import type { AuditBackend, ChainCursor } from "../../store/types.js";
-import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, canonicalLine, entryHash, signingStatement } from "./entry.js";
+import { type AuditEntry, type EntryFields, ENTRY_VERSION, ZERO_HASH, bodyHash, sealingForms, signingStatement } from "./entry.js";
 import { ChainVerification } from "./verification.js";
 import type { PublicKeyInfo } from "./verify.js";
 
@@ -908,9 +908,9 @@ export class AuditChains {
         }
         const lines: string[] = [];
         const append = async (draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> => {
-          const entry = await this.seal(state, identityId, draft, keyId, cosign);
+          const { entry, line } = await this.seal(state, identityId, draft, keyId, cosign);
           state.apply(entry);
-          lines.push(canonicalLine(entry));
+          lines.push(line);
           return entry;
         };
         if (state.seq === 0) {
@@ -961,7 +961,8 @@ export class AuditChains {
     });
   }
 
-  private async seal(state: ChainState, identityId: string, draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<AuditEntry> {
+  /** The entry for `draft` at the chain's end, hashed and signed, and its canonical line. */
+  private async seal(state: ChainState, identityId: string, draft: Draft, keyId?: string, cosign?: Uint8Array): Promise<{ entry: AuditEntry; line: string }> {
     const signerId = keyId ?? state.activeKeyId;
     if (!signerId) throw new ChainCorruptError(`audit log of ${identityId} has no active key`);
     const key = await this.opts.keyring.signer(identityId, signerId);
@@ -975,11 +976,12 @@ export class AuditChains {
       prev: state.head,
     };
     for (const k of Object.keys(body)) if (body[k] === undefined) delete body[k];
-    const hash = entryHash(body);
+    const forms = sealingForms(body);
+    const hash = bodyHash(forms.body);
     const statement = signingStatement(hash);
     const entry = { ...body, hash, sig: b64(edSign(key.secretKey, statement)) } as AuditEntry;
     if (cosign) entry.sigNew = b64(edSign(cosign, statement));
-    return entry;
+    return { entry, line: forms.line(entry) };
   }
 }
 

@@ -72,6 +72,37 @@ export function canonicalForms(entry: Record<string, unknown>): { body: string; 
   return { body: `{${body.join(",")}}`, line: `{${line.join(",")}}` };
 }
 
+/**
+ * For the writer: the canonical body of an entry about to be sealed, and `line(entry)`, the
+ * canonical line of the sealed entry (the same object plus its hash and signatures), reusing the
+ * body's members instead of canonicalising every value a second time. Byte for byte what
+ * `canonicalForms` gives for both.
+ */
+export function sealingForms(body: Record<string, unknown>): { body: string; line(entry: Record<string, unknown>): string } {
+  const members = new Map<string, string>();
+  const parts: string[] = [];
+  for (const k of Object.keys(body).sort()) {
+    const v = body[k];
+    if (v === undefined || SIG_FIELDS.has(k)) continue;
+    const member = `${JSON.stringify(k)}:${jcs(v)}`;
+    members.set(k, member);
+    parts.push(member);
+  }
+  return {
+    body: `{${parts.join(",")}}`,
+    line(entry) {
+      const line: string[] = [];
+      for (const k of Object.keys(entry).sort()) {
+        const v = entry[k];
+        if (v === undefined) continue;
+        const known = members.get(k);
+        line.push(known !== undefined && v === body[k] ? known : `${JSON.stringify(k)}:${jcs(v)}`);
+      }
+      return `{${line.join(",")}}`;
+    },
+  };
+}
+
 export function canonicalBody(entry: Record<string, unknown>): string {
   return canonicalForms(entry).body;
 }
