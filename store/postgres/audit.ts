@@ -226,10 +226,12 @@ export class PgAuditBackend implements AuditBackend {
     await this.ready();
     if (before !== undefined && (!Number.isSafeInteger(before.position) || before.position <= 0)) return [];
     const limit = Math.max(1, Math.min(Math.floor(max), 10_000));
-    const r = await this.db.query<{ seq: number; line: string }>(
-      "SELECT seq::int AS seq, line FROM sigil_audit_entries WHERE identity_id = $1 AND ($2::bigint IS NULL OR seq <= $2) ORDER BY seq DESC LIMIT $3",
-      [identityId, before?.position ?? null, limit],
-    );
+    // Two statements, so that the seq bound is an index bound (an `$2 IS NULL OR …` would make a
+    // generic plan filter every newer row of the identity instead).
+    const r =
+      before === undefined
+        ? await this.db.query<{ seq: number; line: string }>("SELECT seq::int AS seq, line FROM sigil_audit_entries WHERE identity_id = $1 ORDER BY seq DESC LIMIT $2", [identityId, limit])
+        : await this.db.query<{ seq: number; line: string }>("SELECT seq::int AS seq, line FROM sigil_audit_entries WHERE identity_id = $1 AND seq <= $2 ORDER BY seq DESC LIMIT $3", [identityId, before.position, limit]);
     return r.rows.map((row) => ({ line: row.line, before: { position: row.seq - 1 } }));
   }
 
