@@ -15,6 +15,7 @@
  *       └─ delegations (tenant/delegations.ts)  tenant-signed statements for identity keys
  *           └─ approvals (approval/approvals.ts)  pending approvals and decisions (in the identities' logs)
  *     approvers (approval/approvers.ts)         people who decide approvals; their sealed keys
+ *       └─ tenantLog (tenant/log.ts)            each tenant's own chain (signed by its key): approvers, passkeys
  *     auth (identity/auth.ts)                   bearer token → principal
  *     providers (providers/index.ts)            email, telephony, card; created on first use
  *     oauth (oauth/)                            OAuth grants and tokens, clients, the consent signer
@@ -44,6 +45,7 @@ import { Vault } from "./identity/vault.js";
 import { RefusalThrottle } from "./pipeline/throttle.js";
 import { AuditLog } from "./identity/audit-log.js";
 import { Tenants, ensureDefaultTenant } from "./tenant/tenants.js";
+import { TenantKeyring, TenantLog, adopting, startTenantLogs, tenantOutcome } from "./tenant/log.js";
 import { Delegations } from "./tenant/delegations.js";
 import { Approvers } from "./approval/approvers.js";
 import { Approvals } from "./approval/approvals.js";
@@ -88,6 +90,8 @@ export interface App {
   readonly approvals: Approvals;
   /** Approvers' passkeys (WebAuthn), registered and used in the console. */
   readonly passkeys: Passkeys;
+  /** Tenants' own audit logs: approvers added and removed, passkeys registered (src/tenant/log.ts). */
+  readonly tenantLog: TenantLog;
   /** P-256 keys for payment mandates: identities' payments keys, tenants' provider keys (src/mandates/keys.ts). */
   readonly payments: PaymentKeys;
   readonly providers: Providers;
@@ -137,11 +141,27 @@ export async function openApp(opts: AppOptions): Promise<App> {
   const auditHash = (value: string): string => keyedHash(auditKey, value);
   const signers = new ActiveSigners(store, keyring, chains);
   const tenants = new Tenants(store, master, now);
+  // Tenants' own logs (approvers, passkeys): the same chains over the same backend, signed by the tenant key.
+  const tenantChains = new AuditChains({
+    backend: backend.audit,
+    keyring: new TenantKeyring(store, tenants, async (t) => {
+      // Only a home older than tenant logs, on its first open (see startTenantLogs below).
+      if (!(await adopting(backend, RecordMac.from(master)))) return { approvers: [], passkeys: [] };
+      const own = (await backend.listApprovers()).filter((a) => a.tenantId === t && approvers.authentic(a));
+      return { approvers: own, passkeys: (await Promise.all(own.map((a) => passkeys.authentic(a.id)))).flat() };
+    }),
+    now,
+    instanceId,
+    instanceAlive: (id) => backend.instanceAlive(id),
+    adminOutcome: (t, intent) => tenantOutcome({ approver: async (id) => { const a = await backend.getApprover(id); return approvers.authentic(a) ? a : undefined; }, passkeys: (id) => passkeys.authentic(id) }, t, intent),
+  });
+  const tenantLog = new TenantLog(tenantChains, instanceId);
   const delegations = new Delegations(store, tenants, now);
   keyring.refreshWith((rec, at) => delegations.refreshed(rec, at));
   const payments = new PaymentKeys(store, master, now);
   const identities = new Identities(store, chains, keyring, tokens, now, instanceId, delegations, payments);
-  const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined);
+  const approvers = new Approvers(store, master, now, async (t) => TENANT_ID_RE.test(t) && (await store.getTenant(t)) !== undefined, tenantLog);
+  const passkeys = new Passkeys(store, master, now, tenantLog);
   const approvals = new Approvals(store, chains, approvers, now);
   const auth = new Authenticator(store, tokens, RecordMac.from(master), approvers);
   const vault = new Vault(store, master, now);
@@ -179,7 +199,8 @@ export async function openApp(opts: AppOptions): Promise<App> {
     audit,
     approvers,
     approvals,
-    passkeys: new Passkeys(store, master, now),
+    passkeys,
+    tenantLog,
     payments,
     providers,
     inbox,
@@ -190,9 +211,12 @@ export async function openApp(opts: AppOptions): Promise<App> {
     close: async () => {
       await throttle.flush(); // the summaries of refusals throttled in this minute
       await chains.close().catch(() => {}); // state snapshots: an optimisation, never a reason to fail
+      await tenantChains.close().catch(() => {});
       await store.close();
     },
   };
+  // A home older than tenant logs: each tenant's log starts with the approvers and passkeys it holds.
+  await startTenantLogs(backend, RecordMac.from(master), tenantLog, now).catch(() => {});
   await store.registerInstance(instanceId);
   return app;
 }

@@ -122,6 +122,12 @@ export interface RegistryMeta {
   createdAt: string;
   adminTokenHash: string;
   masterKeyCheck: string;
+  /**
+   * When tenants' own audit logs began (src/tenant/log.ts): set by `sigil init`, or when a home
+   * older than them is first opened, once every tenant's log is open. Until then a tenant log's
+   * creation entry adopts the approvers and passkeys the home holds; after, never. Covered by `mac`.
+   */
+  tenantLogsSince?: string;
   /** From schema 2: the record MAC over every other member (src/identity/record-mac.ts). */
   mac?: string;
 }

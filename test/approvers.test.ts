@@ -67,7 +67,7 @@ describe.each(backends)("approvers decide (%s store)", (backend) => {
     const file = path.join(home.dir, "receipt.json");
     writeFileSync(file, JSON.stringify(r.structuredContent));
     const explained = home.json(["receipt", "explain", file]);
-    expect(explained.answers.find((x: any) => x.question === "approval")).toMatchObject({ status: "ok", answer: `${p.id}: ${ann.id} (approver)` });
+    expect(explained.answers.find((x: any) => x.question === "approval")).toMatchObject({ status: "ok", answer: `${p.id} for tenant default: ${ann.id} (approver, signed)` });
     if (backend === "file") expect(await ledger(home, a.id)).toEqual([["approved", 5000], ["approved", 7550]]);
     expect(listAs(home, ann, false).map((x) => [x.id, x.status, x.decidedBy.map((y: any) => [y.approverId, y.decision, y.via])])).toEqual([[p.id, "used", [[ann.id, "approve", "approver"]]]]);
 

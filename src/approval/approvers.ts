@@ -18,6 +18,14 @@ import { Denied } from "../errors.js";
 import { validateAddress } from "../policy/email-address.js";
 import { NAME_RE } from "../identity/records.js";
 import { APPROVER_ID_RE, type ApproverRecord, type Store } from "../../store/types.js";
+import { APPROVER_ADDED, APPROVER_REMOVED, type ChainState } from "../audit/chain.js";
+
+/** The tenant logs, as approvers use them (src/tenant/log.ts). */
+export interface ApproverLog {
+  state(tenantId: string): Promise<Pick<ChainState, "approver">>;
+  change<T>(tenantId: string, tool: string, fields: Record<string, unknown>, apply: () => Promise<T>, result?: Record<string, unknown>): Promise<T>;
+  refuse(tenantId: string, key: string, fields: Record<string, unknown>): Promise<void>;
+}
 
 export const APPROVER_TOKEN_PREFIX = "sigil_approver_";
 
@@ -62,6 +70,8 @@ export class Approvers {
     private readonly now: () => number,
     /** Whether a tenant exists (the tenant registry); absent: only `default`. */
     private readonly tenantExists: (tenantId: string) => Promise<boolean> = async (t) => t === "default",
+    /** The tenants' audit logs: every change recorded, every use checked against them. */
+    private readonly log?: ApproverLog,
   ) {
     this.macs = RecordMac.from(master);
     this.tokens = TokenHashes.from(master);
@@ -83,14 +93,27 @@ export class Approvers {
     const h = this.tokens.hash(token);
     const rec = await this.store.approverByTokenHash(h);
     if (!this.authentic(rec) || rec.removedAt || !hashesEqual(rec.tokenHash, h)) return undefined;
-    return rec;
+    return (await this.inLog(rec)) ? rec : undefined;
+  }
+
+  /**
+   * Whether the tenant's log says this approver is current with this key: added (its `ok` result
+   * written), not removed. When it does not, the refusal is recorded in the tenant's log.
+   */
+  async inLog(rec: ApproverRecord): Promise<boolean> {
+    if (!this.log) return true;
+    const a = (await this.log.state(rec.tenantId)).approver(rec.id);
+    const reason = !a ? "approver_not_in_log" : a.removedAt !== undefined ? "approver_removed_in_log" : a.keyId !== rec.keyId || a.publicKey !== rec.publicKey ? "approver_key_differs" : undefined;
+    if (!reason) return true;
+    await this.log.refuse(rec.tenantId, `${rec.id}\n${reason}\n${rec.keyId}`, { reason, record: "approver", approverId: rec.id, keyId: rec.keyId });
+    return false;
   }
 
   /** Whether the approver whose token hashed to `hash` is still current (authentic, not removed, same token). */
   async stillValid(id: string, hash: string): Promise<ApproverRecord | undefined> {
     const rec = await this.store.getApprover(id);
     if (!this.authentic(rec) || rec.removedAt || !hashesEqual(rec.tokenHash, hash)) return undefined;
-    return rec;
+    return (await this.inLog(rec)) ? rec : undefined;
   }
 
   /** Adds an approver to `tenantId` (default: `default`). */
@@ -122,7 +145,9 @@ export class Approvers {
       sealed: seal(this.master.subkey("signing-keys"), kp.secretKey, approverKeyAd(id, keyId)),
       createdAt: new Date(this.now()).toISOString(),
     } as ApproverRecord);
-    await this.store.createApprover(record);
+    const create = () => this.store.createApprover(record);
+    if (this.log) await this.log.change(tenantId, APPROVER_ADDED, { approverId: id, name, approverKeyId: keyId, approverPublicKey: record.publicKey }, create);
+    else await create();
     return { ...approverView(record), token };
   }
 
@@ -139,12 +164,17 @@ export class Approvers {
 
   /** Removes an approver: its token stops working at once; decisions it signed stay verifiable. */
   async remove(id: string, tenantId?: string): Promise<{ id: string; removedAt: string }> {
-    await this.require(id, tenantId);
-    const at = new Date(this.now()).toISOString();
-    const rec = await this.store.updateApprover(id, (r) => {
-      if (!this.authentic(r)) throw new Denied("record_invalid", `approver ${id}'s record fails its authentication; nothing was changed.`);
-      return r.removedAt ? r : this.macs.seal(APPROVER_RECORD_KIND, id, { ...r, removedAt: at });
-    });
+    const current = await this.require(id, tenantId);
+    const update = () =>
+      this.store.updateApprover(id, (r) => {
+        if (!this.authentic(r)) throw new Denied("record_invalid", `approver ${id}'s record fails its authentication; nothing was changed.`);
+        return r.removedAt ? r : this.macs.seal(APPROVER_RECORD_KIND, id, { ...r, removedAt: new Date(this.now()).toISOString() });
+      });
+    // Removing a removed approver changes nothing and records nothing (its first removal stands).
+    if (!this.log) return { id, removedAt: (await update()).removedAt! };
+    const logged = (await this.log.state(current.tenantId)).approver(id);
+    if (current.removedAt && logged?.removedAt !== undefined) return { id, removedAt: current.removedAt };
+    const rec = await this.log.change(current.tenantId, APPROVER_REMOVED, { approverId: id }, update);
     return { id, removedAt: rec.removedAt! };
   }
 

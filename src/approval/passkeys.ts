@@ -10,6 +10,11 @@
  * passkey answers a challenge that is the hash of the decision statement (`passkeyChallenge`), so
  * the assertion recorded in the `approval_decided` entry proves which authenticator approved which
  * exact action.
+ *
+ * Registering one is recorded in the approver's tenant's audit log (src/tenant/log.ts): an intent
+ * `passkey_registered` naming the credential, its public key and the relying party, then the
+ * record with its `ok` result. A passkey counts (to sign in, to approve) only if that log records
+ * it for this approver with this public key.
  */
 import { b64url } from "../crypto/encoding.js";
 import { Denied } from "../errors.js";
@@ -17,6 +22,13 @@ import type { MasterKey } from "../crypto/master-key.js";
 import { RecordMac } from "../identity/record-mac.js";
 import type { ApproverRecord, PasskeyRecord, Store } from "../../store/types.js";
 import type { PasskeyAssertion } from "./approvals.js";
+import { PASSKEY_REGISTERED, type ChainState } from "../audit/chain.js";
+
+/** The tenant logs, as passkeys use them (src/tenant/log.ts). */
+export interface PasskeyLog {
+  state(tenantId: string): Promise<Pick<ChainState, "passkey">>;
+  change<T>(tenantId: string, tool: string, fields: Record<string, unknown>, apply: () => Promise<T>): Promise<T>;
+}
 
 export const PASSKEY_RECORD_KIND = "passkey";
 const MAX_PASSKEYS = 20;
@@ -37,20 +49,37 @@ export class Passkeys {
     private readonly store: Pick<Store, "listPasskeys" | "updatePasskeys">,
     master: MasterKey,
     private readonly now: () => number,
+    /** The tenants' audit logs: each registration recorded there, each use checked against it. */
+    private readonly log?: PasskeyLog,
   ) {
     this.macs = RecordMac.from(master);
   }
 
   private macId = (approverId: string, credentialId: string): string => `${approverId}/${credentialId}`;
 
-  /** The approver's passkeys that sigil wrote (a record failing its MAC is left out). */
-  async list(approverId: string): Promise<PasskeyRecord[]> {
+  /** The approver's passkeys that sigil wrote (a record failing its MAC is left out), whatever the tenant's log says. */
+  async authentic(approverId: string): Promise<PasskeyRecord[]> {
     return (await this.store.listPasskeys(approverId)).filter((p) => p.approverId === approverId && this.macs.check(PASSKEY_RECORD_KIND, this.macId(approverId, p.id), p));
+  }
+
+  /** The approver's passkeys that count: sigil wrote them and the tenant's log records their registration, same key. */
+  async list(approverId: string): Promise<PasskeyRecord[]> {
+    const all = await this.authentic(approverId);
+    if (!this.log || all.length === 0) return all;
+    const states = new Map<string, Pick<ChainState, "passkey">>();
+    const out: PasskeyRecord[] = [];
+    for (const p of all) {
+      let st = states.get(p.tenantId);
+      if (!st) states.set(p.tenantId, (st = await this.log.state(p.tenantId)));
+      const logged = st.passkey(p.id);
+      if (logged && logged.approverId === approverId && logged.publicKey === p.publicKey) out.push(p);
+    }
+    return out;
   }
 
   async registrationOptions(approver: ApproverRecord, rp: RelyingParty): Promise<Record<string, unknown>> {
     const { generateRegistrationOptions } = await webauthn();
-    const existing = await this.list(approver.id);
+    const existing = await this.authentic(approver.id);
     return (await generateRegistrationOptions({
       rpName: rp.name,
       rpID: rp.id,
@@ -85,11 +114,21 @@ export class Passkeys {
       name: name.slice(0, 64) || "passkey",
       createdAt: new Date(this.now()).toISOString(),
     } as PasskeyRecord);
-    await this.store.updatePasskeys(approver.id, (all) => {
+    const check = (all: PasskeyRecord[]): void => {
       if (all.some((p) => p.id === record.id)) throw new Denied("passkey_exists", "this passkey is already registered.");
       if (all.length >= MAX_PASSKEYS) throw new Denied("too_many_passkeys", `an approver may register at most ${MAX_PASSKEYS} passkeys.`);
-      return [...all, record];
-    });
+    };
+    check(await this.store.listPasskeys(approver.id)); // refused before anything is recorded
+    const store = () =>
+      this.store.updatePasskeys(approver.id, (all) => {
+        check(all);
+        return [...all, record];
+      });
+    if (!this.log) await store();
+    else {
+      const fields = { approverId: approver.id, credentialId: record.id, credentialPublicKey: record.publicKey, rpId: rp.id, origin: rp.origin, name: record.name, by: "approver" };
+      await this.log.change(approver.tenantId, PASSKEY_REGISTERED, fields, store);
+    }
     return record;
   }
 

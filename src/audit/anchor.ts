@@ -28,12 +28,14 @@ export interface VerifyReport {
   anchored: boolean;
   anchor?: Anchor;
   identities: VerifyResult[];
+  /** Tenants' own logs (approvers, passkeys; src/tenant/log.ts), when they were verified too. */
+  tenants?: VerifyResult[];
 }
 
-export function report(identities: VerifyResult[], anchor: Anchor | undefined): VerifyReport {
-  const intact = identities.every((r) => r.ok);
+export function report(identities: VerifyResult[], anchor: Anchor | undefined, tenants?: VerifyResult[]): VerifyReport {
+  const intact = identities.every((r) => r.ok) && (tenants ?? []).every((r) => r.ok);
   const verdict = !intact ? "failed" : anchor ? "ok" : "unanchored";
-  return { ok: verdict === "ok", verdict, anchored: anchor !== undefined, ...(anchor ? { anchor } : {}), identities };
+  return { ok: verdict === "ok", verdict, anchored: anchor !== undefined, ...(anchor ? { anchor } : {}), identities, ...(tenants ? { tenants } : {}) };
 }
 
 export interface KeySource {
@@ -102,6 +104,17 @@ export interface AuditBundle {
   /** The identity's tenant and its public key (JWKS), and the tenant's delegation statements (src/provenance/delegation.ts). */
   tenant?: { id: string; keys: unknown[] };
   delegations?: unknown[];
+  /** The tenant's own log (approvers added and removed, passkeys registered; src/tenant/log.ts), signed by the tenant key above. */
+  tenantLog?: unknown[];
+}
+
+/** The tenant key(s) a bundle carries, as a verifier trusts keys. */
+export function bundleTenantKeys(bundle: AuditBundle): PublicKeyInfo[] {
+  try {
+    return keysFromJwks({ keys: bundle.tenant?.keys }).map((k) => ({ keyId: k.kid, publicKey: b64(k.publicKey), ...(k.notBefore ? { notBefore: k.notBefore } : {}), ...(k.notAfter ? { notAfter: k.notAfter } : {}) }));
+  } catch {
+    return [];
+  }
 }
 
 export function assertBundle(bundle: unknown): asserts bundle is AuditBundle {
@@ -128,5 +141,8 @@ export async function verifyBundle(bundle: unknown, trusted?: KeySource): Promis
   assertBundle(bundle);
   const keys = trusted ? keysFor(bundle.identity.id, trusted) : bundle.keys;
   const r = await verifyChain(bundle.identity.id, bundle.entries as Iterable<string>, keys);
-  return report([r], trusted ? "keys" : undefined);
+  // The tenant's own log, when the bundle carries it: under the tenant key the bundle carries
+  // (the one that signs its delegation statements; the key directory lists it).
+  const tenants = bundle.tenant && Array.isArray(bundle.tenantLog) ? [await verifyChain(bundle.tenant.id, bundle.tenantLog as Iterable<string>, bundleTenantKeys(bundle))] : undefined;
+  return report([r], trusted ? "keys" : undefined, tenants);
 }

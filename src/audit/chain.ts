@@ -262,6 +262,37 @@ function issuedMandate(e: AuditEntry, t: number): MandateState | undefined {
   };
 }
 
+/**
+ * An approver as its tenant's log records it (src/tenant/log.ts): added by the `ok` result of an
+ * `approver_added` intent (or adopted by the log's creation entry, for a home older than tenant
+ * logs), removed by the `ok` result of `approver_removed`. `from`/`removedAt` are the times of
+ * those entries (an adopted approver's are its record's).
+ */
+export interface RosterApprover {
+  id: string;
+  keyId: string;
+  publicKey: string;
+  from: string;
+  removedAt?: string;
+}
+
+/** A passkey as its tenant's log records it: registered by the `ok` result of `passkey_registered` (or adopted). */
+export interface RosterPasskey {
+  credentialId: string;
+  approverId: string;
+  /** The credential's COSE public key (base64url). */
+  publicKey: string;
+  /** The relying party it was registered for (absent for an adopted one). */
+  rpId?: string;
+  origin?: string;
+  from: string;
+}
+
+/** The tenant-log tools whose `ok` result changes the roster. */
+export const APPROVER_ADDED = "approver_added";
+export const APPROVER_REMOVED = "approver_removed";
+export const PASSKEY_REGISTERED = "passkey_registered";
+
 /** The entry that summarises refusals past the per-minute limit (src/pipeline/throttle.ts). */
 export const THROTTLE_SUMMARY_TOOL = "refusals_throttled";
 const REFUSAL_WINDOW_MS = 60_000;
@@ -375,6 +406,9 @@ export class ChainState {
   private vaultReads: VaultRead[] = [];
   private readonly mandates = new Map<string, MandateState>();
   private readonly grants = new Map<string, LoggedGrant>();
+  /** A tenant's log only: its approvers and their passkeys (see `RosterApprover`). */
+  private readonly rosterApprovers = new Map<string, RosterApprover>();
+  private readonly rosterPasskeys = new Map<string, RosterPasskey>();
 
   constructor(readonly identityId: string) {}
 
@@ -382,6 +416,66 @@ export class ChainState {
   oauthGrant(id: string): LoggedGrant | undefined {
     const g = this.grants.get(id);
     return g && { ...g };
+  }
+
+  /** A tenant's log: the approver as the log records it (undefined: never added). */
+  approver(id: string): RosterApprover | undefined {
+    const a = this.rosterApprovers.get(id);
+    return a && { ...a };
+  }
+
+  /** A tenant's log: every approver it records, in the order they were added. */
+  approvers(): RosterApprover[] {
+    return [...this.rosterApprovers.values()].map((a) => ({ ...a }));
+  }
+
+  /** A tenant's log: the passkey (by credential id) as the log records its registration. */
+  passkey(credentialId: string): RosterPasskey | undefined {
+    const p = this.rosterPasskeys.get(credentialId);
+    return p && { ...p };
+  }
+
+  passkeys(): RosterPasskey[] {
+    return [...this.rosterPasskeys.values()].map((p) => ({ ...p }));
+  }
+
+  /** The approvers and passkeys a tenant log's creation entry adopts (what the home held when the log began). */
+  private adopt(e: AuditEntry): void {
+    for (const a of Array.isArray(e.approvers) ? (e.approvers as Array<Record<string, unknown>>) : []) {
+      if (typeof a?.approverId !== "string" || typeof a.keyId !== "string" || typeof a.publicKey !== "string") continue;
+      this.rosterApprovers.set(a.approverId, {
+        id: a.approverId,
+        keyId: a.keyId,
+        publicKey: a.publicKey,
+        from: typeof a.createdAt === "string" ? a.createdAt : e.ts,
+        ...(typeof a.removedAt === "string" ? { removedAt: a.removedAt } : {}),
+      });
+    }
+    for (const p of Array.isArray(e.passkeys) ? (e.passkeys as Array<Record<string, unknown>>) : []) {
+      if (typeof p?.credentialId !== "string" || typeof p.approverId !== "string" || typeof p.publicKey !== "string") continue;
+      this.rosterPasskeys.set(p.credentialId, { credentialId: p.credentialId, approverId: p.approverId, publicKey: p.publicKey, from: typeof p.createdAt === "string" ? p.createdAt : e.ts });
+    }
+  }
+
+  /** What the `ok` result of a tenant-log change does to the roster (`d`: its intent's members). */
+  private applyRoster(tool: string, d: Record<string, unknown>, ts: string): void {
+    const id = typeof d.approverId === "string" ? d.approverId : undefined;
+    if (!id) return;
+    if (tool === APPROVER_ADDED && typeof d.approverKeyId === "string" && typeof d.approverPublicKey === "string" && !this.rosterApprovers.has(id)) {
+      this.rosterApprovers.set(id, { id, keyId: d.approverKeyId, publicKey: d.approverPublicKey, from: ts });
+    } else if (tool === APPROVER_REMOVED) {
+      const a = this.rosterApprovers.get(id);
+      if (a && a.removedAt === undefined) a.removedAt = ts;
+    } else if (tool === PASSKEY_REGISTERED && typeof d.credentialId === "string" && typeof d.credentialPublicKey === "string" && !this.rosterPasskeys.has(d.credentialId)) {
+      this.rosterPasskeys.set(d.credentialId, {
+        credentialId: d.credentialId,
+        approverId: id,
+        publicKey: d.credentialPublicKey,
+        ...(typeof d.rpId === "string" ? { rpId: d.rpId } : {}),
+        ...(typeof d.origin === "string" ? { origin: d.origin } : {}),
+        from: ts,
+      });
+    }
   }
 
   /** A payment mandate this identity was issued, with its uses, as the log records it. */
@@ -516,6 +610,7 @@ export class ChainState {
     this.head = e.hash;
     const t = Date.parse(e.ts);
     this.lastT = t;
+    if (e.seq === 1 && e.tool === "tenant_created") this.adopt(e);
     if (e.seq === 1 && !this.activeKeyId) {
       this.activeKeyId = e.keyId;
       this.keys = [{ keyId: e.keyId, ...(typeof e.publicKey === "string" ? { publicKey: e.publicKey } : {}), from: e.ts }];
@@ -590,6 +685,7 @@ export class ChainState {
         const gone = new Set((intent.detail.reads as VaultRead[]).map((r) => `${r.t}\n${r.version}\n${r.name}`));
         this.vaultReads = this.vaultReads.filter((r) => !gone.has(`${r.t}\n${r.version}\n${r.name}`));
       }
+      if (e.decision === "ok" && intent?.detail) this.applyRoster(intent.tool, intent.detail, e.ts);
       if (e.decision === "ok" && intent?.tool === "vault_get") {
         const r = e.result as { name?: unknown; version?: unknown } | undefined;
         if (typeof r?.name === "string" && typeof r.version === "number") {

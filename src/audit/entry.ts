@@ -14,10 +14,20 @@
  */
 import { sha256hex } from "../crypto/encoding.js";
 import { jcs } from "../util/jcs.js";
+import { TENANT_ID_RE } from "../../store/types.js";
 
 export const ENTRY_VERSION = 1;
 export const ZERO_HASH = "0".repeat(64);
 export const AUDIT_SIGNING_PREFIX = "sigil-audit-entry-v1\n";
+
+/**
+ * The entry that must open a chain and carry its first key: an identity's log starts with
+ * `identity_created`; a tenant's log (its approvers and their passkeys, src/tenant/log.ts; its id
+ * is the tenant id, which no identity id can be) with `tenant_created`, signed by the tenant key.
+ */
+export function creationTool(chainId: string): "identity_created" | "tenant_created" {
+  return TENANT_ID_RE.test(chainId) ? "tenant_created" : "identity_created";
+}
 
 export type Phase = "intent" | "result" | "call" | "event";
 

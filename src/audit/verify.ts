@@ -21,7 +21,7 @@
  * or without workers.
  */
 import { keyThumbprint } from "../crypto/ed25519.js";
-import { type AuditEntry, ENTRY_VERSION, ZERO_HASH } from "./entry.js";
+import { type AuditEntry, ENTRY_VERSION, ZERO_HASH, creationTool } from "./entry.js";
 import { DEFECT_MESSAGE, type EntryDefect, type Examined, examineEntry, isKeyIdOf, strictPublicKey } from "./verify-entry.js";
 import { PARALLEL_MIN_ENTRIES, type Precomputed, precompute, workerCount } from "./verify-pool.js";
 
@@ -203,8 +203,8 @@ export class ChainChecker {
     if (!Number.isFinite(at) || new Date(at).toISOString() !== e.ts) return bad(`entry ${expected} has no valid time`);
     if (expected === 1) {
       // The first key is fixed by the creation entry, which carries it.
-      const first = e.tool === "identity_created" ? strictPublicKey(e.publicKey) : undefined;
-      if (!first) return bad("entry 1 is not the identity's creation entry carrying its first key");
+      const first = e.tool === creationTool(this.identityId) ? strictPublicKey(e.publicKey) : undefined;
+      if (!first) return bad(`entry 1 is not the ${creationTool(this.identityId) === "tenant_created" ? "tenant" : "identity"}'s creation entry carrying its first key`);
       if (!isKeyIdOf(e.keyId, first)) return bad(`entry 1 is signed by key ${String(e.keyId)} but carries the first key ${keyIdOf(first)}`);
       active = e.keyId;
     }

@@ -6,8 +6,8 @@
  * only the keys given. Exit 0 when nothing failed (unchecked answers say why), 1 when something did.
  */
 import { SigilError } from "../errors.js";
-import { assertBundle, keysFor, loadKeySource } from "../audit/anchor.js";
-import { PublicHome, registryKeys } from "../audit/verify-home.js";
+import { assertBundle, bundleTenantKeys, keysFor, loadKeySource } from "../audit/anchor.js";
+import { PublicHome, registryKeys, tenantKeys } from "../audit/verify-home.js";
 import { type ExplainSources, explainReceipt, receiptFrom } from "../provenance/explain.js";
 import { tenantJwks } from "../provenance/directory.js";
 import { tenantOf } from "../tenant/tenants.js";
@@ -54,6 +54,9 @@ export const registerExplainCommands: RegisterCommands = (program, kit) => {
           ...(bundle.tenant && bundle.delegations ? { delegation: { tenant: bundle.tenant, delegations: bundle.delegations } } : {}),
           delegationFrom: "the tenant key and statements the bundle carries",
           channelOf,
+          ...(bundle.tenant && Array.isArray(bundle.tenantLog)
+            ? { tenantLog: { tenantId: bundle.tenant.id, lines: bundle.tenantLog as Iterable<string>, keys: bundleTenantKeys(bundle), from: "the bundle" } }
+            : {}),
         };
         result = await explainReceipt(r, src);
       } else {
@@ -70,7 +73,8 @@ export const registerExplainCommands: RegisterCommands = (program, kit) => {
             ...(t ? { delegation: { tenant: { id: t.id, keys: tenantJwks(t) }, delegations: rec.delegations ?? [] } } : {}),
             delegationFrom: "this home's registry",
             channelOf,
-            approverKeys: new Map((await pub.store.listApprovers()).map((a) => [a.id, a.publicKey] as const)),
+            // Who the tenant's approvers were, when, with which keys and passkeys: its own log, under its key.
+            ...(t ? { tenantLog: { tenantId: t.id, lines: pub.store.audit.readLines(t.id), keys: tenantKeys(t), from: "this home's registry" } } : {}),
           };
           result = await explainReceipt(r, src);
         } finally {

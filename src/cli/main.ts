@@ -186,7 +186,7 @@ export function buildCli(): Command {
   audit
     .command("verify")
     .description(
-      "verify every entry of one identity's log, or of all logs (needs public data only, never the master key); exit 0 when all verify, 1 and the first bad seq when not, 3 when a bundle is only self-consistent (unanchored: give --keys or --checkpoint)",
+      "verify every entry of one identity's log, one tenant's own log (ID default or tn_…: its approvers and passkeys, checked against the registry too), or of all logs (needs public data only, never the master key); exit 0 when all verify, 1 and the first bad seq when not, 3 when a bundle is only self-consistent (unanchored: give --keys or --checkpoint)",
     )
     .argument("[id]")
     .option("--bundle <file>", "verify an exported bundle offline, without the home")
@@ -196,7 +196,7 @@ export function buildCli(): Command {
     .action(async (id: string | undefined, o: { bundle?: string; keys?: string; checkpoint?: string; json?: boolean }) => {
       const note = o.checkpoint !== undefined ? readCheckpointFile(o.checkpoint) : undefined;
       const trusted = o.keys !== undefined ? await loadKeySource(o.keys) : undefined;
-      let chains: { identities: VerifyResult[] };
+      let chains: { identities: VerifyResult[]; tenants?: VerifyResult[] };
       let cp: CheckpointCheck | undefined;
       let anchor: Anchor | undefined = trusted ? "keys" : undefined;
       if (o.bundle) {
@@ -228,23 +228,25 @@ export function buildCli(): Command {
         }
       }
       if (cp?.ok) anchor ??= "checkpoint";
-      const rep: VerifyReport & { checkpoint?: CheckpointCheck } = { ...report(chains.identities, anchor), ...(cp ? { checkpoint: cp } : {}) };
+      const rep: VerifyReport & { checkpoint?: CheckpointCheck } = { ...report(chains.identities, anchor, chains.tenants), ...(cp ? { checkpoint: cp } : {}) };
+      const at = (r: VerifyResult): string => (r.firstBadSeq !== undefined ? `seq ${r.firstBadSeq}: ` : "");
       if (cp && !cp.ok) Object.assign(rep, { ok: false, verdict: "failed" });
       out(!!o.json, rep, () =>
         (rep.identities
           .map((r) =>
             !r.ok
-              ? `FAIL ${shown(r.id)}: seq ${r.firstBadSeq}: ${shown(r.error ?? "")}`
+              ? `FAIL ${shown(r.id)}: ${at(r)}${shown(r.error ?? "")}`
               : rep.verdict === "unanchored"
                 ? `unanchored ${shown(r.id)}: ${r.entries} entries are self-consistent, but nothing anchors their keys (give --keys with the identity's published keys, or --checkpoint)`
                 : `ok   ${shown(r.id)}: ${r.entries} entries verify`,
           )
+          .concat((rep.tenants ?? []).map((r) => (r.ok ? `ok   tenant ${shown(r.id)}: ${r.entries} entries verify, and the registry's approvers and passkeys agree with them` : `FAIL tenant ${shown(r.id)}: ${at(r)}${shown(r.error ?? "")}`)))
           .join("\n") || "No identities.") +
         (cp ? (cp.ok ? `\nok   checkpoint ${shown(cp.origin)} size ${cp.size}: the log still holds it` : `\nFAIL checkpoint ${shown(cp.origin)}: ${shown(cp.error ?? "")}`) : ""),
       );
       if (rep.verdict === "failed") {
-        const bad = rep.identities.find((r) => !r.ok);
-        if (o.json) process.stderr.write(bad ? `sigil: ${shown(bad.id)}: seq ${bad.firstBadSeq}: ${shown(bad.error ?? "")}\n` : `sigil: checkpoint ${shown(cp?.origin ?? "")}: ${shown(cp?.error ?? "")}\n`);
+        const bad = rep.identities.find((r) => !r.ok) ?? rep.tenants?.find((r) => !r.ok);
+        if (o.json) process.stderr.write(bad ? `sigil: ${shown(bad.id)}: ${at(bad)}${shown(bad.error ?? "")}\n` : `sigil: checkpoint ${shown(cp?.origin ?? "")}: ${shown(cp?.error ?? "")}\n`);
         process.exitCode = 1;
       } else if (rep.verdict === "unanchored") {
         if (o.json) process.stderr.write("sigil: unanchored: the bundle is self-consistent, but nothing anchors its keys; give --keys SOURCE or --checkpoint FILE\n");

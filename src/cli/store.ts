@@ -11,6 +11,7 @@ import { SigilError } from "../errors.js";
 import { loadMasterKey, masterKeyMatches } from "../identity/home.js";
 import { publicKeys } from "../identity/audit-log.js";
 import { verifyChain } from "../audit/verify.js";
+import { tenantKeys } from "../audit/verify-home.js";
 import { openFileStore } from "../../store/index.js";
 import { PostgresStore } from "../../store/postgres/index.js";
 import { importStore } from "../../store/postgres/import.js";
@@ -73,6 +74,12 @@ export async function migrateHome(home: string, url: string, config: Pick<Config
         );
       }
     }
+    // Tenants' own logs too (approvers, passkeys), against their tenant's key.
+    const tenants = await source.listTenants();
+    for (const t of tenants) {
+      const v = await verifyChain(t.id, source.audit.readLines(t.id), tenantKeys(t));
+      if (!v.ok) throw new SigilError("audit_invalid", `The audit log of tenant ${t.id} does not verify (seq ${v.firstBadSeq}: ${v.error}); nothing was copied. Run \`sigil audit verify\`.`);
+    }
     let counts;
     try {
       counts = await importStore(source, target);
@@ -86,6 +93,10 @@ export async function migrateHome(home: string, url: string, config: Pick<Config
     for (const rec of identities) {
       const v = await verifyChain(rec.id, target.audit.readLines(rec.id), publicKeys(rec));
       if (!v.ok) throw new SigilError("audit_invalid", `The copy of ${rec.id}'s audit log does not verify (seq ${v.firstBadSeq}: ${v.error}).`);
+    }
+    for (const t of tenants) {
+      const v = await verifyChain(t.id, target.audit.readLines(t.id), tenantKeys(t));
+      if (!v.ok) throw new SigilError("audit_invalid", `The copy of tenant ${t.id}'s audit log does not verify (seq ${v.firstBadSeq}: ${v.error}).`);
     }
     return { from: home, to: redactUrl(url), ...counts, verified: true };
   } finally {

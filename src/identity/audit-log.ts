@@ -60,13 +60,24 @@ export class AuditLog {
         entries.push(line); // kept as it is, so the verifier reports it
       }
     }
+    // The tenant's own log: who its approvers were and when (it anchors the approvals' signatures).
+    const tenantLog: unknown[] = [];
+    if (delegation) {
+      for await (const line of this.store.audit.readLines(delegation.tenant.id)) {
+        try {
+          tenantLog.push(JSON.parse(line));
+        } catch {
+          tenantLog.push(line);
+        }
+      }
+    }
     return {
       format: "sigil-audit-bundle/v1",
       exportedAt: new Date(this.now()).toISOString(),
       identity: { id: rec.id, name: rec.name, createdAt: rec.createdAt },
       keys: publicKeys(rec),
       entries,
-      ...(delegation ? { tenant: delegation.tenant, delegations: delegation.delegations } : {}),
+      ...(delegation ? { tenant: delegation.tenant, delegations: delegation.delegations, ...(tenantLog.length > 0 ? { tenantLog } : {}) } : {}),
     };
   }
 

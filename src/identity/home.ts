@@ -142,6 +142,7 @@ async function initIn(opts: HomeOptions, config: Config, store: Store, where: st
         createdAt: new Date().toISOString(),
         adminTokenHash: TokenHashes.from(master).hash(adminToken),
         masterKeyCheck: masterKeyCheck(master, SCHEMA_VERSION),
+        tenantLogsSince: new Date().toISOString(),
       }),
     );
   } catch (err) {

@@ -15,7 +15,8 @@ import { SigilError } from "../errors.js";
 import type { DelegationRecord } from "../../store/types.js";
 import { delegationAt, verifyDelegation } from "./delegation.js";
 import { keysFromJwks } from "./directory.js";
-import { checkApprovalEvidence } from "../approval/evidence.js";
+import { type TenantRoster, checkApprovalEvidence, checkPasskeyAssertions } from "../approval/evidence.js";
+import { ChainState, parseLine } from "../audit/chain.js";
 
 export type Question = "receipt" | "agent" | "tenant" | "approval" | "policy" | "key" | "delegation";
 export type Status = "ok" | "failed" | "unchecked";
@@ -75,8 +76,25 @@ export interface ExplainSources {
   delegationFrom: string;
   /** The channel a tool belongs to (null: every identity has it), to check the statement delegates it. */
   channelOf?: (tool: string) => string | null | undefined;
-  /** Approvers' public keys by approver id (the home's approver records), to anchor approval signatures. */
+  /** Approvers' public keys by approver id from a source the verifier trusts, to anchor approval signatures. */
   approverKeys?: ReadonlyMap<string, string>;
+  /**
+   * The tenant's own log (src/tenant/log.ts) and the tenant key(s) it is verified with: who its
+   * approvers were, when, with which keys and passkeys. It anchors approvers' signatures and passkeys.
+   */
+  tenantLog?: { tenantId: string; lines: AsyncIterable<string> | Iterable<string | AuditEntry>; keys: PublicKeyInfo[]; from: string };
+}
+
+/** The tenant's log verified and replayed into its roster; why it cannot be used; or undefined when it has no entries. */
+async function tenantRoster(log: NonNullable<ExplainSources["tenantLog"]>): Promise<TenantRoster | string | undefined> {
+  const raw: Array<string | AuditEntry> = [];
+  for await (const l of log.lines as AsyncIterable<string | AuditEntry>) raw.push(l);
+  if (raw.length === 0) return undefined;
+  const v = await verifyChain(log.tenantId, raw, log.keys);
+  if (!v.ok) return `tenant ${log.tenantId}'s log (${log.from}) does not verify: seq ${v.firstBadSeq}: ${v.error ?? ""}`;
+  const state = new ChainState(log.tenantId);
+  for (const l of raw) state.apply(typeof l === "string" ? parseLine(l, log.tenantId) : l);
+  return Object.assign(state, { tenantId: log.tenantId });
 }
 
 const str = (v: unknown): string | undefined => (typeof v === "string" ? v : undefined);
@@ -190,13 +208,23 @@ export async function explainReceipt(receipt: ReceiptFields, src: ExplainSources
     if (receipt.approvalId !== undefined && receipt.approvalId !== approvalId) {
       add("approval", "failed", `the receipt names approval ${receipt.approvalId} but its entry names ${approvalId}`, `approval ${approvalId}`);
     } else {
-      const ev = checkApprovalEvidence([...entries.values()], approvalId, usedAt, src.approverKeys);
-      const anchored = ev.approvers.every((a) => a.anchored);
-      const status: Status = !ev.ok ? "failed" : ev.via === "approver" && !anchored ? "unchecked" : "ok";
-      add("approval", status, ev.detail, ev.via === "approver" ? `${approvalId}: ${ev.approvers.map((a) => `${a.approverId} (approver)`).join(", ")}` : `${approvalId}${ev.via ? ` (${ev.via})` : ""}`);
+      const roster = src.tenantLog ? await tenantRoster(src.tenantLog) : undefined;
+      const all = [...entries.values()];
+      const ev = checkApprovalEvidence(all, approvalId, usedAt, src.approverKeys, typeof roster === "string" ? undefined : roster);
+      const pk = ev.ok && ev.approvers.some((a) => a.via === "passkey") ? await checkPasskeyAssertions(all, ev, typeof roster === "string" ? undefined : roster) : undefined;
+      const anchored = ev.approvers.every((a) => a.anchored) && (pk?.anchored ?? true);
+      // A tenant log that does not verify anchors nothing and is itself a failure (forged, truncated).
+      const ok = ev.ok && (pk?.ok ?? true) && !(typeof roster === "string" && ev.via === "approver");
+      const status: Status = !ok ? "failed" : ev.via === "approver" && !anchored ? "unchecked" : "ok";
+      const requested = all.find((e) => e.tool === "approval_requested" && e.approvalId === approvalId);
+      const approvedFor = str(requested?.tenantId);
+      const who = ev.approvers.map((a) => (a.via === "passkey" ? `${a.approverId} via passkey ${String(a.credentialId).slice(0, 22)}… (its assertion over the decision statement)` : `${a.approverId} (approver, signed)`)).join(", ");
+      const answer = `${approvalId}${approvedFor ? ` for tenant ${approvedFor}` : ""}: ${ev.via === "approver" ? who : ev.via ?? "not approved"}`;
+      const details = [ev.detail, ...(pk ? [pk.detail] : []), ...(typeof roster === "string" ? [roster] : !roster && ev.via === "approver" ? ["no tenant log to check the approvers against"] : [])];
+      add("approval", status, ok ? details.join("; ") : !ev.ok ? ev.detail : pk && !pk.ok ? pk.detail : String(roster), answer);
     }
   } else if (approval === "accepted") {
-    add("approval", "ok", "client-attested: the connected MCP client accepted an approval form (no named approver; it proves no human)", "client-attested");
+    add("approval", "ok", "client-attested: the connected MCP client accepted an approval form (no named approver; it proves no human)", `client-attested${tenant ? ` for tenant ${tenant}` : ""}`);
   } else {
     add("approval", "ok", "no approval applied: the policy did not ask for one", "none");
   }

@@ -2,7 +2,7 @@
  * Copies a whole store (the embedded home) into an empty PostgreSQL store, in ONE transaction:
  * either everything arrives — registry, tenants, identities, secrets and inbound messages (still sealed: the master key stays
  * where it was), mandate provider keys and issued payment mandates, OAuth clients and grants (records as they are, MACs included: the grants' token
- * hashes keep every issued token working), every audit line byte for byte with its chain head —
+ * hashes keep every issued token working), every audit line byte for byte with its chain head (identities' chains and tenants' own logs) —
  * or nothing does.
  * The caller verifies the source chains first and the copies afterwards (see commands/store.ts).
  */
@@ -31,6 +31,27 @@ async function insertLines(c: Conn, identityId: string, batch: Array<{ seq: numb
   ]);
 }
 
+/** Copies one chain (an identity's, or a tenant's own log) line for line with its head; how many entries. */
+async function copyChain(source: Store, c: Conn, chainId: string): Promise<number> {
+  let n = 0;
+  let batch: Array<{ seq: number; line: string }> = [];
+  let head: { seq: number; hash: string | null } = { seq: 0, hash: null };
+  for await (const line of source.audit.readLines(chainId)) {
+    const e = JSON.parse(line) as { seq: number; hash: string };
+    if (e.seq !== head.seq + 1) throw new StoreError(`the audit log of ${chainId} is not contiguous at seq ${e.seq}`, "conflict");
+    head = { seq: e.seq, hash: e.hash };
+    batch.push({ seq: e.seq, line });
+    if (batch.length >= BATCH) {
+      await insertLines(c, chainId, batch);
+      batch = [];
+    }
+    n++;
+  }
+  await insertLines(c, chainId, batch);
+  await c.query("INSERT INTO sigil_chain_heads (identity_id, seq, hash) VALUES ($1, $2, $3)", [chainId, head.seq, head.hash]);
+  return n;
+}
+
 export async function importStore(source: Store, target: PostgresStore): Promise<ImportCounts> {
   const meta = await source.meta();
   const identities = await source.listIdentities();
@@ -47,6 +68,8 @@ export async function importStore(source: Store, target: PostgresStore): Promise
     }
     const counts: ImportCounts = { tenants: 0, identities: 0, entries: 0, secrets: 0, oauthClients: 0, oauthGrants: 0 };
     for (const t of tenants) {
+      // The tenant's own log (approvers, passkeys), when it has begun.
+      counts.entries += await copyChain(source, c, t.id);
       await c.query("INSERT INTO sigil_tenants (id, admin_token_hash, record, created_at) VALUES ($1, $2, $3, $4)", [t.id, t.adminTokenHash ?? null, JSON.stringify(t), t.createdAt]);
       counts.tenants++;
       // Its mandate provider key (what merchants and networks trust), when it has one.
@@ -61,21 +84,7 @@ export async function importStore(source: Store, target: PostgresStore): Promise
         rec.createdAt,
       ]);
       counts.identities++;
-      let batch: Array<{ seq: number; line: string }> = [];
-      let head: { seq: number; hash: string | null } = { seq: 0, hash: null };
-      for await (const line of source.audit.readLines(rec.id)) {
-        const e = JSON.parse(line) as { seq: number; hash: string };
-        if (e.seq !== head.seq + 1) throw new StoreError(`the audit log of ${rec.id} is not contiguous at seq ${e.seq}`, "conflict");
-        head = { seq: e.seq, hash: e.hash };
-        batch.push({ seq: e.seq, line });
-        if (batch.length >= BATCH) {
-          await insertLines(c, rec.id, batch);
-          batch = [];
-        }
-        counts.entries++;
-      }
-      await insertLines(c, rec.id, batch);
-      await c.query("INSERT INTO sigil_chain_heads (identity_id, seq, hash) VALUES ($1, $2, $3)", [rec.id, head.seq, head.hash]);
+      counts.entries += await copyChain(source, c, rec.id);
       for (const name of await source.listSecretNames(rec.id)) {
         const s = await source.getSecret(rec.id, name);
         if (!s) continue;

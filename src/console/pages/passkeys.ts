@@ -161,8 +161,10 @@ export async function passkeySignIn(app: App, sessions: ConsoleSessions, pending
     if (!body || !c || c.expiresAt <= app.now()) throw new Denied("passkey_invalid", "no passkey sign-in is in progress; start again.");
     const handle = body.response?.response?.userHandle;
     const approverId = typeof handle === "string" ? Buffer.from(handle, "base64url").toString("utf8") : "";
-    const approver = /^apr_[0-9a-f]{20}$/.test(approverId) ? await app.store.getApprover(approverId) : undefined;
-    if (!approver || !app.approvers.authentic(approver) || approver.removedAt) throw new Denied("passkey_invalid", "this passkey names no current approver.");
+    const named = /^apr_[0-9a-f]{20}$/.test(approverId) ? await app.store.getApprover(approverId) : undefined;
+    // Current as its record (MAC) and its tenant's log both say (src/approval/approvers.ts).
+    const approver = named ? await app.approvers.stillValid(named.id, named.tokenHash) : undefined;
+    if (!approver) throw new Denied("passkey_invalid", "this passkey names no current approver.");
     await app.passkeys.verify(approver.id, body.response, c.value, rp);
     const { setCookie } = sessions.create({ kind: "approver", approverId: approver.id, tenantId: approver.tenantId, tokenHash: approver.tokenHash }, "passkey");
     return json(res, 200, { ok: true, next: safeNext(typeof body.next === "string" ? body.next : "", "/console/approvals") }, { "set-cookie": setCookie });
