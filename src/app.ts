@@ -237,7 +237,7 @@ function tamperAuditor(chains: AuditChains): (report: TamperReport) => Promise<v
     process.stderr.write(
       `sigil: record_tampered: the registry record of ${report.kind === "tenant" ? "tenant " : ""}${report.id} fails its integrity check (changed without the master key); it is refused (${ref})\n`,
     );
-    if (report.kind === "tenant") return; // a tenant has no log of its own: stderr only
+    if (report.kind === "tenant") return; // its own log is signed with the key this record holds, which is not to be trusted now: stderr only
     await chains.commit(report.id, () => ({
       value: null,
       draft: { session: "registry", tool: "record_check", phase: "event", decision: "deny", reason: "record_tampered", record: report.kind, ref },

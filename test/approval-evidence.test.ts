@@ -120,8 +120,8 @@ describe("each check of the evidence reached, with its own sentence (issue 20)",
       approvalId: APV,
       via: "approver",
       approvers: [
-        { approverId: "apr_a", tenantId: "default", keyId: "k", anchored: true },
-        { approverId: "apr_b", tenantId: "default", keyId: "k", anchored: false },
+        { approverId: "apr_a", tenantId: "default", keyId: "k", anchored: true, via: "approver", seq: 3 },
+        { approverId: "apr_b", tenantId: "default", keyId: "k", anchored: false, via: "approver", seq: 4 },
       ],
     });
     const { quorum: _q, ...noQuorum } = request;

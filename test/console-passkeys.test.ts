@@ -101,6 +101,17 @@ describe.skipIf(!haveBrowser)(`passkeys in Chromium (virtual authenticator)${bro
         requireUserVerification: false,
       });
       expect(v.verified).toBe(true);
+      // The registration is in the tenant's own log (intent, then ok), naming the credential, its key and
+      // the relying party; receipt explain says who approved and how, and checks the assertion against it.
+      const tenantLog = readFileSync(path.join(home.env.SIGIL_HOME!, "audit", "default.jsonl"), "utf8").trim().split("\n").map((l) => JSON.parse(l));
+      const registered = tenantLog.filter((e) => e.tool === "passkey_registered");
+      expect(registered.map((e) => [e.phase, e.decision])).toEqual([["intent", "allow"], ["result", "ok"]]);
+      expect(registered[0]).toMatchObject({ approverId: ann.id, credentialId: d.passkey.credentialId, credentialPublicKey: d.passkey.publicKey, rpId: "localhost", origin });
+      const receiptFile = path.join(home.dir, "passkey-receipt.json");
+      writeFileSync(receiptFile, JSON.stringify(r.structuredContent));
+      const approval = home.json(["receipt", "explain", receiptFile]).answers.find((x: any) => x.question === "approval");
+      expect(approval).toMatchObject({ status: "ok", answer: `${approvalId} for tenant default: ${ann.id} via passkey ${d.passkey.credentialId.slice(0, 22)}… (its assertion over the decision statement)` });
+      expect(approval.detail).toMatch(/each passkey assertion verifies with the credential the tenant's log registered, over the hash of its decision statement/);
       // A changed statement would not: the challenge binds the exact action.
       const forged = createHash("sha256").update(decisionBytes({ ...d.statement, actionHash: "0".repeat(64) })).digest("base64url");
       expect(forged).not.toBe(challenge);
