@@ -11,8 +11,8 @@
 import { existsSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { type Home, cleanupHomes, cliAsync, makeHome, stdioClient, text, until } from "./support/home.js";
-import { backends, pgQuery } from "./support/backends.js";
+import { type Home, cleanupHomes, cliAsync, makeHome, stdioClient, text, until, withApp } from "./support/home.js";
+import { backends, freshDatabaseUrl, pgQuery, pgSkipNote, pgUrl } from "./support/backends.js";
 
 afterAll(cleanupHomes);
 
@@ -284,3 +284,71 @@ describe.each(backends)("tenant logs (%s store)", (backend) => {
     expect(JSON.parse(vb.stdout).tenants).toEqual([expect.objectContaining({ id: "default", ok: true, entries: clean.length })]);
   });
 });
+
+describe.skipIf(!pgUrl)(`sigil store migrate carries tenant logs${pgSkipNote}`, () => {
+  it("copies each tenant's log byte for byte, verified there; the approvers keep working and their changes continue the log", LONG, async () => {
+    const home = makeHome();
+    const t = home.createTenant("acme");
+    const ann = home.addApprover({ name: "Ann", tenant: t.id });
+    const bob = home.addApprover({ name: "Bob" });
+    expect(home.cli(["approver", "remove", bob.id]).code).toBe(0);
+    const before = { default: await lines(home, "default"), [t.id]: await lines(home, t.id) };
+    const url = await freshDatabaseUrl();
+    expect(home.json(["store", "migrate", "--to", url])).toMatchObject({ verified: true });
+    for (const [id, want] of Object.entries(before)) {
+      expect((await pgQuery(url, "SELECT line FROM sigil_audit_entries WHERE identity_id = $1 ORDER BY seq", [id])).map((r) => r.line)).toEqual(want);
+    }
+    const env = { SIGIL_STORE_URL: url };
+    const v = home.cli(["audit", "verify", "--json"], { env });
+    expect(v.code, v.stderr).toBe(0);
+    expect(JSON.parse(v.stdout).tenants.map((x: any) => [x.id, x.entries]).sort()).toEqual(Object.entries(before).map(([id, l]) => [id, l.length]).sort());
+    // Ann still decides (the log there shows her current); a removal there continues the log.
+    expect(home.cli(["approvals", "list", "--json"], { env: { ...env, SIGIL_APPROVER_TOKEN: ann.token } }).code).toBe(0);
+    expect(home.cli(["approver", "remove", ann.id], { env }).code).toBe(0);
+    expect((await pgQuery(url, "SELECT count(*)::int AS n FROM sigil_audit_entries WHERE identity_id = $1", [t.id]))[0].n).toBe(before[t.id]!.length + 2);
+  });
+});
+
+describe("receipt explain checks the delegated channel of a tool of several channels", () => {
+  it("list_messages: the statement in force must delegate the channel the call names (or one of email, sms); one signed by the tenant's key for another channel fails", LONG, async () => {
+    const { explainReceipt } = await import("../src/provenance/explain.js");
+    const { signDelegation } = await import("../src/provenance/delegation.js");
+    const { tenantJwks } = await import("../src/provenance/directory.js");
+    const { AGENT_TOOLS } = await import("../tools/index.js");
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "email" });
+    const { client } = await stdioClient(home, a.token);
+    let receipt: any;
+    try {
+      const r = await client.callTool({ name: "list_messages", arguments: { channel: "email" } });
+      expect(r.isError, text(r)).toBeFalsy();
+      receipt = (r.structuredContent as any).receipt;
+    } finally {
+      await client.close();
+    }
+    const channelOf = (tool: string) => new Map(AGENT_TOOLS.map((t) => [t.name, t.channel])).get(tool);
+    const explainWith = (delegations: any[], tenant: any, rec: any) =>
+      explainReceipt(receipt, {
+        identity: { id: a.id },
+        lines: home.auditLog(a.id),
+        keys: rec.keys.map((k: any) => ({ keyId: k.keyId, publicKey: k.publicKey, notBefore: k.notBefore, notAfter: k.notAfter, status: k.status })),
+        keysFrom: "the home",
+        keysAnchored: true,
+        delegation: { tenant: { id: tenant.id, keys: tenantJwks(tenant) }, delegations },
+        delegationFrom: "the test",
+        channelOf,
+      });
+    await withApp(home, async (app) => {
+      const rec = (await app.store.getIdentity(a.id))!;
+      const tenant = (await app.store.getTenant("default"))!;
+      const ok = await explainWith(rec.delegations!, tenant, rec);
+      expect(ok.answers.find((x) => x.question === "delegation")).toMatchObject({ status: "ok" });
+      // A statement the tenant's key really signed, for the same key and policy, but only the voice channel.
+      const sk = await app.tenants.secretKey(tenant);
+      const voiceOnly = rec.delegations!.map((d) => signDelegation(sk, { ...d, channels: ["voice"] }));
+      const bad = await explainWith(voiceOnly, tenant, rec);
+      expect(bad.answers.find((x) => x.question === "delegation")).toMatchObject({ status: "failed", detail: "it delegates none of the channels list_messages uses (email)" });
+    });
+  });
+});
+

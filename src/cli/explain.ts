@@ -16,9 +16,9 @@ import { readJson } from "./receipt.js";
 import { shown } from "../util/printable.js";
 import { AGENT_TOOLS } from "../../tools/index.js";
 
-// A tool of several channels (list_messages: email or sms) names none in particular: not checked.
-const CHANNEL_OF = new Map<string, string | null>(AGENT_TOOLS.filter((t) => typeof t.channel === "string" || t.channel === null).map((t) => [t.name, t.channel as string | null]));
-const channelOf = (tool: string): string | null | undefined => CHANNEL_OF.get(tool);
+// A tool of several channels (list_messages, read_message: email or sms) lists them all.
+const CHANNEL_OF = new Map<string, string | readonly string[] | null>(AGENT_TOOLS.map((t) => [t.name, t.channel]));
+const channelOf = (tool: string): string | readonly string[] | null | undefined => CHANNEL_OF.get(tool);
 
 const MARK = { ok: "ok       ", failed: "FAIL     ", unchecked: "unchecked" } as const;
 

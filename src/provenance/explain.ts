@@ -75,7 +75,7 @@ export interface ExplainSources {
   delegation?: { tenant: { id: string; keys: unknown[] }; delegations: unknown[] };
   delegationFrom: string;
   /** The channel a tool belongs to (null: every identity has it), to check the statement delegates it. */
-  channelOf?: (tool: string) => string | null | undefined;
+  channelOf?: (tool: string) => string | readonly string[] | null | undefined;
   /** Approvers' public keys by approver id from a source the verifier trusts, to anchor approval signatures. */
   approverKeys?: ReadonlyMap<string, string>;
   /**
@@ -196,7 +196,7 @@ export async function explainReceipt(receipt: ReceiptFields, src: ExplainSources
   }
 
   // Delegation: the tenant's statement for this key, in force at the entry's time.
-  explainDelegation(add, src, entry, tenant, hash);
+  explainDelegation(add, src, entry, tenant, hash, intent);
 
   // Approval.
   const approvalId = str(field("approvalId")) ?? receipt.approvalId;
@@ -231,7 +231,7 @@ export async function explainReceipt(receipt: ReceiptFields, src: ExplainSources
   return done();
 }
 
-function explainDelegation(add: (q: Question, s: Status, d: string, a?: string) => void, src: ExplainSources, entry: AuditEntry, tenant: string | undefined, hash: string | undefined): void {
+function explainDelegation(add: (q: Question, s: Status, d: string, a?: string) => void, src: ExplainSources, entry: AuditEntry, tenant: string | undefined, hash: string | undefined, intent?: AuditEntry): void {
   const doc = src.delegation;
   if (!doc || !Array.isArray(doc.delegations) || doc.delegations.length === 0) {
     add("delegation", "unchecked", `no delegation statements (${src.delegationFrom})`);
@@ -258,6 +258,13 @@ function explainDelegation(add: (q: Question, s: Status, d: string, a?: string) 
   if (hash !== undefined && st.policyHash !== hash) problems.push(`it vouches for policy hash ${st.policyHash}, the entry was made under ${hash}`);
   const channel = src.channelOf?.(entry.tool);
   if (typeof channel === "string" && !st.channels.includes(channel)) problems.push(`it does not delegate the ${channel} channel, which ${entry.tool} uses`);
+  if (Array.isArray(channel)) {
+    // A tool of several channels: the one the entry names (list_messages' `channel` argument,
+    // read_message's message), else any of them (the tool is listed to an identity with one).
+    const named = [entry.args, intent?.args, entry.result].map((x) => (x as { channel?: unknown } | undefined)?.channel).find((c): c is string => typeof c === "string" && channel.includes(c));
+    const needed: readonly string[] = named !== undefined ? [named] : channel;
+    if (!needed.some((c) => st.channels.includes(c))) problems.push(`it delegates none of the channels ${entry.tool} uses (${needed.join(" or ")})`);
+  }
   const answer = `tenant ${st.tenant} (key ${st.tenantKeyId}) delegates key ${st.keyId}, channels ${st.channels.join(",") || "none"}, from ${st.notBefore}${st.notAfter ? ` to ${st.notAfter}` : ""}`;
   add("delegation", problems.length ? "failed" : "ok", problems.length ? problems.join("; ") : `the statement in force at the entry's time verifies with the tenant's key (${src.delegationFrom})`, answer);
 }
