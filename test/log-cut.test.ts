@@ -12,7 +12,7 @@
  * The attacker is this test process writing the files or rows; both stores.
  */
 import { randomBytes } from "node:crypto";
-import { readFileSync, readdirSync, rmSync, truncateSync, writeFileSync } from "node:fs";
+import { readFileSync, readdirSync, renameSync, rmSync, truncateSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { type Home, cleanupHomes, makeHome, stdioClient, text } from "./support/home.js";
@@ -94,6 +94,37 @@ describe.each(backends)("the journal deleted and the log's tail cut back to befo
       expect(await send(fresh.client, `the key is ${value}`)).toMatch(/written to the outbox/);
     } finally {
       await fresh.client.close();
+    }
+  });
+});
+
+describe("a log file replaced under a running server (file store)", () => {
+  it("by a copy (another file at the same path): the server appends to the file the path names, never to the one it had open; by a shorter copy: every further call is refused", { timeout: 180_000 }, async () => {
+    const home = makeHome();
+    const a = home.createIdentity({ channels: "email", policy: { allowedDomains: ["example.com"] }, email: "agent@example.com" });
+    const file = path.join(home.env.SIGIL_HOME!, "audit", `${a.id}.jsonl`);
+    const { client } = await stdioClient(home, a.token);
+    const send = async (subject: string) => text(await client.callTool({ name: "send_email", arguments: { to: ["bob@example.com"], subject, text: "x" } }));
+    const subjects = () => home.auditLog(a.id).filter((e) => e.tool === "send_email" && e.phase === "result").length;
+    try {
+      expect(await send("one")).toMatch(/written to the outbox/);
+      expect(subjects()).toBe(1);
+
+      // The same bytes under a new inode (what a restore from backup, or an attacker, does).
+      renameSync(file, file + ".old");
+      writeFileSync(file, readFileSync(file + ".old"), { mode: 0o600 });
+      expect(await send("two")).toMatch(/written to the outbox/);
+      expect(subjects()).toBe(2); // in the log readers see, not in the unlinked one
+      expect(home.cli(["audit", "verify", a.id]).code).toBe(0);
+
+      // A shorter copy under a new inode: the entries this process saw are gone; it refuses.
+      const lines = readFileSync(file, "utf8").split("\n");
+      writeFileSync(file + ".cut", lines.slice(0, 3).join("\n") + "\n", { mode: 0o600 });
+      renameSync(file + ".cut", file);
+      expect(await send("three")).toMatch(/^denied: audit_unavailable: /);
+      expect(home.auditLog(a.id)).toHaveLength(3);
+    } finally {
+      await client.close();
     }
   });
 });

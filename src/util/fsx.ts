@@ -14,7 +14,8 @@ export interface FileHandleLike {
   read(buffer: Buffer, offset: number, length: number, position: number): Promise<{ bytesRead: number }>;
   datasync(): Promise<void>;
   sync(): Promise<void>;
-  stat(): Promise<{ size: number }>;
+  /** `ino`: the file this handle holds (compared with what its path names now). */
+  stat(): Promise<{ size: number; ino?: number }>;
   truncate(len: number): Promise<void>;
   close(): Promise<void>;
 }
@@ -51,7 +52,7 @@ class FdHandle implements FileHandleLike {
   sync(): Promise<void> {
     return new Promise((resolve, reject) => fs.fsync(this.fd, (err) => (err ? reject(err) : resolve())));
   }
-  async stat(): Promise<{ size: number }> {
+  async stat(): Promise<{ size: number; ino?: number }> {
     return fs.fstatSync(this.fd);
   }
   async truncate(len: number): Promise<void> {

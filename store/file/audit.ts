@@ -65,7 +65,20 @@ export class FileAuditBackend implements AuditBackend {
       } catch (err) {
         throw new StoreError("the audit log cannot be opened", "unavailable", { cause: err });
       }
-      const { size } = await fh.stat();
+      let { size, ino } = await fh.stat();
+      // The open handle is reused across appends: if the path now names another file (the log
+      // replaced by a rename, or removed), appending through it would acknowledge entries that no
+      // reader of the log will ever see. Open what the path names; the checks below then judge it
+      // against what this process has seen (a shorter file is refused).
+      if (ino !== undefined && (await this.files.stat(this.file(identityId)).catch(() => undefined))?.ino !== ino) {
+        await this.drop(identityId);
+        try {
+          fh = await this.handle(identityId);
+        } catch (err) {
+          throw new StoreError("the audit log cannot be opened", "unavailable", { cause: err });
+        }
+        ({ size, ino } = await fh.stat());
+      }
       if (size < cursor.position) {
         throw new StoreError(`the audit log of ${identityId} shrank below what this process has seen`, "conflict");
       }
