@@ -114,6 +114,17 @@ function readSmallSync(file: string): Buffer | undefined {
   }
 }
 
+/** Reads into `buf` from `position` until it is full or the file ends; the number of bytes read. */
+export async function readAt(fh: FileHandleLike, buf: Buffer, position: number): Promise<number> {
+  let got = 0;
+  while (got < buf.length) {
+    const { bytesRead } = await fh.read(buf, got, buf.length - got, position + got);
+    if (bytesRead === 0) break;
+    got += bytesRead;
+  }
+  return got;
+}
+
 export async function writeAll(fh: FileHandleLike, data: Buffer, position: number | null = null): Promise<void> {
   let off = 0;
   while (off < data.length) {

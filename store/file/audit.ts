@@ -7,7 +7,7 @@
  * reported; nothing is acknowledged that is not on disk.
  */
 import path from "node:path";
-import { type FileHandleLike, type FileLayer, fsyncDir, writeAll, writeFileDurable } from "../../src/util/fsx.js";
+import { type FileHandleLike, type FileLayer, fsyncDir, readAt, writeAll, writeFileDurable } from "../../src/util/fsx.js";
 import type { Locks } from "../../src/util/lock.js";
 import { nextTurn } from "../../src/util/yield.js";
 import { type AuditBackend, type ChainCursor, type ChainView, StoreError } from "../types.js";
@@ -86,12 +86,7 @@ export class FileAuditBackend implements AuditBackend {
       let end = cursor.position;
       if (size > cursor.position) {
         const buf = Buffer.alloc(size - cursor.position);
-        let got = 0;
-        while (got < buf.length) {
-          const { bytesRead } = await fh.read(buf, got, buf.length - got, cursor.position + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
+        const got = await readAt(fh, buf, cursor.position);
         const lastNl = buf.lastIndexOf(0x0a, got - 1);
         if (lastNl >= 0) {
           view.lines = buf.subarray(0, lastNl).toString("utf8").split("\n");
@@ -134,12 +129,7 @@ export class FileAuditBackend implements AuditBackend {
       let carry = Buffer.alloc(0);
       for (let pos = 0; pos < size; ) {
         const chunk = Buffer.alloc(Math.min(READ_CHUNK, size - pos));
-        let got = 0;
-        while (got < chunk.length) {
-          const { bytesRead } = await fh.read(chunk, got, chunk.length - got, pos + got);
-          if (bytesRead === 0) break;
-          got += bytesRead;
-        }
+        const got = await readAt(fh, chunk, pos);
         if (got === 0) break;
         pos += got;
         const buf = carry.length > 0 ? Buffer.concat([carry, chunk.subarray(0, got)]) : chunk.subarray(0, got);
@@ -184,12 +174,7 @@ export class FileAuditBackend implements AuditBackend {
         if (start === 0) return false;
         const n = Math.min(start, Math.max(BACK_BLOCK, buf.length));
         const block = Buffer.alloc(n);
-        let got = 0;
-        while (got < n) {
-          const { bytesRead } = await fh.read(block, got, n - got, start - n + got);
-          if (bytesRead === 0) throw new StoreError("the audit log changed while it was read", "conflict");
-          got += bytesRead;
-        }
+        if ((await readAt(fh, block, start - n)) < n) throw new StoreError("the audit log changed while it was read", "conflict");
         buf = Buffer.concat([block, buf]);
         start -= n;
         return true;
@@ -250,34 +235,13 @@ export class FileAuditBackend implements AuditBackend {
     return { position: cursor.position - Buffer.byteLength(line, "utf8") - 1 };
   }
 
+  /** The line that ends at `cursor`: `linesBefore` for one line; a log that shrank under the read has none. */
   async lineBefore(identityId: string, cursor: ChainCursor): Promise<string | undefined> {
-    const end = cursor.position;
-    if (!Number.isSafeInteger(end) || end <= 0) return undefined;
-    let fh: FileHandleLike;
     try {
-      fh = await this.files.open(this.file(identityId), "r");
+      return (await this.linesBefore(identityId, cursor, 1))[0]?.line;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      if (err instanceof StoreError && err.code === "conflict") return undefined;
       throw err;
-    }
-    try {
-      if ((await fh.stat()).size < end) return undefined;
-      // Read backwards from the cursor until the newline before the line (or the file's start).
-      for (let span = Math.min(end, 4096); ; span = Math.min(end, span * 4)) {
-        const buf = Buffer.alloc(span);
-        let got = 0;
-        while (got < span) {
-          const { bytesRead } = await fh.read(buf, got, span - got, end - span + got);
-          if (bytesRead === 0) return undefined;
-          got += bytesRead;
-        }
-        if (buf[span - 1] !== 0x0a) return undefined; // the cursor is not at the end of a line
-        const nl = span >= 2 ? buf.lastIndexOf(0x0a, span - 2) : -1;
-        if (nl >= 0) return buf.subarray(nl + 1, span - 1).toString("utf8");
-        if (span === end) return buf.subarray(0, span - 1).toString("utf8");
-      }
-    } finally {
-      await fh.close().catch(() => {});
     }
   }
 
